@@ -1,0 +1,20 @@
+"""Publish: the last step; the run's tables become visible in the catalog all at once."""
+
+import os
+
+from cdnow import pipeline
+from cdnow.observability import logger, metrics, tracer
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event, context):
+    run = event["run"]
+    logger.append_keys(run_id=run["run_id"])
+    tables = pipeline.publish(run, database=os.environ["GLUE_DATABASE"])
+    summary = pipeline.run_summary(run, event["features"], event["models"], tables)
+    pipeline.record_summary(run, summary)
+    logger.info("run published", extra={"tables": [t["table"] for t in tables]})
+    metrics.add_metric(name="RunsPublished", unit="Count", value=1)
+    return summary

@@ -1,0 +1,77 @@
+"""The adapters: the only code in the layer that talks to AWS (S3 and the Glue catalog).
+
+pandas and awswrangler are imported on first use, so the Ingest function, which needs neither,
+runs with this layer alone.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+
+# Published tables: one partition per run, so a rerun replaces exactly its own rows.
+PARTITION_COLUMN = "run_id"
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+def head_object(uri: str) -> dict:
+    bucket, key = split_s3_uri(uri)
+    return boto3.client("s3").head_object(Bucket=bucket, Key=key)
+
+
+def read_json(uri: str) -> Any:
+    bucket, key = split_s3_uri(uri)
+    body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return json.loads(body)
+
+
+def write_json(uri: str, document: Any) -> None:
+    bucket, key = split_s3_uri(uri)
+    boto3.client("s3").put_object(
+        Bucket=bucket, Key=key, Body=json.dumps(document, indent=2, default=str).encode(),
+        ContentType="application/json",
+    )
+
+
+def read_table(uri: str, columns: list[str] | None = None):
+    """A folder of parquet files, only the columns asked for (bounded memory in Lambda)."""
+    import awswrangler as wr
+
+    try:
+        return wr.s3.read_parquet(path=uri, columns=columns, path_suffix=".parquet", ignore_empty=True)
+    except wr.exceptions.NoFilesFound:
+        raise FileNotFoundError(f"no parquet files under {uri}") from None
+
+
+def stage_table(frame, uri: str) -> None:
+    """Write a run's table to its staging folder, replacing what a previous attempt left."""
+    import awswrangler as wr
+
+    wr.s3.to_parquet(frame, path=uri, dataset=True, mode="overwrite", index=False)
+
+
+def publish_table(frame, location: str, database: str, table: str, run_id: str) -> None:
+    """Write the run's rows as its own partition of a catalog table (Athena reads it)."""
+    import awswrangler as wr
+
+    frame = frame.assign(**{PARTITION_COLUMN: run_id})
+    wr.s3.to_parquet(
+        frame, path=location, dataset=True, mode="overwrite_partitions",
+        partition_cols=[PARTITION_COLUMN], database=database, table=table, index=False,
+    )
+
+
+def read_published_run(database: str, table: str, run_id: str):
+    import awswrangler as wr
+
+    return wr.s3.read_parquet_table(
+        table=table, database=database, partition_filter=lambda p: p[PARTITION_COLUMN] == run_id
+    )

@@ -1,0 +1,89 @@
+"""The offline AWS: moto served on loopback in this process, with the two adapters installed.
+
+Served in-process (`ThreadedMotoServer`), because the Lambda and Glue adapters patch moto's
+objects, which a separate `moto_server` process would not see. Everything talks to it over HTTP
+through `AWS_ENDPOINT_URL`, exactly as the code talks to AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.request
+from pathlib import Path
+
+from . import spark
+from .glue_runner import LocalGlueRunner
+from .lambda_runner import LocalLambdaRunner
+from .moto_defects import apply_interpreter_fixes
+from .provision import Provisioner, Stack
+
+REGION = "us-east-1"
+MOTO_CONFIG = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+# The interpreter dumps whole state payloads on every failure; werkzeug logs every request.
+_NOISY_LOGGERS = ("moto.stepfunctions.parser.asl.component.eval_component", "werkzeug")
+
+
+class Emulator:
+    def __init__(self, root: Path, port: int = 0, log_level: str = "WARNING"):
+        """`log_level` applies to the functions' Powertools loggers (their JSON lines go to stdout)."""
+        self.root = root
+        self._log_level = log_level
+        self._requested_port = port
+        self._server = None
+        self.endpoint: str | None = None
+        self.lambdas: LocalLambdaRunner | None = None
+        self.glue: LocalGlueRunner | None = None
+
+    def start(self) -> "Emulator":
+        from moto.server import ThreadedMotoServer
+
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        spark.start_session_in_background()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._requested_port, verbose=False)
+        self._server.start()
+        port = self._server.get_host_and_port()[1]
+        # moto parses S3 paths from the host name: use localhost, never 127.0.0.1, in the URL.
+        self.endpoint = f"http://localhost:{port}"
+        os.environ.update({
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "MOTO_PORT": str(port),  # where the state-machine interpreter sends its own calls
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "offline",
+            "AWS_SECRET_ACCESS_KEY": "offline",
+            # No X-Ray daemon offline: traces would only be discarded, noisily.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "AWS_XRAY_SDK_ENABLED": "false",
+        })
+        os.environ.pop("AWS_PROFILE", None)
+        request = urllib.request.Request(
+            f"{self.endpoint}/moto-api/config", data=json.dumps(MOTO_CONFIG).encode(), method="POST"
+        )
+        urllib.request.urlopen(request).read()  # noqa: S310 - loopback
+        apply_interpreter_fixes()
+        self.lambdas = LocalLambdaRunner({
+            "POWERTOOLS_LOG_LEVEL": self._log_level,
+            # Metrics are CloudWatch embedded-format lines on stdout: only noise offline.
+            "POWERTOOLS_METRICS_DISABLED": "true",
+        })
+        self.lambdas.install()
+        self.glue = LocalGlueRunner(spark.session)
+        self.glue.install()
+        return self
+
+    def provision(self, stack_name: str, parameters: dict[str, str] | None = None) -> Stack:
+        stack = Provisioner(self.root, REGION, self.lambdas, self.glue).provision(stack_name, parameters)
+        for relay in stack.relays:
+            relay.start()
+        return stack
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None

@@ -1,0 +1,225 @@
+"""Create the stack of template.yaml in the emulator, resource by resource, in dependency order.
+
+moto's CloudFormation ignores the SAM transform and AWS::Glue::Job and creates state machines in
+its non-executing backend, so this small provisioner plays CloudFormation for the resource types
+the template uses. A type it does not know is an error: a template change must be seen here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from .glue_runner import LocalGlueRunner
+from .lambda_runner import LocalFunction, LocalLambdaRunner
+from .moto_defects import EventBridgeDropsStepFunctionsTargets
+from .template import Intrinsics, LocalArtifacts, creation_order, load_template, translate_sam
+
+# Types that change nothing a local run can observe (IAM is not enforced offline).
+_NOT_EMULATED = {"AWS::Lambda::Permission", "AWS::Logs::LogGroup", "AWS::CloudWatch::Alarm"}
+
+
+def _placeholder_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README", "offline: the code runs from the checkout (local/lambda_runner.py)")
+    return buffer.getvalue()
+
+
+def image_code_paths(dockerfile: Path, context: Path) -> list[Path]:
+    """Folders to put on sys.path for an image function: the parents of what its Dockerfile
+    copies into the task root (the function's app.py, the shared package)."""
+    paths: list[Path] = []
+    for line in dockerfile.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].upper() == "COPY" and "LAMBDA_TASK_ROOT" in parts[-1]:
+            for source in parts[1:-1]:
+                parent = (context / source).parent
+                if parent not in paths:
+                    paths.append(parent)
+    return paths
+
+
+@dataclass
+class Stack:
+    name: str
+    region: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    physical_ids: dict[str, str] = field(default_factory=dict)
+    definitions: dict[str, dict] = field(default_factory=dict)
+    relays: list[EventBridgeDropsStepFunctionsTargets] = field(default_factory=list)
+
+
+class Provisioner:
+    def __init__(self, root: Path, region: str, lambdas: LocalLambdaRunner, glue_jobs: LocalGlueRunner):
+        self.root = root
+        self.region = region
+        self.lambdas = lambdas
+        self.glue_jobs = glue_jobs
+        self._layer_dirs: dict[str, Path] = {}
+
+    def provision(self, stack_name: str, parameters: dict[str, str] | None = None) -> Stack:
+        template = load_template(self.root / "template.yaml")
+        values = {
+            name: str(spec["Default"])
+            for name, spec in template.get("Parameters", {}).items()
+            if "Default" in spec
+        }
+        values.update(parameters or {})
+        cfn, artifacts = translate_sam(template, self.root, values, self.region)
+        intrinsics = Intrinsics(self.region, stack_name, values, cfn.get("Conditions", {}))
+        stack = Stack(stack_name, self.region)
+        resources = cfn["Resources"]
+        for logical_id in creation_order(resources):
+            resource = resources[logical_id]
+            if "Condition" in resource and not intrinsics.condition(resource["Condition"]):
+                continue
+            kind = resource["Type"]
+            if kind in _NOT_EMULATED:
+                continue
+            create = _CREATORS.get(kind)
+            if create is None:
+                raise NotImplementedError(f"offline provisioner cannot create {kind} ({logical_id})")
+            props = intrinsics.resolve(resource.get("Properties", {}))
+            name = f"{stack_name}-{logical_id}"
+            ref, attributes = create(self, stack, name, props, resource, artifacts)
+            intrinsics.refs[logical_id] = ref
+            stack.physical_ids[logical_id] = ref
+            for attribute, value in attributes.items():
+                intrinsics.attributes[(logical_id, attribute)] = value
+        stack.outputs = {k: str(intrinsics.resolve(v["Value"])) for k, v in cfn.get("Outputs", {}).items()}
+        return stack
+
+    # One creator per resource type: (name, resolved properties, ...) -> (Ref value, attributes).
+
+    def _bucket(self, stack, name, props, resource, artifacts):
+        s3 = boto3.client("s3")
+        bucket = name.lower()
+        s3.create_bucket(Bucket=bucket)
+        if props.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+        return bucket, {"Arn": f"arn:aws:s3:::{bucket}", "DomainName": f"{bucket}.s3.amazonaws.com"}
+
+    def _glue_database(self, stack, name, props, resource, artifacts):
+        database = props["DatabaseInput"]["Name"]
+        boto3.client("glue").create_database(DatabaseInput=props["DatabaseInput"])
+        return database, {}
+
+    def _role(self, stack, name, props, resource, artifacts):
+        role_name = name[:64]
+        role = boto3.client("iam").create_role(
+            RoleName=role_name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"])
+        )["Role"]
+        return role_name, {"Arn": role["Arn"], "RoleId": role["RoleId"]}
+
+    def _glue_job(self, stack, name, props, resource, artifacts):
+        glue = boto3.client("glue")
+        script = props["Command"]["ScriptLocation"]
+        keys = ["Description", "Role", "Command", "DefaultArguments", "GlueVersion", "WorkerType",
+                "NumberOfWorkers", "Timeout", "ExecutionProperty", "MaxRetries"]
+        glue.create_job(Name=name, **{k: props[k] for k in keys if k in props})
+        self.glue_jobs.register(name, self.root / script)
+        return name, {}
+
+    def _layer(self, stack, name, props, resource, artifacts):
+        layer = boto3.client("lambda").publish_layer_version(
+            LayerName=props.get("LayerName", name), Content={"ZipFile": _placeholder_zip()},
+            CompatibleRuntimes=props.get("CompatibleRuntimes", []),
+        )
+        self._layer_dirs[layer["LayerVersionArn"]] = artifacts.code_dirs[props["Content"]["S3Key"]]
+        return layer["LayerVersionArn"], {}
+
+    def _function(self, stack, name, props, resource, artifacts):
+        spec: dict[str, Any] = {
+            "FunctionName": name,
+            "Role": props["Role"],
+            "Timeout": int(props.get("Timeout", 3)),
+            "MemorySize": int(props.get("MemorySize", 128)),
+            "Environment": {"Variables": {k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()}},
+        }
+        if props.get("PackageType") == "Image":
+            image_uri = props["Code"]["ImageUri"]
+            code_dir = artifacts.code_dirs[image_uri]
+            dockerfile = self.root / resource["Metadata"]["Dockerfile"]
+            context = self.root / resource["Metadata"].get("DockerContext", ".")
+            handler = props["ImageConfig"]["Command"][0]
+            layer_dirs = [p for p in image_code_paths(dockerfile, context) if p != code_dir]
+            spec.update(PackageType="Image", Code={"ImageUri": image_uri})
+        else:
+            code_dir = artifacts.code_dirs[props["Code"]["S3Key"]]
+            handler = props["Handler"]
+            # Layers published by this stack run from the checkout; managed layers (AWS SDK for
+            # pandas) are the dev venv's packages offline.
+            local_layers = [arn for arn in props.get("Layers", []) if arn in self._layer_dirs]
+            layer_dirs = [self._layer_dirs[arn] for arn in local_layers]
+            spec.update(Runtime=props["Runtime"], Handler=handler, Code={"ZipFile": _placeholder_zip()},
+                        Layers=local_layers)
+        function = boto3.client("lambda").create_function(**spec)
+        self.lambdas.register(LocalFunction(
+            name=name, code_dir=code_dir, handler=handler, layer_dirs=layer_dirs,
+            memory_mb=spec["MemorySize"], timeout_s=spec["Timeout"],
+        ))
+        return name, {"Arn": function["FunctionArn"]}
+
+    def _topic(self, stack, name, props, resource, artifacts):
+        arn = boto3.client("sns").create_topic(Name=name)["TopicArn"]
+        return arn, {"TopicName": name, "TopicArn": arn}
+
+    def _subscription(self, stack, name, props, resource, artifacts):
+        arn = boto3.client("sns").subscribe(
+            TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"]
+        )["SubscriptionArn"]
+        return arn, {}
+
+    def _state_machine(self, stack, name, props, resource, artifacts):
+        definition = props["DefinitionString"]
+        for key, value in props.get("DefinitionSubstitutions", {}).items():
+            definition = definition.replace("${" + key + "}", str(value))
+        leftover = re.findall(r"\$\{[A-Za-z0-9_]+\}", definition)
+        if leftover:
+            raise ValueError(f"state machine {name}: no substitution for {sorted(set(leftover))}")
+        machine = boto3.client("stepfunctions").create_state_machine(
+            name=name, definition=definition, roleArn=props["RoleArn"]
+        )
+        stack.definitions[machine["stateMachineArn"]] = json.loads(definition)
+        return machine["stateMachineArn"], {"Name": name}
+
+    def _rule(self, stack, name, props, resource, artifacts):
+        events = boto3.client("events")
+        rule_arn = events.put_rule(
+            Name=name, EventPattern=json.dumps(props["EventPattern"]), State=props.get("State", "ENABLED")
+        )["RuleArn"]
+        targets = []
+        for target in props.get("Targets", []):
+            if target["Arn"].startswith("arn:aws:states:"):
+                relay = EventBridgeDropsStepFunctionsTargets(target["Arn"], queue_name=f"{name}-sfn-relay")
+                stack.relays.append(relay)
+                targets.append({"Id": target["Id"], "Arn": relay.queue_arn})
+            else:
+                targets.append(target)
+        if targets:
+            events.put_targets(Rule=name, Targets=targets)
+        return name, {"Arn": rule_arn}
+
+
+_CREATORS = {
+    "AWS::S3::Bucket": Provisioner._bucket,
+    "AWS::Glue::Database": Provisioner._glue_database,
+    "AWS::IAM::Role": Provisioner._role,
+    "AWS::Glue::Job": Provisioner._glue_job,
+    "AWS::Lambda::LayerVersion": Provisioner._layer,
+    "AWS::Lambda::Function": Provisioner._function,
+    "AWS::SNS::Topic": Provisioner._topic,
+    "AWS::SNS::Subscription": Provisioner._subscription,
+    "AWS::StepFunctions::StateMachine": Provisioner._state_machine,
+    "AWS::Events::Rule": Provisioner._rule,
+}

@@ -1,0 +1,49 @@
+"""One local SparkSession for the process, started early: the JVM takes 10+ s to come up."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+
+_session: Future | None = None
+_lock = threading.Lock()
+
+
+def _build():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("cdnow-offline-glue")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.memory", "2g")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def start_session_in_background() -> Future:
+    """Start building the session on a thread; `session()` waits for it."""
+    global _session
+    with _lock:
+        if _session is None:
+            _session = Future()
+
+            def build() -> None:
+                try:
+                    _session.set_result(_build())
+                except BaseException as exc:  # noqa: BLE001 - re-raised to whoever waits
+                    _session.set_exception(exc)
+
+            threading.Thread(target=build, name="spark-start", daemon=True).start()
+    return _session
+
+
+def session():
+    return start_session_in_background().result()
