@@ -38,6 +38,8 @@ class Emulator:
         self.endpoint: str | None = None
         self.lambdas: LocalLambdaRunner | None = None
         self.glue: LocalGlueRunner | None = None
+        self._stacks: list[Stack] = []
+        self._saved_environ: dict[str, str] = {}
 
     def start(self) -> "Emulator":
         from moto.server import ThreadedMotoServer
@@ -45,6 +47,7 @@ class Emulator:
         for name in _NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.CRITICAL)
         spark.start_session_in_background()
+        self._saved_environ = dict(os.environ)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._requested_port, verbose=False)
         self._server.start()
         port = self._server.get_host_and_port()[1]
@@ -62,10 +65,9 @@ class Emulator:
             "AWS_XRAY_SDK_ENABLED": "false",
         })
         os.environ.pop("AWS_PROFILE", None)
-        request = urllib.request.Request(
-            f"{self.endpoint}/moto-api/config", data=json.dumps(MOTO_CONFIG).encode(), method="POST"
-        )
-        urllib.request.urlopen(request).read()  # noqa: S310 - loopback
+        # moto's backends are per process: a new emulator starts from an empty account.
+        self._moto_api("reset", {})
+        self._moto_api("config", MOTO_CONFIG)
         apply_interpreter_fixes()
         self.lambdas = LocalLambdaRunner({
             "POWERTOOLS_LOG_LEVEL": self._log_level,
@@ -77,13 +79,34 @@ class Emulator:
         self.glue.install()
         return self
 
+    def _moto_api(self, action: str, document: dict) -> None:
+        request = urllib.request.Request(
+            f"{self.endpoint}/moto-api/{action}", data=json.dumps(document).encode(), method="POST"
+        )
+        urllib.request.urlopen(request).read()  # noqa: S310 - loopback only
+
     def provision(self, stack_name: str, parameters: dict[str, str] | None = None) -> Stack:
         stack = Provisioner(self.root, REGION, self.lambdas, self.glue).provision(stack_name, parameters)
         for relay in stack.relays:
             relay.start()
+        self._stacks.append(stack)
         return stack
 
     def stop(self) -> None:
+        for stack in self._stacks:
+            for relay in stack.relays:
+                relay.stop()
+        self._stacks.clear()
         if self._server is not None:
             self._server.stop()
             self._server = None
+            # Leave the process pointing nowhere near a dead endpoint.
+            for key in [k for k in os.environ if k not in self._saved_environ]:
+                del os.environ[key]
+            os.environ.update(self._saved_environ)
+
+    def __enter__(self) -> "Emulator":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

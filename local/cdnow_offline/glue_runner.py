@@ -31,6 +31,9 @@ import boto3
 from moto.glue.models import FakeJob, FakeJobRun
 
 _SPARK_SIDE_FILES = (".crc",)
+# moto's own methods, kept before any patching so that a second install never wraps the first.
+_MOTO_START_JOB_RUN = FakeJob.start_job_run
+_MOTO_JOB_RUN_AS_DICT = FakeJobRun.as_dict
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -52,11 +55,9 @@ class LocalGlueRunner:
 
     def install(self) -> None:
         runner = self
-        original_start = FakeJob.start_job_run
-        original_as_dict = FakeJobRun.as_dict
 
         def start_job_run(job: FakeJob, *args, **kwargs) -> str:
-            run_id = original_start(job, *args, **kwargs)
+            run_id = _MOTO_START_JOB_RUN(job, *args, **kwargs)
             job_run = next(r for r in job.job_runs if r.job_run_id == run_id)
             job_run._transitions = []  # frozen: only the adapter moves the state now
             job_run.status = "RUNNING"
@@ -67,7 +68,7 @@ class LocalGlueRunner:
             return run_id
 
         def as_dict(job_run: FakeJobRun) -> dict:
-            result = original_as_dict(job_run)
+            result = _MOTO_JOB_RUN_AS_DICT(job_run)
             if getattr(job_run, "error_message", None):
                 result["ErrorMessage"] = job_run.error_message
             return result

@@ -47,10 +47,10 @@ class ThreadLocalEnviron(MutableMapping):
     def _overlay(self) -> dict[str, Any] | None:
         return getattr(self._local, "overlay", None)
 
-    def push(self, variables: dict[str, str]) -> None:
+    def enter(self, variables: dict[str, str]) -> None:
         self._local.overlay = dict(variables)
 
-    def pop(self) -> None:
+    def leave(self) -> None:
         self._local.overlay = None
 
     def __getitem__(self, key: str) -> str:
@@ -194,7 +194,7 @@ class LocalLambdaRunner:
             **(fn.environment_vars or {}),
             **self._overrides,
         }
-        self._environ.push(variables)
+        self._environ.enter(variables)
         try:
             result = self._handler(function)(event, context)
             return json.dumps(result, default=str).encode()
@@ -208,4 +208,4 @@ class LocalLambdaRunner:
                 }
             ).encode()
         finally:
-            self._environ.pop()
+            self._environ.leave()

@@ -171,6 +171,4 @@ def run_local(
         (out_dir / "notification.json").write_text(json.dumps(notification, indent=2) + "\n")
         return RunResult(execution["status"], summary, notification, execution_arn, time.monotonic() - started)
     finally:
-        for relay in getattr(locals().get("stack"), "relays", []):
-            relay.stop()
         emulator.stop()
