@@ -1,0 +1,181 @@
+"""Per-customer features from a transaction log, as of an analysis date.
+
+Pure logic: a DataFrame in, a DataFrame out, no I/O. Vectorized with one stable sort of the
+rows by (customer, day), so it stays O(n log n) and loop-free for millions of customers.
+
+Input (``transactions``): customer_id (string), order_date (datetime64 or ``date`` objects;
+normalized to the day), quantity (int), amount (float). Every row counts: same-day rows,
+zero amounts and rows identical to another row are separate orders (the log has no order id).
+
+The analysis date is the *exclusive* end of the observation window: only rows with
+``order_date < analysis_date`` are used, and ages are measured up to it, so a customer who
+bought on the last day of the window has ``recency_days == 1``. With that convention
+``T = analysis_date - first purchase``, as in Fader & Hardie's CDNOW calibration (39 weeks
+ending 1997-10-01 exclusive).
+
+A *purchase day* is a (customer, date) pair. The probabilistic-model counts (purchase_days,
+repeat_purchases, frequency, recency, avg_days_between_purchases) use purchase days; orders,
+quantities and amounts keep every row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+REQUIRED_COLUMNS = ("customer_id", "order_date", "quantity", "amount")
+
+# The numeric columns of the customer_features table, in table order.
+FEATURE_COLUMNS = [
+    "recency_days",
+    "purchase_days",
+    "repeat_purchases",
+    "orders",
+    "monetary_total",
+    "monetary_avg_per_purchase",
+    "quantity_total",
+    "tenure_days",
+    "avg_days_between_purchases",
+    "frequency",
+    "recency",
+    "T",
+]
+
+OUTPUT_COLUMNS = ["customer_id", "first_purchase_date", "last_purchase_date", *FEATURE_COLUMNS]
+
+# Dates leave this module at microsecond resolution: pandas 3's default for parsed dates, and the
+# finest unit Spark (Glue) reads back from parquet without extra configuration.
+DATE_DTYPE = "datetime64[us]"
+
+
+def _day_numbers(order_date: pd.Series) -> np.ndarray:
+    """Days since 1970-01-01 as int64, whatever the input's unit (or ``date`` objects)."""
+    dates = pd.to_datetime(order_date)
+    if getattr(dates.dt, "tz", None) is not None:
+        dates = dates.dt.tz_localize(None)
+    return dates.to_numpy().astype("datetime64[D]").astype(np.int64)
+
+
+def _as_day(value) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_localize(None)
+    return ts.normalize()
+
+
+def _day_number(day: pd.Timestamp) -> int:
+    return int(np.datetime64(day.date(), "D").astype(np.int64))
+
+
+def _days_to_dates(days: np.ndarray) -> np.ndarray:
+    return days.astype("datetime64[D]").astype(DATE_DTYPE)
+
+
+def _check_columns(transactions: pd.DataFrame) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in transactions.columns]
+    if missing:
+        raise ValueError(f"transactions lack column(s) {missing}; need {list(REQUIRED_COLUMNS)}")
+    nulls = [c for c in REQUIRED_COLUMNS if transactions[c].isna().any()]
+    if nulls:
+        raise ValueError(f"transactions have missing values in {nulls}; validate rows upstream")
+
+
+def default_analysis_date(transactions: pd.DataFrame) -> pd.Timestamp:
+    """The day after the last order date (so the last day's orders are inside the window)."""
+    _check_columns(transactions)
+    if len(transactions) == 0:
+        raise ValueError("transactions are empty: no analysis date can be derived")
+    last_day = int(_day_numbers(transactions["order_date"]).max())
+    return pd.Timestamp(np.datetime64(last_day + 1, "D"))
+
+
+def _empty_features() -> pd.DataFrame:
+    int_cols = {"recency_days", "purchase_days", "repeat_purchases", "orders",
+                "quantity_total", "tenure_days", "frequency", "recency", "T"}
+    columns = {
+        "customer_id": pd.Series([], dtype="str"),
+        "first_purchase_date": pd.Series([], dtype=DATE_DTYPE),
+        "last_purchase_date": pd.Series([], dtype=DATE_DTYPE),
+    }
+    for name in FEATURE_COLUMNS:
+        columns[name] = pd.Series([], dtype="int64" if name in int_cols else "float64")
+    return pd.DataFrame(columns)
+
+
+def customer_features(transactions: pd.DataFrame, analysis_date) -> pd.DataFrame:
+    """One row per customer with a purchase before ``analysis_date``, sorted by customer_id.
+
+    Columns: customer_id, first_purchase_date, last_purchase_date, then FEATURE_COLUMNS.
+    """
+    _check_columns(transactions)
+    analysis_day = _as_day(analysis_date)
+    end = _day_number(analysis_day)
+
+    days = _day_numbers(transactions["order_date"])
+    keep = days < end
+    if not keep.any():
+        return _empty_features()
+
+    days = days[keep]
+    # Factorize the string column itself (pyarrow-backed "str" in pandas 3): sorting 2 M
+    # distinct ids there is several times faster than on a numpy object array.
+    customer_ids = transactions["customer_id"].astype("str")
+    if not keep.all():
+        customer_ids = customer_ids.iloc[keep]
+    codes, uniques = customer_ids.factorize(sort=True)
+    codes = codes.astype(np.int64)
+    quantity = transactions["quantity"].to_numpy(dtype=np.int64)[keep]
+    amount = transactions["amount"].to_numpy(dtype=np.float64)[keep]
+    n_customers = len(uniques)
+
+    # One stable sort by (customer, day): each customer's rows become one contiguous run, days
+    # ascending inside it, so first/last purchase are the run's ends and distinct purchase days
+    # are the positions where the key changes. A single int64 key sorts ~5x faster than
+    # lexsort on two arrays (customers x days stays far below 2**63).
+    first_day_in_data = int(days.min())
+    span = int(days.max()) - first_day_in_data + 1
+    key = codes * span + (days - first_day_in_data)
+    order = np.argsort(key, kind="stable")
+    key_s = key[order]
+    new_purchase_day = np.r_[True, key_s[1:] != key_s[:-1]]
+    del key, key_s
+    codes_s = codes[order]
+    days_s = days[order]
+    starts = np.flatnonzero(np.r_[True, codes_s[1:] != codes_s[:-1]])
+    ends = np.r_[starts[1:], len(codes_s)] - 1
+
+    first_day = days_s[starts]
+    last_day = days_s[ends]
+    orders = np.diff(np.r_[starts, len(codes_s)]).astype(np.int64)
+    purchase_days = np.bincount(codes_s[new_purchase_day], minlength=n_customers).astype(np.int64)
+    quantity_total = np.add.reduceat(quantity[order], starts).astype(np.int64)
+    monetary_total = np.round(np.add.reduceat(amount[order], starts), 2)
+
+    repeat_purchases = purchase_days - 1
+    recency = (last_day - first_day).astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # One-time buyers have no interval between purchases: NaN, never 0 (0 would read as
+        # "buys every day").
+        avg_days_between = np.where(repeat_purchases > 0,
+                                    recency / np.maximum(repeat_purchases, 1), np.nan)
+    tenure_days = (end - first_day).astype(np.int64)
+
+    return pd.DataFrame({
+        "customer_id": uniques.astype("str"),
+        "first_purchase_date": _days_to_dates(first_day),
+        "last_purchase_date": _days_to_dates(last_day),
+        "recency_days": (end - last_day).astype(np.int64),
+        "purchase_days": purchase_days,
+        "repeat_purchases": repeat_purchases,
+        "orders": orders,
+        "monetary_total": monetary_total,
+        "monetary_avg_per_purchase": monetary_total / purchase_days,
+        "quantity_total": quantity_total,
+        "tenure_days": tenure_days,
+        "avg_days_between_purchases": avg_days_between.astype(np.float64),
+        # The lifetimes / BG-NBD names: frequency counts repeat purchase days, recency is the
+        # age at the last purchase (last - first), T the age at the end of the window.
+        "frequency": repeat_purchases.copy(),
+        "recency": recency,
+        "T": tenure_days.copy(),
+    })[OUTPUT_COLUMNS]
