@@ -1,0 +1,439 @@
+"""The Glue Transform job on small hand-written files, in a real local SparkSession."""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from moto import mock_aws
+
+from cdnow_transform import (
+    CDNOW_MASTER,
+    CDNOW_SAMPLE,
+    detect_format,
+    main,
+    parse_args,
+    transform,
+)
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+
+TRANSACTION_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("order_date", pa.date32()),
+        ("quantity", pa.int64()),
+        ("amount", pa.float64()),
+        ("line_number", pa.int64()),
+    ]
+)
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("line_number", pa.int64()),
+        ("raw_line", pa.string()),
+        ("reason", pa.string()),
+        ("source_uri", pa.string()),
+    ]
+)
+
+
+def read_parquet(folder: Path) -> pa.Table:
+    return pq.read_table(folder)
+
+
+def column_types(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
+    """Names and types in order; nullability is Spark's bookkeeping, not the contract."""
+    return [(field.name, field.type) for field in schema]
+
+
+def run_transform(spark, tmp_path: Path, content, name="input.txt", **options):
+    """Write ``content`` (str or bytes) as the input file and run the job on it."""
+    source = tmp_path / name
+    source.write_bytes(content if isinstance(content, bytes) else content.encode())
+    summary = transform(
+        spark,
+        str(source),
+        str(tmp_path / "transactions"),
+        str(tmp_path / "quarantine"),
+        run_id="run-1",
+        source_uri=f"s3://raw/incoming/{name}",
+        **options,
+    )
+    return summary, tmp_path / "transactions", tmp_path / "quarantine"
+
+
+def rows(folder: Path) -> list[dict]:
+    return sorted(read_parquet(folder).to_pylist(), key=lambda row: row["line_number"])
+
+
+def reasons_by_line(quarantine: Path) -> dict[int, str]:
+    return {row["line_number"]: row["reason"] for row in rows(quarantine)}
+
+
+# --- format detection (pure) -----------------------------------------------------------
+
+
+def test_detects_cdnow_fixed_width_formats():
+    assert detect_format(" 00001 19970101  1   11.77\r\n", "s3://b/k") == CDNOW_MASTER
+    assert detect_format(" 00004 0001 19970101  2   29.33", "s3://b/k") == CDNOW_SAMPLE
+
+
+def test_detects_csv_columns_case_insensitively_in_any_order():
+    fmt = detect_format('\ufeffSales,"Cust_ID",Extra,Purchase Date,QTY', "s3://b/k")
+    assert fmt.name == "csv"
+    assert fmt.field_count == 5
+    assert (fmt.customer_field, fmt.date_field, fmt.quantity_field, fmt.amount_field) == (1, 3, 4, 0)
+
+
+def test_csv_header_missing_a_column_names_file_and_column():
+    with pytest.raises(ValueError, match=r"s3://raw/in/x\.csv.*quantity"):
+        detect_format("customer_id,date,price", "s3://raw/in/x.csv")
+
+
+def test_unrecognized_first_line_names_file():
+    with pytest.raises(ValueError, match=r"s3://raw/in/x\.txt: unrecognized first line"):
+        detect_format("customer date quantity amount", "s3://raw/in/x.txt")
+
+
+# --- formats end to end -----------------------------------------------------------------
+
+
+def test_master_rows_are_typed_and_numbered(spark, tmp_path):
+    content = " 00001 19970101  1   11.77\r\n 00002 19970112  1   12.00\r\n 00002 19970112  5   77.00\r\n"
+    summary, transactions, quarantine = run_transform(spark, tmp_path, content)
+
+    assert summary == {
+        "run_id": "run-1",
+        "source_uri": "s3://raw/incoming/input.txt",
+        "format": "cdnow_master",
+        "read": 3,
+        "accepted": 3,
+        "quarantined": 0,
+        "by_reason": {},
+        "first_order_date": "1997-01-01",
+        "last_order_date": "1997-01-12",
+        "max_bad_share": 0.05,
+    }
+    assert column_types(read_parquet(transactions).schema) == column_types(TRANSACTION_SCHEMA)
+    assert rows(transactions) == [
+        {"customer_id": "00001", "order_date": dt.date(1997, 1, 1), "quantity": 1, "amount": 11.77, "line_number": 1},
+        {"customer_id": "00002", "order_date": dt.date(1997, 1, 12), "quantity": 1, "amount": 12.0, "line_number": 2},
+        {"customer_id": "00002", "order_date": dt.date(1997, 1, 12), "quantity": 5, "amount": 77.0, "line_number": 3},
+    ]
+    # An empty quarantine is still a table a reader can open.
+    assert column_types(read_parquet(quarantine).schema) == column_types(QUARANTINE_SCHEMA)
+    assert read_parquet(quarantine).num_rows == 0
+    assert not list(tmp_path.rglob("_SUCCESS"))
+
+
+def test_sample_uses_master_id_as_customer(spark, tmp_path):
+    content = " 00004 0001 19970101  2   29.33\n 00004 0001 19970118  2   29.73\n 00018 0002 19970104  1   14.96"
+    summary, transactions, _ = run_transform(spark, tmp_path, content)
+
+    assert summary["format"] == "cdnow_sample"
+    assert [(r["customer_id"], r["quantity"], r["amount"], r["line_number"]) for r in rows(transactions)] == [
+        ("00004", 2, 29.33, 1),
+        ("00004", 2, 29.73, 2),
+        ("00018", 1, 14.96, 3),  # last line without a newline is still a row
+    ]
+
+
+def test_csv_header_is_line_one_and_not_a_row(spark, tmp_path):
+    content = "Customer_ID,Date,Qty,Price\n7,1997-01-01,1,11.77\n8,19970102,2,5\n"
+    summary, transactions, _ = run_transform(spark, tmp_path, content, name="orders.csv")
+
+    assert (summary["format"], summary["read"], summary["accepted"]) == ("csv", 2, 2)
+    assert [(r["customer_id"], r["order_date"], r["amount"], r["line_number"]) for r in rows(transactions)] == [
+        ("7", dt.date(1997, 1, 1), 11.77, 2),
+        ("8", dt.date(1997, 1, 2), 5.0, 3),
+    ]
+
+
+def test_csv_with_bom_and_crlf(spark, tmp_path):
+    content = b'\xef\xbb\xbfcust_id,order_date,cds,dollar_value\r\n"A1", 1997-03-01 ,3,30.5\r\nA2,1997-13-01,1,1\r\n'
+    summary, transactions, quarantine = run_transform(spark, tmp_path, content, name="orders.csv", max_bad_share=1.0)
+
+    assert summary["format"] == "csv"
+    assert [(r["customer_id"], r["order_date"], r["quantity"]) for r in rows(transactions)] == [
+        ("A1", dt.date(1997, 3, 1), 3)
+    ]
+    assert rows(quarantine) == [
+        {"line_number": 3, "raw_line": "A2,1997-13-01,1,1", "reason": "invalid_date", "source_uri": "s3://raw/incoming/orders.csv"}
+    ]
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["false", "true"], ids=["ansi-off", "ansi-on"])
+def ansi_mode(spark, request):
+    """Glue 5.0 runs with ANSI mode off; Spark 4 turns it on, and then a bad cast raises."""
+    saved = spark.conf.get("spark.sql.ansi.enabled")
+    spark.conf.set("spark.sql.ansi.enabled", request.param)
+    yield request.param
+    spark.conf.set("spark.sql.ansi.enabled", saved)
+
+
+def test_every_reason_code_and_first_failing_check_wins(spark, tmp_path, ansi_mode):
+    lines = [
+        "customer_id,date,quantity,amount",  # 1 header
+        "1,19970101,1,11.77",  # 2 valid
+        "",  # 3
+        "   ",  # 4
+        "1,19970101,1",  # 5
+        "1,19970101,1,11.77,",  # 6 trailing comma is a fifth field
+        ",19970101,1,11.77",  # 7
+        "1,19970230,1,11.77",  # 8 no 30 February
+        "1,19000229,1,11.77",  # 9 1900 is not a leap year
+        "1,1997011,1,11.77",  # 10
+        "1,18991231,1,11.77",  # 11
+        "1,19970101,-1,11.77",  # 12
+        "1,19970101,1.5,11.77",  # 13
+        "1,19970101,1,-3.00",  # 14
+        "1,19970101,1,12,5",  # 15 a decimal comma splits the row
+        "1,19970101,1,abc",  # 16
+        "1,abc,x,y",  # 17 everything after the customer is wrong: the date is reported
+        "1,19960229,2.0,0",  # 18 valid: leap day, integral quantity, zero amount
+        "1,99999999,99999999999999999999,1e999",  # 19 casts that would overflow are never tried
+    ]
+    summary, transactions, quarantine = run_transform(
+        spark, tmp_path, "\n".join(lines) + "\n", name="x.csv", max_bad_share=1.0
+    )
+
+    assert reasons_by_line(quarantine) == {
+        3: "blank_line",
+        4: "blank_line",
+        5: "wrong_field_count",
+        6: "wrong_field_count",
+        7: "missing_customer_id",
+        8: "invalid_date",
+        9: "invalid_date",
+        10: "invalid_date",
+        11: "date_out_of_range",
+        12: "invalid_quantity",
+        13: "invalid_quantity",
+        14: "invalid_amount",
+        15: "wrong_field_count",
+        16: "invalid_amount",
+        17: "invalid_date",
+        19: "invalid_date",
+    }
+    assert [r["line_number"] for r in rows(transactions)] == [2, 18]
+    assert summary["by_reason"] == {
+        "blank_line": 2,
+        "wrong_field_count": 3,
+        "missing_customer_id": 1,
+        "invalid_date": 5,
+        "date_out_of_range": 1,
+        "invalid_quantity": 2,
+        "invalid_amount": 2,
+    }
+    assert summary["read"] == summary["accepted"] + summary["quarantined"] == len(lines) - 1
+
+
+def test_fixed_width_blank_and_short_lines_and_date_window(spark, tmp_path):
+    content = "\r\n 00001 19970101  1   11.77\r\n 00001 19970101  1\r\n 00002 19961231  1   1.00\r\n"
+    summary, transactions, quarantine = run_transform(
+        spark, tmp_path, content, min_date=dt.date(1997, 1, 1), max_date=dt.date(1998, 6, 30), max_bad_share=1.0
+    )
+
+    assert summary["format"] == "cdnow_master"  # detected from the first non-blank line
+    assert reasons_by_line(quarantine) == {1: "blank_line", 3: "wrong_field_count", 4: "date_out_of_range"}
+    assert rows(quarantine)[1]["raw_line"] == " 00001 19970101  1"
+    assert [r["line_number"] for r in rows(transactions)] == [2]
+    assert (summary["read"], summary["accepted"], summary["quarantined"]) == (4, 1, 3)
+
+
+def test_zero_amounts_and_identical_rows_are_kept(spark, tmp_path):
+    row = " 00003 19970102  2   20.76"
+    content = "\n".join([row, row, " 00003 19970330  2    0.00", row]) + "\n"
+    summary, transactions, _ = run_transform(spark, tmp_path, content)
+
+    kept = rows(transactions)
+    assert summary["accepted"] == len(kept) == 4
+    assert [r["amount"] for r in kept] == [20.76, 20.76, 0.0, 20.76]
+
+
+def test_line_numbers_are_physical_across_many_splits(spark, tmp_path):
+    # Each line carries its own number as the customer id; bad lines are scattered.
+    lines = [f" {n:05d} 19970101  1   1.00" for n in range(1, 3001)]
+    for n in (1, 1234, 3000):
+        lines[n - 1] = f" {n:05d} 19970101  x   1.00"
+    source = tmp_path / "many.txt"
+    source.write_text("\r\n".join(lines) + "\r\n")
+    confs = {"spark.sql.files.maxPartitionBytes": "8192", "spark.sql.files.openCostInBytes": "0"}
+    saved = {key: spark.conf.get(key) for key in confs}
+    try:
+        for key, value in confs.items():
+            spark.conf.set(key, value)
+        assert spark.read.text(str(source)).rdd.getNumPartitions() > 5
+        summary, transactions, quarantine = run_transform(
+            spark, tmp_path, source.read_bytes(), name="many.txt", max_bad_share=0.01
+        )
+    finally:
+        for key, value in saved.items():
+            spark.conf.set(key, value)
+
+    assert (summary["read"], summary["quarantined"]) == (3000, 3)
+    accepted = read_parquet(transactions).to_pydict()
+    assert [int(c) for c in accepted["customer_id"]] == accepted["line_number"]
+    assert sorted(accepted["line_number"]) == [n for n in range(1, 3001) if n not in (1, 1234, 3000)]
+    assert {r["line_number"]: r["raw_line"][:6] for r in rows(quarantine)} == {
+        1: " 00001",
+        1234: " 01234",
+        3000: " 03000",
+    }
+
+
+def test_rerun_replaces_its_own_output(spark, tmp_path):
+    content = " 00001 19970101  1   11.77\n"
+    run_transform(spark, tmp_path, content)
+    summary, transactions, _ = run_transform(spark, tmp_path, content)
+
+    assert read_parquet(transactions).num_rows == summary["accepted"] == 1
+
+
+# --- file-level failures ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"s3://raw/incoming/bad\.csv: empty file \(no lines\)"),
+        (b"\n  \r\n\n", r"s3://raw/incoming/bad\.csv: empty file \(3 lines, all blank\)"),
+        (b"customer_id,date,quantity,amount\r\n", r"s3://raw/incoming/bad\.csv: header only"),
+        (b"customer_id,date,amount\n1,19970101,1\n", r"s3://raw/incoming/bad\.csv: CSV header .* quantity"),
+        (b"<html>oops</html>\n", r"s3://raw/incoming/bad\.csv: unrecognized first line"),
+    ],
+    ids=["empty", "blank-lines-only", "header-only", "missing-column", "unrecognized"],
+)
+def test_unusable_file_raises_naming_it(spark, tmp_path, content, message):
+    with pytest.raises(ValueError, match=message):
+        run_transform(spark, tmp_path, content, name="bad.csv")
+    assert not (tmp_path / "transactions").exists()
+
+
+def test_too_many_bad_rows_raises_after_writing_only_the_quarantine(spark, tmp_path):
+    content = " 00001 19970101  1   11.77\n 00002 19970101  1   oops\n\n 00004 19970101  1   1.00\n"
+    with pytest.raises(ValueError) as raised:
+        run_transform(spark, tmp_path, content, name="dirty.txt", max_bad_share=0.25)
+
+    message = str(raised.value)
+    assert "s3://raw/incoming/dirty.txt" in message
+    assert "2 of 4 rows quarantined (50.00%)" in message
+    assert "invalid_amount=1" in message and "blank_line=1" in message
+    assert reasons_by_line(tmp_path / "quarantine") == {2: "invalid_amount", 3: "blank_line"}
+    assert not (tmp_path / "transactions").exists()
+
+
+# --- arguments and entry point ----------------------------------------------------------
+
+
+def test_parse_args_ignores_glue_system_arguments():
+    args = parse_args(
+        [
+            "--JOB_ID", "j_123",
+            "--JOB_RUN_ID", "jr_456",
+            "--job-bookmark-option", "job-bookmark-disable",
+            "--TempDir", "s3://aws-glue-temp/tmp",
+            "--enable-metrics",
+            "--run_id", "abc123",
+            "--input_uri", "s3://raw/incoming/CDNOW_master.txt",
+            "--run_prefix", "s3://curated/runs/run_id=abc123/",
+            "--max_bad_share=0.1",
+            "--JOB_NAME", "cdnow-transform",
+        ]
+    )  # fmt: skip
+    assert args == {
+        "run_id": "abc123",
+        "input_uri": "s3://raw/incoming/CDNOW_master.txt",
+        "run_prefix": "s3://curated/runs/run_id=abc123/",
+        "min_date": dt.date(1900, 1, 1),
+        "max_date": dt.date(2100, 12, 31),
+        "max_bad_share": 0.1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--run_id", "r", "--input_uri", "s3://raw/k"], "--run_prefix"),
+        (["--run_id", "r", "--input_uri", "s3://raw/k", "--run_prefix", "s3://c/runs/run_id=r"], "end with '/'"),
+    ],
+)
+def test_parse_args_rejects_missing_or_malformed_arguments(argv, message):
+    with pytest.raises(ValueError, match=message):
+        parse_args(argv)
+
+
+def test_cdnow_files(spark, tmp_path):
+    master = transform(
+        spark,
+        str(DATA / "CDNOW_master.txt"),
+        str(tmp_path / "master" / "transactions"),
+        str(tmp_path / "master" / "quarantine"),
+        run_id="master",
+        source_uri="s3://raw/incoming/CDNOW_master.txt",
+    )
+    assert master["format"] == "cdnow_master"
+    assert master["read"] == master["accepted"] == 69_659
+    assert master["quarantined"] == 0
+    assert (master["first_order_date"], master["last_order_date"]) == ("1997-01-01", "1998-06-30")
+    table = read_parquet(tmp_path / "master" / "transactions")
+    assert table.num_rows == 69_659
+    assert len(table.column("customer_id").unique()) == 23_570
+    assert round(pa.compute.sum(table.column("amount")).as_py(), 2) == 2_500_315.63
+    assert pa.compute.sum(table.column("quantity")).as_py() == 167_881
+    assert sorted(table.column("line_number").to_pylist()) == list(range(1, 69_660))
+
+    sample = transform(
+        spark,
+        str(DATA / "CDNOW_sample.txt"),
+        str(tmp_path / "sample" / "transactions"),
+        str(tmp_path / "sample" / "quarantine"),
+        run_id="sample",
+        source_uri="s3://raw/incoming/CDNOW_sample.txt",
+    )
+    assert (sample["format"], sample["read"], sample["accepted"]) == ("cdnow_sample", 6_919, 6_919)
+    table = read_parquet(tmp_path / "sample" / "transactions")
+    assert len(table.column("customer_id").unique()) == 2_357
+
+
+def test_main_reads_and_writes_through_s3_names(spark, tmp_path, monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+    def spark_path(uri: str) -> str:
+        return str(tmp_path / uri.removeprefix("s3://"))
+
+    raw = Path(spark_path("s3://raw/incoming/orders.txt"))
+    raw.parent.mkdir(parents=True)
+    raw.write_text(" 00001 19970101  1   11.77\r\n 00002 19970112  1   12.00\r\n")
+    prefix = "s3://curated/runs/run_id=r1/"
+
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="curated")
+        summary = main(
+            ["--JOB_NAME", "transform", "--run_id", "r1", "--input_uri", "s3://raw/incoming/orders.txt",
+             "--run_prefix", prefix],
+            spark=spark,
+            spark_path=spark_path,
+        )  # fmt: skip
+        stored = json.loads(s3.get_object(Bucket="curated", Key="runs/run_id=r1/transform.json")["Body"].read())
+
+    assert stored == summary
+    assert (summary["run_id"], summary["source_uri"], summary["accepted"]) == ("r1", "s3://raw/incoming/orders.txt", 2)
+    assert read_parquet(Path(spark_path(prefix + "transactions/"))).num_rows == 2
+    assert read_parquet(Path(spark_path(prefix + "quarantine/"))).num_rows == 0
+    assert not spark.sparkContext._jsc.sc().isStopped()  # a session it was given stays up
