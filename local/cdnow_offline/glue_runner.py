@@ -28,17 +28,13 @@ from types import ModuleType
 from typing import Any
 
 import boto3
+from cdnow.storage import split_s3_uri
 from moto.glue.models import FakeJob, FakeJobRun
 
 _SPARK_SIDE_FILES = (".crc",)
 # moto's own methods, kept before any patching so that a second install never wraps the first.
 _MOTO_START_JOB_RUN = FakeJob.start_job_run
 _MOTO_JOB_RUN_AS_DICT = FakeJobRun.as_dict
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return bucket, key
 
 
 class LocalGlueRunner:

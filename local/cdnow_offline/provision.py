@@ -53,7 +53,6 @@ class Stack:
     region: str
     outputs: dict[str, str] = field(default_factory=dict)
     physical_ids: dict[str, str] = field(default_factory=dict)
-    definitions: dict[str, dict] = field(default_factory=dict)
     relays: list[EventBridgeDropsStepFunctionsTargets] = field(default_factory=list)
 
 
@@ -190,7 +189,6 @@ class Provisioner:
         machine = boto3.client("stepfunctions").create_state_machine(
             name=name, definition=definition, roleArn=props["RoleArn"]
         )
-        stack.definitions[machine["stateMachineArn"]] = json.loads(definition)
         return machine["stateMachineArn"], {"Name": name}
 
     def _rule(self, stack, name, props, resource, artifacts):

@@ -55,7 +55,6 @@ class LocalArtifacts:
     for it in the translated template (the translator renames some logical ids, e.g. layers)."""
 
     code_dirs: dict[str, Path] = field(default_factory=dict)
-    definitions: dict[str, Path] = field(default_factory=dict)
 
 
 def translate_sam(
@@ -84,7 +83,6 @@ def translate_sam(
             props["ContentUri"] = f"s3://{PLACEHOLDER_BUCKET}/{logical_id}.zip"
         elif kind == "AWS::Serverless::StateMachine" and isinstance(props.get("DefinitionUri"), str):
             definition_path = root / props.pop("DefinitionUri")
-            artifacts.definitions[logical_id] = definition_path
             props["Definition"] = json.loads(definition_path.read_text(encoding="utf-8"))
     translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
     # The template names managed policies by ARN, so the translator never needs IAM's name map.
