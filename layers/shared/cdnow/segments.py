@@ -33,21 +33,17 @@ import pandas as pd
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import StandardScaler
 
+from .features import FEATURE_COLUMNS
+
 # Raw-feature clustering (the reference notebook) let the few extreme spenders dominate the
 # Euclidean distances: it produced a 9-customer cluster of outliers and lumped everyone else
 # together. Counts and amounts are heavy-tailed, so they are log1p-transformed before scaling.
 SEGMENT_INPUTS = ["recency_days", "purchase_days", "monetary_total"]
 
-PROFILE_FEATURES = [
-    "recency_days",
-    "purchase_days",
-    "orders",
-    "monetary_total",
-    "monetary_avg_per_purchase",
-    "quantity_total",
-    "tenure_days",
-    "avg_days_between_purchases",
-]
+# Profiles describe each customer feature once: repeat_purchases and the lifetime-value triple
+# (frequency, recency, T) restate purchase_days, last purchase and tenure_days.
+_RESTATED_FEATURES = {"repeat_purchases", "frequency", "recency", "T"}
+PROFILE_FEATURES = [f for f in FEATURE_COLUMNS if f not in _RESTATED_FEATURES]
 
 CHAMPIONS = "Champions"
 NEW_OR_PROMISING = "New or promising"
