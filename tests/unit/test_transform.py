@@ -49,20 +49,25 @@ def column_types(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
     return [(field.name, field.type) for field in schema]
 
 
+def transform_file(spark, source: Path, out: Path, **options):
+    """Run the job on an existing file; outputs go to ``out/transactions`` and ``out/quarantine``."""
+    summary = transform(
+        spark,
+        str(source),
+        str(out / "transactions"),
+        str(out / "quarantine"),
+        run_id="run-1",
+        source_uri=f"s3://raw/incoming/{source.name}",
+        **options,
+    )
+    return summary, out / "transactions", out / "quarantine"
+
+
 def run_transform(spark, tmp_path: Path, content, name="input.txt", **options):
     """Write ``content`` (str or bytes) as the input file and run the job on it."""
     source = tmp_path / name
     source.write_bytes(content if isinstance(content, bytes) else content.encode())
-    summary = transform(
-        spark,
-        str(source),
-        str(tmp_path / "transactions"),
-        str(tmp_path / "quarantine"),
-        run_id="run-1",
-        source_uri=f"s3://raw/incoming/{name}",
-        **options,
-    )
-    return summary, tmp_path / "transactions", tmp_path / "quarantine"
+    return transform_file(spark, source, tmp_path, **options)
 
 
 def rows(folder: Path) -> list[dict]:
@@ -370,35 +375,21 @@ def test_parse_args_rejects_missing_or_malformed_arguments(argv, message):
 
 
 def test_cdnow_files(spark, tmp_path):
-    master = transform(
-        spark,
-        str(DATA / "CDNOW_master.txt"),
-        str(tmp_path / "master" / "transactions"),
-        str(tmp_path / "master" / "quarantine"),
-        run_id="master",
-        source_uri="s3://raw/incoming/CDNOW_master.txt",
-    )
+    master, master_transactions, _ = transform_file(spark, DATA / "CDNOW_master.txt", tmp_path / "master")
     assert master["format"] == "cdnow_master"
     assert master["read"] == master["accepted"] == 69_659
     assert master["quarantined"] == 0
     assert (master["first_order_date"], master["last_order_date"]) == ("1997-01-01", "1998-06-30")
-    table = read_parquet(tmp_path / "master" / "transactions")
+    table = read_parquet(master_transactions)
     assert table.num_rows == 69_659
     assert len(table.column("customer_id").unique()) == 23_570
     assert round(pa.compute.sum(table.column("amount")).as_py(), 2) == 2_500_315.63
     assert pa.compute.sum(table.column("quantity")).as_py() == 167_881
     assert sorted(table.column("line_number").to_pylist()) == list(range(1, 69_660))
 
-    sample = transform(
-        spark,
-        str(DATA / "CDNOW_sample.txt"),
-        str(tmp_path / "sample" / "transactions"),
-        str(tmp_path / "sample" / "quarantine"),
-        run_id="sample",
-        source_uri="s3://raw/incoming/CDNOW_sample.txt",
-    )
+    sample, sample_transactions, _ = transform_file(spark, DATA / "CDNOW_sample.txt", tmp_path / "sample")
     assert (sample["format"], sample["read"], sample["accepted"]) == ("cdnow_sample", 6_919, 6_919)
-    table = read_parquet(tmp_path / "sample" / "transactions")
+    table = read_parquet(sample_transactions)
     assert len(table.column("customer_id").unique()) == 2_357
 
 
