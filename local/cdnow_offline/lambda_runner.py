@@ -40,10 +40,6 @@ class ThreadLocalEnviron(MutableMapping):
         self._base = base
         self._local = threading.local()
 
-    @property
-    def base(self) -> MutableMapping[str, str]:
-        return self._base
-
     def _overlay(self) -> dict[str, Any] | None:
         return getattr(self._local, "overlay", None)
 

@@ -39,14 +39,12 @@ class ExecutionFollower:
         self._sfn = boto3.client("stepfunctions")
         self._seen = 0
         self._entered: dict[str, float] = {}
-        self.events: list[dict] = []
 
     def _poll(self) -> None:
         events = self._sfn.get_execution_history(
             executionArn=self.execution_arn, maxResults=1000
         )["events"]
         for event in events[self._seen:]:
-            self.events.append(event)
             kind = event["type"]
             stamp = event["timestamp"].timestamp()
             if kind.endswith("StateEntered"):
