@@ -12,7 +12,7 @@ from cdnow.observability import logger, metrics, tracer
 def lambda_handler(event, context):
     run = event["run"]
     logger.append_keys(run_id=run["run_id"])
-    tables = pipeline.publish(run, database=os.environ["GLUE_DATABASE"])
+    tables = pipeline.publish(run, database=os.environ["GLUE_DATABASE"], features=event["features"])
     summary = pipeline.run_summary(run, event["features"], event["models"], tables)
     pipeline.record_summary(run, summary)
     logger.info("run published", extra={"tables": [t["table"] for t in tables]})

@@ -132,6 +132,19 @@ def export_tables(summary: dict, out_dir: Path) -> None:
         frame.to_parquet(tables_dir / f"{table}.parquet", index=False)
 
 
+def export_charts(curated_bucket: str, run_id: str, out_dir: Path) -> None:
+    from cdnow.runs import RunLayout
+    from cdnow.storage import split_s3_uri
+
+    bucket, prefix = split_s3_uri(RunLayout(curated_bucket, run_id).charts)
+    s3 = boto3.client("s3")
+    charts_dir = out_dir / "charts"
+    charts_dir.mkdir(parents=True, exist_ok=True)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            s3.download_file(bucket, item["Key"], str(charts_dir / item["Key"].rsplit("/", 1)[-1]))
+
+
 def run_local(
     input_file: Path, out_dir: Path, root: Path, echo: Callable[[str], None] = print,
     timeout_s: float = 600,
@@ -163,6 +176,7 @@ def run_local(
         if execution["status"] == "SUCCEEDED":
             summary = json.loads(execution["output"])
             export_tables(summary, out_dir)
+            export_charts(stack.outputs["CuratedBucketName"], summary["run_id"], out_dir)
         else:
             summary = _failure_summary(execution, notification)
         (out_dir / "run_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

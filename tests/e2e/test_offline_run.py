@@ -34,7 +34,7 @@ def test_run_succeeds_and_counts_every_row(sample_run):
 
 def test_progress_names_every_state_entered_and_left(sample_run):
     _, _, lines = sample_run
-    for state in ("Ingest", "Transform", "Features", "Segment", "Churn", "Publish", "Notify success"):
+    for state in ("Ingest", "Transform", "Features", "Segment", "Churn", "Value", "Publish", "Notify success"):
         assert f"  -> {state}" in lines
         assert any(line.startswith(f"  <- {state} (") for line in lines)
 

@@ -94,27 +94,43 @@ def test_failed_glue_job_reports_the_file_and_reason(stack):
     assert "not-a-log.txt" in job_run["ErrorMessage"]
 
 
-def test_features_models_and_publish(stack, transformed):
+PUBLISHED_TABLES = {"customer_features", "customer_segments", "segment_profiles", "churn_scores",
+                    "customer_value", "model_metrics", "runs"}
+
+
+@pytest.fixture(scope="module")
+def modelled(stack, transformed):
     features, error = invoke("FeaturesFunction", {"run": transformed})
     assert error is None, features
+    payload = {"run": transformed, "features": features}
+    models = {}
+    for step in ("segment", "churn", "value"):
+        models[step], error = invoke(f"{step.capitalize()}Function", payload)
+        assert error is None, models[step]
+    return features, models
+
+
+def test_features_models_and_publish(stack, transformed, modelled):
+    features, models = modelled
     assert features["customers"] == SAMPLE_CUSTOMERS
     assert features["rows"]["read"] == SAMPLE_ROWS
+    assert sum(s["customers"] for s in models["segment"]["segments"].values()) == SAMPLE_CUSTOMERS
+    assert models["segment"]["migration"] is None  # nothing was published before
+    assert 0.0 <= models["churn"]["metrics"]["brier"] <= 1.0
+    assert models["value"]["metrics"]["n_customers"] == SAMPLE_CUSTOMERS
 
-    segment, error = invoke("SegmentFunction", {"run": transformed, "features": features})
-    assert error is None, segment
-    assert sum(s["customers"] for s in segment["segments"].values()) == SAMPLE_CUSTOMERS
-    churn, error = invoke("ChurnFunction", {"run": transformed, "features": features})
-    assert error is None, churn
-    assert 0.0 <= churn["metrics"]["brier"] <= 1.0
-
-    models = {"segment": segment, "churn": churn}
     summary, error = invoke("PublishFunction", {"run": transformed, "transform": {}, "features": features, "models": models})
     assert error is None, summary
     assert summary["status"] == "SUCCEEDED" and summary["customers"] == SAMPLE_CUSTOMERS
     tables = {t["Name"] for t in boto3.client("glue").get_tables(DatabaseName="cdnow_analytics")["TableList"]}
-    assert tables == {"customer_features", "customer_segments", "segment_profiles", "churn_scores", "model_metrics"}
+    assert tables == PUBLISHED_TABLES
     partitions = boto3.client("glue").get_partitions(DatabaseName="cdnow_analytics", TableName="churn_scores")["Partitions"]
     assert [p["Values"] for p in partitions] == [[transformed["run_id"]]]
+    # Every chart the summary lists was written.
+    s3 = boto3.client("s3")
+    for uri in summary["charts"]:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read().startswith(b"<svg"), uri
 
     # Publishing the same run again replaces its partition: still one row per customer.
     invoke("PublishFunction", {"run": transformed, "transform": {}, "features": features, "models": models})
@@ -122,3 +138,28 @@ def test_features_models_and_publish(stack, transformed):
 
     scores = read_published_run("cdnow_analytics", "churn_scores", transformed["run_id"])
     assert len(scores) == SAMPLE_CUSTOMERS and scores["customer_id"].is_unique
+    runs = read_published_run("cdnow_analytics", "runs", transformed["run_id"])
+    assert len(runs) == 1 and runs["customers"].iloc[0] == SAMPLE_CUSTOMERS
+
+
+def test_a_later_run_reports_segment_migration_against_the_published_one(stack, transformed, modelled):
+    from cdnow.runs import RunLayout
+    from cdnow.storage import read_published_run, read_table, stage_table
+
+    features, models = modelled
+    published = invoke("PublishFunction", {"run": transformed, "transform": {}, "features": features, "models": models})[0]
+    assert published["status"] == "SUCCEEDED"
+    # A second run over the same customers (its staged features copied from the first).
+    later = {**transformed, "run_id": "later-run"}
+    first, second = RunLayout(transformed["curated_bucket"], transformed["run_id"]), RunLayout(later["curated_bucket"], "later-run")
+    stage_table(read_table(first.staged("customer_features")), second.staged("customer_features"))
+
+    segment, error = invoke("SegmentFunction", {"run": later, "features": features})
+    assert error is None, segment
+    assert segment["migration"] == {"previous_run_id": transformed["run_id"], "customers_moved": 0}
+    migration = read_table(second.staged("segment_migration"))
+    assert migration["customers"].sum() == SAMPLE_CUSTOMERS
+    assert (migration["from_segment"] == migration["to_segment"]).all()
+    before = read_published_run("cdnow_analytics", "customer_segments", transformed["run_id"])
+    expected = before.groupby("segment_name").size().to_dict()
+    assert dict(zip(migration["to_segment"], migration["customers"])) == expected

@@ -99,6 +99,72 @@ def test_every_feature_by_hand():
     assert math.isnan(d["avg_days_between_purchases"])
 
 
+def expected_table(rows) -> pd.DataFrame:
+    """A customer_features table from hand-computed rows, in OUTPUT_COLUMNS order."""
+    table = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
+    table["customer_id"] = table["customer_id"].astype("str")
+    for name in ["first_purchase_date", "last_purchase_date"]:
+        table[name] = pd.to_datetime(table[name]).astype("datetime64[us]")
+    for name in ["recency_days", "purchase_days", "repeat_purchases", "orders",
+                 "quantity_total", "tenure_days", "frequency", "recency", "T"]:
+        table[name] = table[name].astype("int64")
+    for name in ["monetary_total", "monetary_avg_per_purchase", "avg_days_between_purchases"]:
+        table[name] = table[name].astype("float64")
+    return table
+
+
+NAN = float("nan")
+
+
+def test_whole_table_by_hand():
+    # Every column of every customer of tiny_transactions (see test_every_feature_by_hand).
+    # Columns: id, first, last, recency_days, purchase_days, repeat_purchases, orders,
+    # monetary_total, monetary_avg_per_purchase, quantity_total, tenure_days,
+    # avg_days_between_purchases, frequency, recency, T.
+    expected = expected_table([
+        ("A", "1997-01-01", "1997-01-31", 1, 3, 2, 4, 35.75, 35.75 / 3, 7, 31, 15.0, 2, 30, 31),
+        ("B", "1997-01-05", "1997-01-05", 27, 1, 0, 2, 24.00, 24.00, 2, 27, NAN, 0, 0, 27),
+        ("D", "1997-01-20", "1997-01-20", 12, 1, 0, 1, 30.00, 30.00, 2, 12, NAN, 0, 0, 12),
+    ])
+    got = customer_features(tiny_transactions(), ANALYSIS_DATE)
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12)
+
+
+def same_day_transactions() -> pd.DataFrame:
+    """A one-time buyer with three orders on one day; a repeat buyer with several orders on
+    some of its purchase days."""
+    rows = [
+        ("S", "1997-01-10", 1, 5.00),
+        ("R", "1997-01-23", 2, 3.00),
+        ("S", "1997-01-10", 2, 7.25),
+        ("R", "1997-01-03", 1, 10.00),
+        ("R", "1997-01-13", 4, 80.00),
+        ("S", "1997-01-10", 3, 0.00),
+        ("R", "1997-01-03", 1, 2.50),
+        ("R", "1997-01-23", 1, 1.00),
+    ]
+    frame = pd.DataFrame(rows, columns=["customer_id", "order_date", "quantity", "amount"])
+    frame["order_date"] = pd.to_datetime(frame["order_date"])
+    frame["quantity"] = frame["quantity"].astype("int64")
+    return frame
+
+
+def test_same_day_orders_and_one_time_buyers_by_hand():
+    # Analysis date 1997-02-01 (exclusive end).
+    # R: purchase days 01-03 (2 orders, $12.50, qty 2), 01-13 (1 order, $80.00, qty 4),
+    #    01-23 (2 orders, $4.00, qty 3): 3 purchase days, 5 orders, $96.50, qty 9;
+    #    recency_days 02-01 - 01-23 = 9, tenure 02-01 - 01-03 = 29, recency 01-23 - 01-03 = 20,
+    #    average gap 20 / 2 = 10 days, $96.50 / 3 per purchase day.
+    # S: three orders on 01-10 only: one purchase day (a one-time buyer), 3 orders, $12.25,
+    #    qty 6; recency_days = tenure = T = 02-01 - 01-10 = 22; no gap: NaN, frequency 0.
+    expected = expected_table([
+        ("R", "1997-01-03", "1997-01-23", 9, 3, 2, 5, 96.50, 96.50 / 3, 9, 29, 10.0, 2, 20, 29),
+        ("S", "1997-01-10", "1997-01-10", 22, 1, 0, 3, 12.25, 12.25, 6, 22, NAN, 0, 0, 22),
+    ])
+    got = customer_features(same_day_transactions(), ANALYSIS_DATE)
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12)
+
+
 def test_default_analysis_date_is_day_after_last_order():
     # The last order is C's on 1997-02-10.
     assert default_analysis_date(tiny_transactions()) == pd.Timestamp("1997-02-11")

@@ -42,7 +42,7 @@ def test_every_failure_path_reaches_the_failure_notification(definition):
 def test_models_run_in_parallel_and_tasks_have_timeouts(definition):
     states = definition["States"]
     branches = [b["StartAt"] for b in states["Models"]["Branches"]]
-    assert branches == ["Segment", "Churn"]
+    assert branches == ["Segment", "Churn", "Value"]
     tasks = [s for s in states.values() if s["Type"] == "Task"]
     tasks += [s for b in states["Models"]["Branches"] for s in b["States"].values()]
     assert all("TimeoutSeconds" in task for task in tasks)

@@ -13,7 +13,9 @@ from . import storage
 from .runs import DEFAULT_CHURN_HORIZON_DAYS, INCOMING_PREFIX, InvalidRunRequest, RunLayout, RunRequest, derive_run_id
 
 TRANSACTION_COLUMNS = ["customer_id", "order_date", "quantity", "amount"]
-TABLES = ("customer_features", "customer_segments", "segment_profiles", "churn_scores", "model_metrics")
+TABLES = ("customer_features", "customer_segments", "segment_profiles", "churn_scores", "customer_value",
+          "model_metrics")
+OPTIONAL_TABLES = ("segment_migration",)
 
 
 def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int) -> dict:
@@ -67,50 +69,159 @@ def build_features(run: dict) -> dict:
     }
 
 
-def segment(run: dict) -> dict:
-    from .segments import segment_customers
+def _write_figures(layout: RunLayout, figures: dict[str, str]) -> list[str]:
+    for name, svg in figures.items():
+        storage.write_text(layout.chart(name), svg, "image/svg+xml")
+    return sorted(figures)
+
+
+def _stage_model_metrics(layout: RunLayout, model: str, metrics: dict) -> None:
+    """The numeric metrics as rows (model, metric, value) of the model_metrics table."""
+    import pandas as pd
+
+    rows = [
+        {"model": model, "metric": name, "value": float(value)}
+        for name, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
+    storage.stage_table(pd.DataFrame(rows), f"{layout.staged('model_metrics')}{model}/")
+
+
+def _previous_segments(run: dict, database: str):
+    """(run_id, customer_segments rows) of the most recently published other run, or None.
+
+    "Previous" is by publication time among the runs in the ``runs`` table, this run's own
+    earlier publication excluded (a rerun compares with the run before it, not with itself).
+    """
+    runs = storage.read_published_table(database, "runs", columns=["run_id", "published_at"])
+    if runs is None:
+        return None
+    runs = runs[runs["run_id"] != run["run_id"]]
+    if runs.empty:
+        return None
+    previous_id = str(runs.sort_values(["published_at", "run_id"]).iloc[-1]["run_id"])
+    return previous_id, storage.read_published_run(database, "customer_segments", previous_id)
+
+
+def segment(run: dict, database: str) -> dict:
+    from .figures import segment_figures
+    from .segments import segment_customers, segment_migration
 
     layout = _layout(run)
     features = storage.read_table(layout.staged("customer_features"))
-    assignments, profiles = segment_customers(features)
-    storage.stage_table(assignments, layout.staged("customer_segments"))
-    storage.stage_table(profiles, layout.staged("segment_profiles"))
-    return {
-        "segments": {
-            row.segment_name: {"customers": int(row.customers), "revenue_share": round(float(row.revenue_share), 4)}
-            for row in profiles.itertuples()
-        }
-    }
+    result = segment_customers(features)
+    storage.stage_table(result.assignments, layout.staged("customer_segments"))
+    storage.stage_table(result.profiles, layout.staged("segment_profiles"))
+    summary = result.summary()
+    _stage_model_metrics(layout, "segment", {
+        "n_clusters": result.n_clusters,
+        **{f"{key}_k{row['k']}": row[key] for row in result.k_selection for key in ("silhouette", "stability")},
+    })
+
+    previous = _previous_segments(run, database)
+    if previous is None:
+        # A rerun must not publish a migration table an earlier attempt staged.
+        storage.delete_prefix(layout.staged("segment_migration"))
+        summary["migration"] = None
+    else:
+        previous_id, previous_segments = previous
+        migration = segment_migration(previous_segments[["customer_id", "segment_name"]],
+                                      result.assignments[["customer_id", "segment_name"]])
+        storage.stage_table(migration.assign(previous_run_id=previous_id), layout.staged("segment_migration"))
+        moved = migration[migration["from_segment"] != migration["to_segment"]]["customers"].sum()
+        summary["migration"] = {"previous_run_id": previous_id, "customers_moved": int(moved)}
+    summary["charts"] = _write_figures(layout, segment_figures(result))
+    # The grid and index are chart data, drawn above; the run summary keeps the decisions.
+    summary.pop("rfm_grid", None)
+    summary.pop("profile_index", None)
+    return summary
 
 
 def churn(run: dict, analysis_date: str) -> dict:
     import pandas as pd
 
     from .churn import train_and_score
+    from .clv import p_alive_scores
+    from .figures import churn_figures
 
     layout = _layout(run)
     transactions = storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS)
     horizon = int(run.get("churn_horizon_days") or DEFAULT_CHURN_HORIZON_DAYS)
-    scores, model_metrics = train_and_score(transactions, pd.Timestamp(analysis_date), horizon_days=horizon)
-    storage.stage_table(scores, layout.staged("churn_scores"))
-    rows = [
-        {"model": "churn", "metric": name, "value": float(value)}
-        for name, value in model_metrics.items() if isinstance(value, (int, float))
-    ]
-    storage.stage_table(pd.DataFrame(rows), layout.staged("model_metrics") + "churn/")
-    return {"metrics": model_metrics}
+    result = train_and_score(
+        transactions, pd.Timestamp(analysis_date), horizon_days=horizon,
+        # 1 - P(alive) ranks customers by the BG/NBD model fitted at the cutoff: a ranking, not
+        # a probability of the same event (see cdnow.churn).
+        baselines={"bgnbd": lambda cutoff_features: 1.0 - p_alive_scores(cutoff_features)},
+    )
+    storage.stage_table(result.scores, layout.staged("churn_scores"))
+    _stage_model_metrics(layout, "churn", result.metrics)
+    return {
+        "metrics": result.metrics,
+        "calibration": result.calibration,
+        "drivers": result.drivers,
+        "charts": _write_figures(layout, churn_figures(result)),
+    }
 
 
-def publish(run: dict, database: str) -> list[dict]:
-    """Make every staged table of the run its partition of the catalog table; nothing is
-    published unless every table was staged (a missing one fails before the first write)."""
+def value(run: dict, analysis_date: str) -> dict:
+    import pandas as pd
+
+    from .clv import customer_value, default_calibration_end, holdout_check
+    from .figures import value_figures
+
+    layout = _layout(run)
+    transactions = storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS)
+    analysis_day = pd.Timestamp(analysis_date)
+    table, metrics = customer_value(transactions, analysis_day)
+    calibration_end = default_calibration_end(transactions["order_date"].min(), analysis_day)
+    holdout = holdout_check(transactions, calibration_end, analysis_day)
+    storage.stage_table(table, layout.staged("customer_value"))
+    _stage_model_metrics(layout, "value", {
+        **metrics,
+        "holdout_predicted_purchases": holdout["predicted_holdout_purchases"],
+        "holdout_actual_purchases": holdout["actual_holdout_purchases"],
+    })
+    features = storage.read_table(layout.staged("customer_features"),
+                                  columns=["customer_id", "recency_days", "purchase_days"])
+    return {
+        "metrics": metrics,
+        "holdout": holdout,
+        "charts": _write_figures(layout, value_figures(table, features, holdout)),
+    }
+
+
+def _run_row(run: dict, features: dict):
+    """The run's row of the ``runs`` table: what was analysed, when it was published."""
+    from datetime import datetime, timezone
+
+    import pandas as pd
+
+    return pd.DataFrame([{
+        "input_uri": run["input_uri"],
+        "input_version": str(run.get("input_version") or ""),
+        "analysis_date": features["analysis_date"],
+        "churn_horizon_days": int(run.get("churn_horizon_days") or DEFAULT_CHURN_HORIZON_DAYS),
+        "rows_read": int(features["rows"]["read"]),
+        "rows_quarantined": int(features["rows"]["quarantined"]),
+        "customers": int(features["customers"]),
+        "published_at": pd.Timestamp(datetime.now(timezone.utc)).tz_localize(None),
+    }])
+
+
+def publish(run: dict, database: str, features: dict) -> list[dict]:
+    """Make every staged table of the run its partition of the catalog table, then record the
+    run in the ``runs`` table. Nothing is published unless every required table was staged
+    (a missing one fails before the first write); ``segment_migration`` exists only when an
+    earlier run had been published."""
     layout = _layout(run)
     frames = {}
-    for table in TABLES:
+    for table in TABLES + OPTIONAL_TABLES:
         try:
             frames[table] = storage.read_table(layout.staged(table))
         except FileNotFoundError:
-            raise ValueError(f"run {run['run_id']}: table {table} was not staged, nothing published") from None
+            if table in TABLES:
+                raise ValueError(f"run {run['run_id']}: table {table} was not staged, nothing published") from None
+    frames["runs"] = _run_row(run, features)
     published = []
     for table, frame in frames.items():
         location = layout.published(table)
@@ -124,6 +235,8 @@ def publish(run: dict, database: str) -> list[dict]:
 
 def run_summary(run: dict, features: dict, models: dict, tables: list[dict]) -> dict:
     """The run-complete message: what a subscriber needs without opening a table."""
+    layout = _layout(run)
+    charts = [layout.chart(name) for model in ("segment", "churn", "value") for name in models[model]["charts"]]
     return {
         "run_id": run["run_id"],
         "status": "SUCCEEDED",
@@ -131,8 +244,14 @@ def run_summary(run: dict, features: dict, models: dict, tables: list[dict]) -> 
         "rows": features["rows"],
         "customers": features["customers"],
         "analysis_date": features["analysis_date"],
+        "segmentation": {k: v for k, v in models["segment"].items() if k not in ("charts", "segments")},
         "segments": models["segment"]["segments"],
         "churn": models["churn"]["metrics"],
+        "churn_calibration": models["churn"]["calibration"],
+        "churn_drivers": models["churn"]["drivers"],
+        "value": models["value"]["metrics"],
+        "value_holdout": models["value"]["holdout"],
+        "charts": charts,
         "tables": {t["table"]: {k: v for k, v in t.items() if k != "table"} for t in tables},
     }
 

@@ -100,6 +100,14 @@ class RunLayout:
     def run_summary(self) -> str:
         return f"{self.prefix}run_summary.json"
 
+    @property
+    def charts(self) -> str:
+        """SVG charts for the run's report."""
+        return f"{self.prefix}charts/"
+
+    def chart(self, name: str) -> str:
+        return f"{self.charts}{name}.svg"
+
     def staged(self, table: str) -> str:
         """A table's rows for this run before Publish makes them visible."""
         return f"{self.prefix}staging/{table}/"

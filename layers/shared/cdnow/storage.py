@@ -41,6 +41,18 @@ def write_json(uri: str, document: Any) -> None:
     )
 
 
+def write_text(uri: str, text: str, content_type: str) -> None:
+    bucket, key = split_s3_uri(uri)
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=text.encode(), ContentType=content_type)
+
+
+def delete_prefix(uri: str) -> None:
+    """Remove every object under ``uri`` (what an earlier attempt of the run left behind)."""
+    import awswrangler as wr
+
+    wr.s3.delete_objects(path=uri)
+
+
 def read_table(uri: str, columns: list[str] | None = None):
     """A folder of parquet files, only the columns asked for (bounded memory in Lambda)."""
     import awswrangler as wr
@@ -67,6 +79,15 @@ def publish_table(frame, location: str, database: str, table: str, run_id: str) 
         frame, path=location, dataset=True, mode="overwrite_partitions",
         partition_cols=[PARTITION_COLUMN], database=database, table=table, index=False,
     )
+
+
+def read_published_table(database: str, table: str, columns: list[str] | None = None):
+    """Every run's rows of a catalog table, or None when the table has never been published."""
+    import awswrangler as wr
+
+    if not wr.catalog.does_table_exist(database=database, table=table):
+        return None
+    return wr.s3.read_parquet_table(table=table, database=database, columns=columns)
 
 
 def read_published_run(database: str, table: str, run_id: str):
