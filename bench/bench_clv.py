@@ -16,57 +16,17 @@ Memory is the process's peak resident set (ru_maxrss) after each step, so it onl
 from __future__ import annotations
 
 import argparse
-import resource
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "layers" / "shared"))
-
-from cdnow.clv import (  # noqa: E402
-    BetaGeoModel,
-    GammaGammaModel,
-    value_from_inputs,
-    value_inputs,
-)
-from cdnow.features import default_analysis_date  # noqa: E402
+from benchlib import timed
+from cdnow.clv import BetaGeoModel, GammaGammaModel, value_from_inputs, value_inputs
+from cdnow.features import default_analysis_date
+from cdnow_offline.datasets import MASTER, read_cdnow, replicate
 
 TIME_UNIT_DAYS = 7
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def timed(label: str, func):
-    start = time.perf_counter()
-    result = func()
-    print(f"  {label:<44} {time.perf_counter() - start:8.3f} s   peak RSS {peak_mb():7.0f} MB")
-    return result
-
-
-def load_master(path: Path) -> pd.DataFrame:
-    raw = pd.read_csv(path, sep=r"\s+", header=None, dtype=str,
-                      names=["customer_id", "date", "quantity", "amount"])
-    return pd.DataFrame({
-        "customer_id": raw["customer_id"].astype("str"),
-        "order_date": pd.to_datetime(raw["date"], format="%Y%m%d"),
-        "quantity": raw["quantity"].astype("int64"),
-        "amount": raw["amount"].astype("float64"),
-    })
-
-
-def with_new_ids(frame: pd.DataFrame, scale: int) -> pd.DataFrame:
-    """``scale`` copies of ``frame``; copy k's customer ids get the suffix "-k"."""
-    copies = np.repeat(np.arange(scale), len(frame))
-    out = pd.concat([frame] * scale, ignore_index=True)
-    suffix = pd.Series(copies, dtype="int64").astype("str")
-    out["customer_id"] = (out["customer_id"].astype("str") + "-" + suffix).astype("str")
-    return out
 
 
 def fit_models(inputs: pd.DataFrame, aggregate: bool = True):
@@ -97,19 +57,19 @@ def main(argv=None) -> int:
     parser.add_argument("--replicate", choices=["features", "transactions"], default="features")
     parser.add_argument("--raw", action="store_true",
                         help="also time the scaled BG/NBD fit without aggregation")
-    parser.add_argument("--data", type=Path, default=ROOT / "data" / "CDNOW_master.txt")
+    parser.add_argument("--data", type=Path, default=MASTER)
     args = parser.parse_args(argv)
     if args.scale < 1:
         parser.error("--scale must be >= 1")
 
     print(f"CDNOW master: {args.data}")
-    transactions = timed("load transactions", lambda: load_master(args.data))
+    transactions, _ = timed("load transactions", lambda: read_cdnow(args.data))
     analysis_date = default_analysis_date(transactions)
-    inputs = timed("value_inputs (features, monetary value)",
-                   lambda: value_inputs(transactions, analysis_date))
+    inputs, _ = timed("value_inputs (features, monetary value)",
+                      lambda: value_inputs(transactions, analysis_date))
     print(f"  {len(transactions):,} transactions, {len(inputs):,} customers, "
           f"analysis date {analysis_date.date()}, time unit {TIME_UNIT_DAYS} days")
-    bgnbd, gamma_gamma = timed("fit BG/NBD + Gamma-Gamma", lambda: fit_models(inputs))
+    (bgnbd, gamma_gamma), _ = timed("fit BG/NBD + Gamma-Gamma", lambda: fit_models(inputs))
     print("    " + describe(bgnbd, gamma_gamma))
     timed("score: value_from_inputs (fit + p_alive + CLV)", lambda: value_from_inputs(inputs))
 
@@ -117,23 +77,23 @@ def main(argv=None) -> int:
     if args.replicate == "features":
         print("value_inputs rows (frequency, recency, T, monetary_value) replicated with new "
               "customer ids; the transactions are NOT replicated")
-        big = timed("replicate feature rows", lambda: with_new_ids(inputs, args.scale))
+        big, _ = timed("replicate feature rows", lambda: replicate(inputs, args.scale))
     else:
         print("transaction log replicated with new customer ids; inputs rebuilt from it")
-        big_log = timed("replicate transactions", lambda: with_new_ids(transactions, args.scale))
+        big_log, _ = timed("replicate transactions", lambda: replicate(transactions, args.scale))
         print(f"  {len(big_log):,} transactions")
-        big = timed("value_inputs (features, monetary value)",
-                    lambda: value_inputs(big_log, analysis_date))
+        big, _ = timed("value_inputs (features, monetary value)",
+                       lambda: value_inputs(big_log, analysis_date))
         del big_log
     print(f"  {len(big):,} customers")
-    bgnbd, gamma_gamma = timed("fit BG/NBD + Gamma-Gamma", lambda: fit_models(big))
+    (bgnbd, gamma_gamma), _ = timed("fit BG/NBD + Gamma-Gamma", lambda: fit_models(big))
     print("    " + describe(bgnbd, gamma_gamma))
-    table, metrics = timed("score: value_from_inputs (fit + p_alive + CLV)",
-                           lambda: value_from_inputs(big))
+    (table, metrics), _ = timed("score: value_from_inputs (fit + p_alive + CLV)",
+                                lambda: value_from_inputs(big))
     print(f"    {len(table):,} rows, total clv_12m {metrics['total_clv_12m']:,.0f}")
     if args.raw:
         raw_bgnbd, _ = timed("fit BG/NBD without aggregation (one row each)",
-                             lambda: (fit_models(big, aggregate=False)[0], None))
+                             lambda: fit_models(big, aggregate=False)[0])
         print("    " + describe(raw_bgnbd))
     return 0
 

@@ -20,7 +20,7 @@ from cdnow.segments import (
     unique_names,
 )
 
-from cdnow_files import MASTER, load_master
+from cdnow_offline.datasets import MASTER, read_cdnow
 
 ANALYSIS_DATE = pd.Timestamp("1998-01-01")
 
@@ -388,7 +388,7 @@ MASTER_REVENUE_CENTS = 250_031_563  # $2,500,315.63
 def master_features() -> pd.DataFrame:
     if not MASTER.exists():
         pytest.skip(f"{MASTER} not present")
-    transactions = load_master()
+    transactions = read_cdnow()
     analysis_date = default_analysis_date(transactions)
     assert analysis_date == pd.Timestamp("1998-07-01")
     return customer_features(transactions, analysis_date)
