@@ -18,6 +18,7 @@ from cdnow.churn import (
     ChurnResult,
     LeakageError,
     ThresholdLabel,
+    bgnbd_baselines,
     check_features_as_of,
     check_label,
     churn_design_matrix,
@@ -431,7 +432,8 @@ def master():
 @pytest.fixture(scope="module")
 def master_run(master):
     analysis_date = default_analysis_date(master)
-    return analysis_date, train_and_score(master, analysis_date, horizon_days=180)
+    return analysis_date, train_and_score(master, analysis_date, horizon_days=180,
+                                          baselines=bgnbd_baselines(180))
 
 
 @needs_master
@@ -451,6 +453,13 @@ def test_train_and_score_on_cdnow_master(master, master_run):
     # Brier score beats always predicting the base rate.
     assert m["pr_auc"] > m["recency_baseline_pr_auc"]
     assert m["roc_auc"] > m["recency_baseline_roc_auc"]
+    # And the BG/NBD's own forecast of no purchase in the horizon, on every figure.
+    for figure in ("pr_auc", "roc_auc", "lift_top_decile"):
+        assert m[figure] > m[f"bgnbd_no_purchase_baseline_{figure}"], figure
+    for figure in ("brier", "log_loss"):
+        assert m[figure] < m[f"bgnbd_no_purchase_baseline_{figure}"], figure
+    # 1 - P(alive) calls every one-time buyer alive: worse than chance at this label.
+    assert m["bgnbd_p_alive_baseline_roc_auc"] < 0.5
     assert m["roc_auc"] > 0.78
     assert m["brier"] < m["validation_base_rate"] * (1 - m["validation_base_rate"])
     assert m["calibration_error"] < 0.03

@@ -21,6 +21,7 @@ from cdnow.clv import (
     default_calibration_end,
     gamma_gamma_log_likelihood,
     holdout_check,
+    no_purchase_probability,
     p_alive_scores,
     value_inputs,
 )
@@ -253,6 +254,58 @@ def simulate_bgnbd(n, r, alpha, a, b, T, seed):
         active[idx] = False
         active[bought[rng.random(len(bought)) >= drop[bought]]] = True
     return x, tx, T
+
+
+def test_probability_no_purchase_by_hand():
+    model = fitted_model()
+    r, alpha, a, b = 0.243, 4.414, 0.793, 2.426
+    x, tx, T = np.array([0, 2, 2]), np.array([0, 30.43, 30.43]), np.array([38.86, 38.86, 38.86])
+    got = model.probability_no_purchase(26, x, tx, T)
+    # A one-time buyer is alive for sure: only the Poisson silence counts.
+    assert got[0] == pytest.approx(((alpha + 38.86) / (alpha + 38.86 + 26)) ** r, rel=1e-12)
+    alive = model.p_alive(x, tx, T)[1]
+    quiet = ((alpha + 38.86) / (alpha + 38.86 + 26)) ** (r + 2)
+    assert got[1] == pytest.approx(1 - alive + alive * quiet, rel=1e-12)
+    assert (model.probability_no_purchase(0, x, tx, T) == 1).all()
+    # Longer horizons only lower it, towards 1 - P(alive).
+    long = model.probability_no_purchase(1e40, x, tx, T)
+    np.testing.assert_allclose(long, 1 - model.p_alive(x, tx, T), atol=1e-6)
+    assert (model.probability_no_purchase(52, x, tx, T) < got).all()
+
+
+def test_probability_no_purchase_matches_simulated_customers():
+    # Customers drawn from the model and followed past T: the share with no purchase in the
+    # next t matches the predicted probability, overall and by calibration frequency.
+    rng = np.random.default_rng(11)
+    truth = {"r": 0.5, "alpha": 3.0, "a": 1.5, "b": 4.0}
+    n, T, t = 40_000, 39.0, 26.0
+    x_cal, tx_cal, quiet = simulate_bgnbd_holdout(n, *truth.values(), T, t, seed=12)
+    model = fitted_model(**truth)
+    predicted = model.probability_no_purchase(t, x_cal, tx_cal, np.full(n, T))
+    assert predicted.mean() == pytest.approx(quiet.mean(), abs=0.01)
+    for low, high in [(0, 0), (1, 2), (3, 6), (7, np.inf)]:
+        group = (x_cal >= low) & (x_cal <= high)
+        assert predicted[group].mean() == pytest.approx(quiet[group].mean(), abs=0.02), (low, high)
+
+
+def simulate_bgnbd_holdout(n, r, alpha, a, b, T, t, seed):
+    """(x, t_x) up to T and whether the customer made no purchase in (T, T + t]."""
+    rng = np.random.default_rng(seed)
+    rate, drop = rng.gamma(r, 1 / alpha, n), rng.beta(a, b, n)
+    x, tx, now = np.zeros(n), np.zeros(n), np.zeros(n)
+    quiet = np.ones(n, dtype=bool)
+    active = np.ones(n, dtype=bool)
+    while active.any():
+        idx = np.flatnonzero(active)
+        now[idx] += rng.exponential(1 / rate[idx])
+        in_calibration = idx[now[idx] < T]
+        x[in_calibration] += 1
+        tx[in_calibration] = now[in_calibration]
+        quiet[idx[(now[idx] >= T) & (now[idx] < T + t)]] = False
+        active[idx] = False
+        # Still buying: before T and survived the purchase (after T only the first one counts).
+        active[in_calibration[rng.random(len(in_calibration)) >= drop[in_calibration]]] = True
+    return x, tx, quiet
 
 
 def test_fit_recovers_simulated_parameters():

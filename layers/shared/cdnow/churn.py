@@ -74,8 +74,13 @@ Baselines (same validation customers)
     ``Baseline(score_fn, is_probability=True)`` when it returns probabilities in [0, 1] of the
     same event, no purchase in the horizon (then it also gets a Brier score and log loss).
     1 - P(alive) is the probability of another event (an alive customer may still not buy
-    within the horizon; P(alive) is 1 for every one-time buyer), so it is a ranking score:
-        baselines={"bgnbd": lambda features: 1 - p_alive_scores(features)}
+    within the horizon; P(alive) is 1 for every one-time buyer), so it is a ranking score;
+    the BG/NBD's P(no purchase in the horizon) is a probability of the label's event. The
+    pipeline passes both, ``baselines=bgnbd_baselines(horizon_days)``.
+    Measured on CDNOW master (horizon 180 days, validation customers): ROC-AUC / PR-AUC
+    0.793 / 0.907 for the chosen logistic regression (Brier 0.132), 0.780 / 0.904 for the
+    recency rule, 0.767 / 0.879 for BG/NBD P(no purchase) (Brier 0.135), and 0.323 / 0.756 for
+    1 - P(alive), which ranks every one-time buyer as surely alive.
 
 Metrics (``ChurnResult.metrics``: flat, one level, JSON-ready numbers and a few strings)
     For the chosen model, unprefixed, on the validation customers:
@@ -511,6 +516,19 @@ def _recency_rule(features: pd.DataFrame) -> np.ndarray:
 
 
 RECENCY_BASELINE = Baseline(_recency_rule, is_probability=False)
+
+
+def bgnbd_baselines(horizon_days: int) -> dict[str, Baseline]:
+    """The BG/NBD model fitted on the cutoff features, as two baselines: 1 - P(alive), the
+    chance of having dropped out (a ranking; 0 for every one-time buyer), and P(no purchase
+    in the horizon), the model's forecast of the label's own event (a probability)."""
+    from .clv import no_purchase_probability, p_alive_scores
+
+    return {
+        "bgnbd_p_alive": Baseline(lambda features: 1.0 - p_alive_scores(features)),
+        "bgnbd_no_purchase": Baseline(
+            lambda features: no_purchase_probability(features, horizon_days), is_probability=True),
+    }
 
 
 def _baselines(extra: Mapping[str, Callable | Baseline] | None) -> dict[str, Baseline]:

@@ -29,6 +29,7 @@ Models
       at T, lambda ~ Gamma(r+x, alpha+T) and p ~ Beta(a, b+x), and a customer with (lambda, p)
       buys (1 - exp(-lambda p t))/p times on average in the next t.)
     * E[X(t)] for a new customer: the same with x = t_x = T = 0.
+    * P(no purchase in the next t | x, t_x, T) = 1 - P(alive) (1 - ((alpha+T)/(alpha+T+t))^(r+x)).
 
 ``GammaGammaModel`` -- Gamma-Gamma spend model (Colombo & Jiang 1999; Fader, Hardie & Lee 2005
     "RFM and CLV"; Fader & Hardie 2013 note). Each transaction value ~ Gamma(p, nu) with the
@@ -80,6 +81,8 @@ Domain functions
   plus a flat metrics dict. ``value_from_inputs(inputs, ...)`` does the same from a
   value_inputs table.
 * ``p_alive_scores(features, time_unit_days=7)``: P(alive) per row of a customer_features table.
+* ``no_purchase_probability(features, horizon_days)``: the BG/NBD's P(no purchase in the
+  horizon) per row, the churn label's event (a probability baseline for the churn model).
 """
 
 from __future__ import annotations
@@ -397,6 +400,24 @@ class BetaGeoModel:
 
         return self._per_distinct_row(func, frequency, recency, T)
 
+    def probability_no_purchase(self, t: float, frequency, recency, T) -> np.ndarray:
+        """P(no purchase in the next ``t`` time units | x, t_x, T): already dropped out, or
+        alive and quiet. Given alive at T, lambda ~ Gamma(r+x, alpha+T), and a customer drops
+        out only right after a purchase, so P(quiet | alive) = ((alpha+T)/(alpha+T+t))^(r+x).
+        This is the BG/NBD's own forecast of "no purchase in the horizon" (the churn label);
+        1 - P(alive) is not: it is 0 for every one-time buyer."""
+        t = float(t)
+        if not np.isfinite(t) or t < 0:
+            raise ValueError(f"t must be a non-negative number, got {t}")
+        r, alpha, a, b = params = self._params()
+
+        def func(x, tx, t_end):
+            alive = self._p_alive(x, tx, t_end, *params)
+            buys_if_alive = -np.expm1(-(r + x) * np.log1p(t / (alpha + t_end)))
+            return np.clip(1.0 - alive * buys_if_alive, 0.0, 1.0)
+
+        return self._per_distinct_row(func, frequency, recency, T)
+
     def expected_purchases_new_customer(self, t):
         """Unconditional E[X(t)]: purchases of a new customer in their first ``t`` time units,
         the first (trial) purchase at time 0 not counted. A float for a scalar ``t``, else an
@@ -687,19 +708,36 @@ def holdout_check(transactions: pd.DataFrame, calibration_end, observation_end,
     }
 
 
-def p_alive_scores(features: pd.DataFrame, time_unit_days: float = 7,
-                   penalizer: float = 0.0) -> np.ndarray:
-    """Fit BG/NBD on a customer_features table (frequency, recency, T in days) and return
-    P(alive) at T for each row, in row order. 1 - P(alive) is a model-based churn score."""
+def _fit_on_features(features: pd.DataFrame, time_unit_days: float, penalizer: float):
+    """BG/NBD fitted on a customer_features table (frequency, recency, T in days), and the
+    table's (x, t_x, T) in model units."""
     missing = [c for c in ("frequency", "recency", "T") if c not in features.columns]
     if missing:
         raise ValueError(f"features lack column(s) {missing}")
-    if len(features) == 0:
-        return np.empty(0)
     unit = _check_time_unit(time_unit_days)
     x, tx, t_end = _rfm_in_units(features, unit)
-    return BetaGeoModel(penalizer=penalizer, time_unit_days=unit).fit(x, tx, t_end).p_alive(
-        x, tx, t_end)
+    return BetaGeoModel(penalizer=penalizer, time_unit_days=unit).fit(x, tx, t_end), (x, tx, t_end)
+
+
+def p_alive_scores(features: pd.DataFrame, time_unit_days: float = 7,
+                   penalizer: float = 0.0) -> np.ndarray:
+    """Fit BG/NBD on a customer_features table (frequency, recency, T in days) and return
+    P(alive) at T for each row, in row order. 1 - P(alive) ranks customers by the chance they
+    have dropped out (a ranking only: it is 0 for every one-time buyer)."""
+    if len(features) == 0:
+        return np.empty(0)
+    model, rfm = _fit_on_features(features, time_unit_days, penalizer)
+    return model.p_alive(*rfm)
+
+
+def no_purchase_probability(features: pd.DataFrame, horizon_days: float,
+                            time_unit_days: float = 7, penalizer: float = 0.0) -> np.ndarray:
+    """Fit BG/NBD on a customer_features table and return, per row, the model's probability
+    of no purchase in the ``horizon_days`` after the table's date: the churn label's event."""
+    if len(features) == 0:
+        return np.empty(0)
+    model, rfm = _fit_on_features(features, time_unit_days, penalizer)
+    return model.probability_no_purchase(float(horizon_days) / model.time_unit_days, *rfm)
 
 
 def customer_value(transactions: pd.DataFrame, analysis_date, annual_discount_rate: float = 0.10,

@@ -82,7 +82,8 @@ def _model_label(metrics: dict) -> str:
 def _compared(metrics: dict, curves: dict) -> list[tuple[str, str]]:
     """(metric/curve prefix, legend label): the chosen model, then each baseline."""
     baselines = sorted({name.split("_baseline_")[0] for name in curves if "_baseline_" in name})
-    labels = {"recency": "Recency rule", "bgnbd": "BG/NBD P(alive)"}
+    labels = {"recency": "Recency rule", "bgnbd_p_alive": "BG/NBD 1 - P(alive)",
+              "bgnbd_no_purchase": "BG/NBD P(no purchase)"}
     return [("", _model_label(metrics))] + [
         (f"{b}_baseline_", labels.get(b, b.replace("_", " "))) for b in baselines]
 

@@ -140,8 +140,7 @@ def segment(run: dict, database: str) -> dict:
 def churn(run: dict, analysis_date: str) -> dict:
     import pandas as pd
 
-    from .churn import train_and_score
-    from .clv import p_alive_scores
+    from .churn import bgnbd_baselines, train_and_score
     from .figures import churn_figures
 
     layout = _layout(run)
@@ -149,9 +148,7 @@ def churn(run: dict, analysis_date: str) -> dict:
     horizon = int(run.get("churn_horizon_days") or DEFAULT_CHURN_HORIZON_DAYS)
     result = train_and_score(
         transactions, pd.Timestamp(analysis_date), horizon_days=horizon,
-        # 1 - P(alive) ranks customers by the BG/NBD model fitted at the cutoff: a ranking, not
-        # a probability of the same event (see cdnow.churn).
-        baselines={"bgnbd": lambda cutoff_features: 1.0 - p_alive_scores(cutoff_features)},
+        baselines=bgnbd_baselines(horizon),
     )
     storage.stage_table(result.scores, layout.staged("churn_scores"))
     _stage_model_metrics(layout, "churn", result.metrics)
