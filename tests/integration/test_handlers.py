@@ -163,3 +163,12 @@ def test_a_later_run_reports_segment_migration_against_the_published_one(stack, 
     before = read_published_run("cdnow_analytics", "customer_segments", transformed["run_id"])
     expected = before.groupby("segment_name").size().to_dict()
     assert dict(zip(migration["to_segment"], migration["customers"])) == expected
+
+
+def test_churn_step_refuses_a_label_that_is_a_threshold_on_its_own_features(stack, transformed, modelled):
+    features, _ = modelled
+    leaky = {**transformed, "churn_label": {"feature": "recency_days", "threshold": 90}}
+    payload, error = invoke("ChurnFunction", {"run": leaky, "features": features})
+    assert error == "Unhandled" and payload["errorType"] == "LeakageError"
+    assert "'recency_days > 90'" in payload["errorMessage"]
+    assert "no_purchase_in_horizon" in payload["errorMessage"]

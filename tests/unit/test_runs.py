@@ -18,12 +18,16 @@ def test_parses_eventbridge_object_created_and_direct_input():
     assert parse_run_request(event).input_uri == "s3://raw/incoming/a.txt"
     direct = parse_run_request({"bucket": "raw", "key": "incoming/a.txt", "analysis_date": "1998-07-01", "churn_horizon_days": 90})
     assert (direct.analysis_date, direct.churn_horizon_days) == ("1998-07-01", 90)
+    assert direct.churn_label is None
+    label = {"feature": "recency_days", "threshold": 90}
+    assert parse_run_request({"bucket": "raw", "key": "incoming/a.txt", "churn_label": label}).churn_label == label
 
 
 @pytest.mark.parametrize("event, message", [
     ({"foo": 1}, "names no object"),
     ({"bucket": "raw", "key": "incoming/a", "churn_horizon_days": -3}, "churn_horizon_days"),
     ({"bucket": "raw", "key": "incoming/a", "analysis_date": "01/07/1998"}, "YYYY-MM-DD"),
+    ({"bucket": "raw", "key": "incoming/a", "churn_label": 90}, "churn_label"),
 ])
 def test_refuses_unusable_requests(event, message):
     with pytest.raises(InvalidRunRequest, match=message):

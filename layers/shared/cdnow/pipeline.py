@@ -38,6 +38,7 @@ def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int) 
         "run_prefix": layout.prefix,
         "analysis_date": request.analysis_date,
         "churn_horizon_days": request.churn_horizon_days or default_horizon_days,
+        "churn_label": request.churn_label,
     }
     storage.write_json(layout.manifest, run)
     return run
@@ -140,7 +141,7 @@ def segment(run: dict, database: str) -> dict:
 def churn(run: dict, analysis_date: str) -> dict:
     import pandas as pd
 
-    from .churn import bgnbd_baselines, train_and_score
+    from .churn import NO_PURCHASE_IN_HORIZON, bgnbd_baselines, train_and_score
     from .figures import churn_figures
 
     layout = _layout(run)
@@ -148,6 +149,7 @@ def churn(run: dict, analysis_date: str) -> dict:
     horizon = int(run.get("churn_horizon_days") or DEFAULT_CHURN_HORIZON_DAYS)
     result = train_and_score(
         transactions, pd.Timestamp(analysis_date), horizon_days=horizon,
+        label=run.get("churn_label") or NO_PURCHASE_IN_HORIZON,
         baselines=bgnbd_baselines(horizon),
     )
     storage.stage_table(result.scores, layout.staged("churn_scores"))

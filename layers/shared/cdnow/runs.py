@@ -36,6 +36,9 @@ class RunRequest:
     key: str
     analysis_date: str | None = None
     churn_horizon_days: int | None = None
+    # What churn means for the run: None is the temporal label (no purchase in the horizon);
+    # anything else is checked, and a feature threshold refused, by the churn step.
+    churn_label: str | dict | None = None
 
     @property
     def input_uri(self) -> str:
@@ -45,7 +48,7 @@ class RunRequest:
 def parse_run_request(event: dict) -> RunRequest:
     """Accept what EventBridge sends for "Object Created" ({"detail": {"bucket", "object"}}) or a
     hand-started execution's input ({"bucket", "key", optional "analysis_date",
-    "churn_horizon_days"})."""
+    "churn_horizon_days", "churn_label"})."""
     options = event.get("options", {}) if isinstance(event.get("options"), dict) else {}
     if "detail" in event:
         detail = event["detail"] or {}
@@ -65,7 +68,10 @@ def parse_run_request(event: dict) -> RunRequest:
     analysis_date = options.get("analysis_date")
     if analysis_date is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(analysis_date)):
         raise InvalidRunRequest(f"analysis_date must be YYYY-MM-DD, got {analysis_date!r}")
-    return RunRequest(bucket, key, analysis_date, int(horizon) if horizon is not None else None)
+    label = options.get("churn_label")
+    if label is not None and not isinstance(label, (str, dict)):
+        raise InvalidRunRequest(f"churn_label must be a label name or an object, got {label!r}")
+    return RunRequest(bucket, key, analysis_date, int(horizon) if horizon is not None else None, label)
 
 
 @dataclass(frozen=True)
