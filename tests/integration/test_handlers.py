@@ -172,3 +172,22 @@ def test_churn_step_refuses_a_label_that_is_a_threshold_on_its_own_features(stac
     assert error == "Unhandled" and payload["errorType"] == "LeakageError"
     assert "'recency_days > 90'" in payload["errorMessage"]
     assert "no_purchase_in_horizon" in payload["errorMessage"]
+
+
+def shape(value):
+    """The keys of a JSON document, recursively (a list by its first element), without values."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return None
+
+
+def test_sample_events_have_the_shape_the_steps_produce(root, transformed, modelled):
+    features, models = modelled
+    events = {name: json.loads((root / "events" / f"{name}.json").read_text())
+              for name in ("features", "models", "publish")}
+    assert shape(events["features"]) == shape({"run": transformed})
+    assert shape(events["models"]) == shape({"run": transformed, "features": features})
+    assert shape(events["publish"]["models"]) == shape(models)
+    assert shape(events["publish"]["features"]) == shape(features)
