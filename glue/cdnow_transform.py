@@ -6,6 +6,15 @@ the Glue adapter calls ``main(argv, spark=shared_session, spark_path=staging_map
 Every physical line after the header is exactly one row, either accepted or quarantined with
 a reason code, so ``read == accepted + quarantined`` always holds and a bad row can be traced
 back to its line in the file.
+
+Inputs: CDNOW master and sample fixed-width text; delimited text with a header (comma, tab,
+semicolon or pipe; common column names recognized, or a ``--column_mapping``); any of those
+gzip-compressed (``.gz``); parquet (a row's number is its position in the file, its raw line
+the tab-joined values). Text must be UTF-8, with or without a BOM, LF or CRLF line ends. The
+first 64 KiB decide what the file is (``sniff``): UTF-16/32, binary data, a non-UTF-8 text
+encoding, or gzip data without ``.gz`` in its name end the job with an error naming the file;
+a later line that is not valid UTF-8 or holds control characters is quarantined as
+``unparseable_line``.
 """
 
 from __future__ import annotations
@@ -14,11 +23,13 @@ import json
 import logging
 import re
 import sys
+import zlib
 from dataclasses import dataclass
 from datetime import date
 from typing import Callable, Sequence
 
 import boto3
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -27,6 +38,7 @@ log = logging.getLogger("cdnow.transform")
 # Reason codes in the order they are checked: a row is reported with the first one it fails.
 REASONS = (
     "blank_line",
+    "unparseable_line",
     "wrong_field_count",
     "missing_customer_id",
     "invalid_date",
@@ -65,36 +77,52 @@ _ROW_IN_PARTITION_BITS = 33
 class Format:
     """Where each field sits in a row of one input format (0-based field positions)."""
 
-    name: str  # "cdnow_master" | "cdnow_sample" | "csv"
+    name: str  # "cdnow_master" | "cdnow_sample" | "csv" | "tsv" | "parquet"
     field_count: int
     customer_field: int
     date_field: int
     quantity_field: int
     amount_field: int
+    # None: fields are separated by runs of white space (the CDNOW files); else the delimiter.
+    separator: str | None = None
 
     @property
     def has_header(self) -> bool:
-        return self.name == "csv"
+        return self.separator is not None and self.name != "parquet"
 
 
 CDNOW_MASTER = Format("cdnow_master", 4, customer_field=0, date_field=1, quantity_field=2, amount_field=3)
 # The sample's second field is its own renumbered id; the master id is the customer.
 CDNOW_SAMPLE = Format("cdnow_sample", 5, customer_field=0, date_field=2, quantity_field=3, amount_field=4)
+# Parquet rows are turned into lines of their four columns in this order, tab-separated.
+PARQUET = Format("parquet", 4, customer_field=0, date_field=1, quantity_field=2, amount_field=3, separator="\t")
+
+# A header's delimiter: the one of these it holds most of (ties: earlier wins).
+SEPARATORS = {",": "csv", "\t": "tsv", ";": "csv", "|": "csv"}
+ROLES = tuple(CSV_COLUMN_ALIASES)
 
 
-def detect_format(first_line: str, source: str) -> Format:
-    """The format of a file, from its first non-blank line (the header for CSV)."""
+def detect_format(first_line: str, source: str, column_mapping: dict[str, str] | None = None) -> Format:
+    """The format of a file, from its first non-blank line (the header for delimited text).
+
+    ``column_mapping`` (role -> header name, e.g. {"customer_id": "Kunde"}) overrides the
+    recognized names for the roles it gives."""
     line = first_line.lstrip(_BOM).rstrip("\r\n")
-    if "," in line:
-        return _csv_format(line, source)
     tokens = line.split()
     if len(tokens) == 4 and _is_yyyymmdd(tokens[1]):
         return CDNOW_MASTER
     if len(tokens) == 5 and _is_yyyymmdd(tokens[2]):
         return CDNOW_SAMPLE
+    counts = {sep: line.count(sep) for sep in SEPARATORS}
+    separator = max(counts, key=lambda sep: counts[sep])
+    if counts[separator]:
+        names = [name.strip().strip('"') for name in line.split(separator)]
+        positions = column_positions(names, source, f"header {line[:80]!r}", column_mapping)
+        return Format(SEPARATORS[separator], len(names), *positions, separator=separator)
     raise ValueError(
         f"{source}: unrecognized first line {line[:80]!r}: expected a CDNOW fixed-width row "
-        "(customer_id YYYYMMDD quantity amount, optionally with a sample id) or a CSV header"
+        "(customer_id YYYYMMDD quantity amount, optionally with a sample id) or a header of "
+        "comma-, tab-, semicolon- or pipe-separated column names"
     )
 
 
@@ -102,37 +130,133 @@ def _is_yyyymmdd(token: str) -> bool:
     return len(token) == 8 and token.isascii() and token.isdigit()
 
 
-def _csv_format(header: str, source: str) -> Format:
-    names = [re.sub(r"[\s\-]+", "_", name.strip().strip('"').strip().lower()) for name in header.split(",")]
-    positions, missing = {}, []
+def _normalized(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+def column_positions(names: Sequence[str], source: str, what: str,
+                     column_mapping: dict[str, str] | None = None) -> tuple[int, int, int, int]:
+    """Positions of customer_id, order_date, quantity and amount among column ``names``:
+    the mapped name for a role in ``column_mapping``, else the first alias present."""
+    mapping = column_mapping or {}
+    unknown = sorted(set(mapping) - set(ROLES))
+    if unknown:
+        raise ValueError(f"{source}: column_mapping names unknown field(s) {unknown}; "
+                         f"the fields are {', '.join(ROLES)}")
+    normalized = [_normalized(name) for name in names]
+    positions, missing = [], []
     for role, aliases in CSV_COLUMN_ALIASES.items():
-        found = next((names.index(alias) for alias in aliases if alias in names), None)
+        if role in mapping:
+            wanted = [_normalized(mapping[role])]
+            label = f"{mapping[role]!r} (column_mapping)"
+        else:
+            wanted, label = list(aliases), f"one of {', '.join(aliases)}"
+        found = next((normalized.index(name) for name in wanted if name in normalized), None)
         if found is None:
-            missing.append(f"{role} (one of {', '.join(aliases)})")
-        positions[role] = found
+            missing.append(f"{role} ({label})")
+        positions.append(found)
     if missing:
-        raise ValueError(
-            f"{source}: CSV header {header[:80]!r} has no column for {'; '.join(missing)}"
-        )
-    return Format(
-        "csv",
-        len(names),
-        customer_field=positions["customer_id"],
-        date_field=positions["order_date"],
-        quantity_field=positions["quantity"],
-        amount_field=positions["amount"],
-    )
+        raise ValueError(f"{source}: {what} has no column for {'; '.join(missing)}")
+    return tuple(positions)
+
+
+# --- what the file is (pure: bytes in, a decision or a clear error out) -------------------
+
+HEAD_BYTES = 64 * 1024
+TEXT, GZIP, PARQUET_FILE = "text", "gzip", "parquet"
+# Bytes that never occur in a text export (NUL and C0 controls other than tab, LF, FF, CR).
+_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 12, 13)) + b"\x7f"
+MAX_CONTROL_SHARE = 0.01
+MIN_CONTROL_BYTES = 8
+
+
+def sniff(head: bytes, source: str) -> str:
+    """TEXT, GZIP or PARQUET_FILE from a file's first bytes (``HEAD_BYTES`` of them, or the
+    whole file if shorter); ValueError naming the file for what cannot be read as a log."""
+    if not head:
+        raise ValueError(f"{source}: empty file (0 bytes)")
+    if head.startswith(b"PAR1"):
+        return PARQUET_FILE
+    kind = TEXT
+    if head.startswith(b"\x1f\x8b"):
+        if not source.endswith(".gz"):
+            raise ValueError(f"{source}: gzip-compressed data in a file whose name does not end "
+                             "in .gz; name it ....gz so that it is decompressed")
+        try:
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, HEAD_BYTES)
+        except zlib.error as exc:
+            raise ValueError(f"{source}: corrupt gzip data ({exc})") from None
+        if not head:
+            raise ValueError(f"{source}: empty file (gzip of 0 bytes)")
+        kind = GZIP
+    check_text(head, source)
+    return kind
+
+
+def check_text(head: bytes, source: str) -> None:
+    """Refuse what is not UTF-8 text, saying what it looks like instead."""
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        raise ValueError(f"{source}: UTF-32 text; re-export the file as UTF-8")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError(f"{source}: UTF-16 text; re-export the file as UTF-8")
+    # ASCII in UTF-16 puts a NUL in every other byte, and almost none in the others.
+    even, odd = head[0::2].count(0) / max(len(head[0::2]), 1), head[1::2].count(0) / max(len(head[1::2]), 1)
+    if len(head) >= 8 and max(even, odd) > 0.4 and min(even, odd) < 0.05:
+        raise ValueError(f"{source}: UTF-16 text without a byte-order mark; re-export the file as UTF-8")
+    controls = sum(head.count(bytes([b])) for b in _CONTROL)
+    # A stray control character is a bad line (quarantined); many make a binary file.
+    if b"\x00" in head or controls > max(MAX_CONTROL_SHARE * len(head), MIN_CONTROL_BYTES):
+        raise ValueError(f"{source}: binary data, not a text transaction log "
+                         f"({controls} control bytes in the first {len(head):,})")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not merely a character cut by the end of the head
+            line = head.count(b"\n", 0, exc.start) + 1
+            raise ValueError(
+                f"{source}: not UTF-8 text: byte 0x{head[exc.start]:02x} on line {line} "
+                "(Latin-1 or Windows-1252?); re-export the file as UTF-8") from None
 
 
 @dataclass(frozen=True)
 class NumberedLines:
-    lines: DataFrame  # line_number long, raw_line string
+    lines: DataFrame  # line_number long, raw_line string, not_utf8 boolean
     line_count: int
     first_nonblank_line_number: int | None
     first_nonblank_line: str | None
 
 
-def read_lines(spark: SparkSession, input_path: str, source: str) -> NumberedLines:
+def read_head(spark: SparkSession, input_path: str, size: int = HEAD_BYTES) -> bytes:
+    """The first ``size`` bytes of a file, through Hadoop's file system (s3:// on Glue, file://
+    offline): what ``sniff`` decides on, without reading the whole object."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(input_path)
+    stream = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).open(path)
+    try:
+        return bytes(stream.readNBytes(size))
+    finally:
+        stream.close()
+
+
+def read_parquet_rows(spark: SparkSession, input_path: str, source: str,
+                      column_mapping: dict[str, str] | None) -> tuple[DataFrame, Format]:
+    """A parquet file as lines (``value``: its four columns tab-joined, in PARQUET's order), so
+    that the same numbering and validation apply; dates and timestamps become YYYY-MM-DD."""
+    frame = spark.read.parquet(input_path)
+    positions = column_positions(frame.columns, source, f"parquet columns {frame.columns}", column_mapping)
+    types = dict(frame.dtypes)
+
+    def text(name: str) -> Column:
+        column = F.col(f"`{name}`")
+        if types[name] in ("date", "timestamp", "timestamp_ntz"):
+            column = F.date_format(column, "yyyy-MM-dd")
+        return F.coalesce(column.cast("string"), F.lit(""))
+
+    names = [frame.columns[i] for i in positions]
+    return frame.select(F.concat_ws("\t", *[text(name) for name in names]).alias("value")), PARQUET
+
+
+def read_lines(spark: SparkSession, input_path: str, source: str, rows: DataFrame | None = None) -> NumberedLines:
     """The file's lines with their 1-based physical line numbers.
 
     One pass over the file counts the lines of each split; the returned frame reads the file
@@ -144,7 +268,8 @@ def read_lines(spark: SparkSession, input_path: str, source: str) -> NumberedLin
     """
     # Split on LF only, so that line numbers are what `wc -l` and editors count; CR is
     # stripped below. Hadoop's reader already drops a UTF-8 BOM; stripping it is a safeguard.
-    text = spark.read.option("lineSep", "\n").text(input_path)
+    # ``rows`` (a ``value`` column) stands in for the text of a file read another way (parquet).
+    text = spark.read.option("lineSep", "\n").text(input_path) if rows is None else rows
     files = text.inputFiles()
     if len(files) != 1:
         raise ValueError(f"{source}: expected exactly one input file, found {len(files)}")
@@ -152,6 +277,9 @@ def read_lines(spark: SparkSession, input_path: str, source: str) -> NumberedLin
         F.monotonically_increasing_id().alias("row_id"),
         F.input_file_block_start().alias("split_start"),
         F.regexp_replace("value", r"^\uFEFF|\r\z", "").alias("raw_line"),
+        # Bytes that are not UTF-8 reach Spark as they are; any string function (the one
+        # above included) replaces them with U+FFFD. Only the line as read can tell.
+        (F.col("value") != F.decode(F.col("value").cast("binary"), "UTF-8")).alias("not_utf8"),
     )
     partition = F.shiftright("row_id", _ROW_IN_PARTITION_BITS)
     row_in_partition = F.col("row_id").bitwiseAND((1 << _ROW_IN_PARTITION_BITS) - 1)
@@ -186,6 +314,7 @@ def read_lines(spark: SparkSession, input_path: str, source: str) -> NumberedLin
     lines = tagged.select(
         (offset_of_split[F.col("split_start")] + row_in_partition + 1).alias("line_number"),
         "raw_line",
+        "not_utf8",
     )
     return NumberedLines(lines, line_count, first_number, first_line)
 
@@ -200,39 +329,45 @@ def parse_transactions(
 ) -> DataFrame:
     """Typed rows with a ``reason`` (null when the row is valid) from ``line_number, raw_line``.
 
-    ``lines_df`` holds data rows only (no CSV header); ``spark`` is unused, kept so every step
+    ``lines_df`` holds data rows only (no CSV header), as ``read_lines`` numbers them; ``spark`` is unused, kept so every step
     of the job takes the session first. Regular expressions decide validity, and every cast
     runs only on text they accepted, so ANSI mode cannot fail the job on a bad row.
     Each step is its own projection: Spark keeps projections apart when merging them would
     copy an expensive expression into each use (one merged tree was measured 3x slower).
     """
-    if fmt.name == "csv":
-        fields = F.split("raw_line", ",", -1)
+    delimited = fmt.separator is not None
+    if delimited:
+        fields = F.split("raw_line", re.escape(fmt.separator), -1)
     else:
         fields = F.split(F.regexp_replace("raw_line", r"^\s+|\s+$", ""), r"\s+", -1)
 
     def field(position: int) -> Column:
         # get() gives null past the end even under ANSI mode.
         token = F.get(F.col("fields"), position)
-        if fmt.name == "csv":
-            # Padding and quotes around a CSV value are not part of it.
+        if delimited:
+            # Padding and quotes around a delimited value are not part of it.
             token = F.regexp_extract(token, r'^\s*"?(.*?)"?\s*$', 1)
         return F.coalesce(token, F.lit(""))
 
     date_digits = F.col("date_text")
-    if fmt.name == "csv":
+    if delimited:
         date_digits = F.regexp_replace(date_digits, r"^(\d{4})-(\d{2})-(\d{2})$", "$1$2$3")
+    # A line that was not UTF-8 (its bytes now replaced) or holds control characters is no
+    # transaction whatever its fields look like.
+    unparseable = F.col("not_utf8") | F.col("raw_line").rlike(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
     tokens = (
         lines_df.select(
             F.col("line_number").cast("long").alias("line_number"),
             "raw_line",
+            "not_utf8",
             fields.alias("fields"),
         )
         .select(
             "line_number",
             "raw_line",
             F.col("raw_line").rlike(r"^\s*$").alias("is_blank"),
+            unparseable.alias("is_unparseable"),
             F.size("fields").alias("field_count"),
             field(fmt.customer_field).alias("customer_id"),
             field(fmt.date_field).alias("date_text"),
@@ -271,6 +406,7 @@ def parse_transactions(
     amount_is_valid = F.col("amount_text").rlike(r"^(\d+(\.\d*)?|\.\d+)$")
     reason = (
         F.when(F.col("is_blank"), "blank_line")
+        .when(F.col("is_unparseable"), "unparseable_line")
         .when(F.col("field_count") != fmt.field_count, "wrong_field_count")
         .when(F.col("customer_id") == "", "missing_customer_id")
         .when(~F.col("is_real_date"), "invalid_date")
@@ -302,14 +438,41 @@ def transform(
     min_date: date = DEFAULT_MIN_DATE,
     max_date: date = DEFAULT_MAX_DATE,
     max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
+    column_mapping: dict[str, str] | None = None,
 ) -> dict:
     """Read, validate and write one input file; the run summary, or ValueError for a bad file."""
-    numbered = read_lines(spark, input_path, source_uri)
-    if numbered.line_count == 0:
-        raise ValueError(f"{source_uri}: empty file (no lines)")
-    if numbered.first_nonblank_line is None:
-        raise ValueError(f"{source_uri}: empty file ({numbered.line_count} lines, all blank)")
-    fmt = detect_format(numbered.first_nonblank_line, source_uri)
+    try:
+        return _transform(spark, input_path, transactions_path, quarantine_path, run_id=run_id,
+                          source_uri=source_uri, min_date=min_date, max_date=max_date,
+                          max_bad_share=max_bad_share, column_mapping=column_mapping)
+    except Py4JJavaError as exc:
+        # The JVM could not read the file (a truncated .gz, a damaged parquet footer): say so
+        # with the file's name and the innermost Java cause, not a page of stack trace.
+        raise ValueError(f"{source_uri}: cannot be read: {_java_cause(exc)}") from None
+
+
+def _java_cause(exc: Py4JJavaError) -> str:
+    cause = exc.java_exception
+    while cause.getCause() is not None:
+        cause = cause.getCause()
+    return f"{cause.getClass().getSimpleName()}: {cause.getMessage()}"
+
+
+def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id, source_uri,
+               min_date, max_date, max_bad_share, column_mapping) -> dict:
+    container = sniff(read_head(spark, input_path), source_uri)
+    if container == PARQUET_FILE:
+        rows, fmt = read_parquet_rows(spark, input_path, source_uri, column_mapping)
+        numbered = read_lines(spark, input_path, source_uri, rows=rows)
+        if numbered.line_count == 0:
+            raise ValueError(f"{source_uri}: empty file (a parquet file with no rows)")
+    else:
+        numbered = read_lines(spark, input_path, source_uri)
+        if numbered.line_count == 0:
+            raise ValueError(f"{source_uri}: empty file (no lines)")
+        if numbered.first_nonblank_line is None:
+            raise ValueError(f"{source_uri}: empty file ({numbered.line_count} lines, all blank)")
+        fmt = detect_format(numbered.first_nonblank_line, source_uri, column_mapping)
     header_line_number = numbered.first_nonblank_line_number if fmt.has_header else 0
     if fmt.has_header and numbered.line_count == header_line_number:
         raise ValueError(f"{source_uri}: header only, no data rows")
@@ -376,6 +539,7 @@ def transform(
         "run_id": run_id,
         "source_uri": source_uri,
         "format": fmt.name,
+        "compression": "gzip" if container == GZIP else None,
         "read": read,
         "accepted": accepted,
         "quarantined": quarantined,
@@ -425,12 +589,23 @@ def parse_args(argv: Sequence[str]) -> dict:
         "min_date": _argument(given, "min_date", date.fromisoformat, DEFAULT_MIN_DATE),
         "max_date": _argument(given, "max_date", date.fromisoformat, DEFAULT_MAX_DATE),
         "max_bad_share": _argument(given, "max_bad_share", float, DEFAULT_MAX_BAD_SHARE),
+        "column_mapping": _argument(given, "column_mapping", _column_mapping, None),
     }
     if args["min_date"] > args["max_date"]:
         raise ValueError(f"--min_date {args['min_date']} is after --max_date {args['max_date']}")
     if not 0.0 <= args["max_bad_share"] <= 1.0:
         raise ValueError(f"--max_bad_share must be between 0 and 1, got {args['max_bad_share']}")
     return args
+
+
+def _column_mapping(text: str) -> dict[str, str] | None:
+    """A JSON object of field -> column name; "null" or "{}" for none."""
+    mapping = json.loads(text)
+    if mapping is None or mapping == {}:
+        return None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise ValueError(text)
+    return mapping
 
 
 def _argument(given: dict[str, str], key: str, parse: Callable, default):
@@ -463,6 +638,7 @@ def main(
         min_date=args["min_date"],
         max_date=args["max_date"],
         max_bad_share=args["max_bad_share"],
+        column_mapping=args["column_mapping"],
     )
     bucket, _, prefix = run_prefix.removeprefix("s3://").partition("/")
     boto3.client("s3").put_object(

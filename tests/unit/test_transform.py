@@ -114,6 +114,7 @@ def test_master_rows_are_typed_and_numbered(spark, tmp_path):
         "run_id": "run-1",
         "source_uri": "s3://raw/incoming/input.txt",
         "format": "cdnow_master",
+        "compression": None,
         "read": 3,
         "accepted": 3,
         "quarantined": 0,
@@ -307,10 +308,10 @@ def test_rerun_replaces_its_own_output(spark, tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"", r"s3://raw/incoming/bad\.csv: empty file \(no lines\)"),
+        (b"", r"s3://raw/incoming/bad\.csv: empty file \(0 bytes\)"),
         (b"\n  \r\n\n", r"s3://raw/incoming/bad\.csv: empty file \(3 lines, all blank\)"),
         (b"customer_id,date,quantity,amount\r\n", r"s3://raw/incoming/bad\.csv: header only"),
-        (b"customer_id,date,amount\n1,19970101,1\n", r"s3://raw/incoming/bad\.csv: CSV header .* quantity"),
+        (b"customer_id,date,amount\n1,19970101,1\n", r"s3://raw/incoming/bad\.csv: header .* no column for quantity"),
         (b"<html>oops</html>\n", r"s3://raw/incoming/bad\.csv: unrecognized first line"),
     ],
     ids=["empty", "blank-lines-only", "header-only", "missing-column", "unrecognized"],
@@ -359,7 +360,11 @@ def test_parse_args_ignores_glue_system_arguments():
         "min_date": dt.date(1900, 1, 1),
         "max_date": dt.date(2100, 12, 31),
         "max_bad_share": 0.1,
+        "column_mapping": None,
     }
+    mapped = parse_args(["--run_id", "r", "--input_uri", "s3://raw/k", "--run_prefix", "s3://c/r/",
+                         "--column_mapping", '{"customer_id": "Kunde"}'])
+    assert mapped["column_mapping"] == {"customer_id": "Kunde"}
 
 
 @pytest.mark.parametrize(
@@ -367,6 +372,8 @@ def test_parse_args_ignores_glue_system_arguments():
     [
         (["--run_id", "r", "--input_uri", "s3://raw/k"], "--run_prefix"),
         (["--run_id", "r", "--input_uri", "s3://raw/k", "--run_prefix", "s3://c/runs/run_id=r"], "end with '/'"),
+        (["--run_id", "r", "--input_uri", "s3://raw/k", "--run_prefix", "s3://c/r/", "--column_mapping", "[1]"],
+         "--column_mapping: cannot read"),
     ],
 )
 def test_parse_args_rejects_missing_or_malformed_arguments(argv, message):
