@@ -4,7 +4,7 @@ import os
 
 from cdnow import pipeline
 from cdnow.observability import logger, metrics, tracer
-from cdnow.runs import DEFAULT_CHURN_HORIZON_DAYS, parse_run_request
+from cdnow.runs import DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_MAX_BAD_ROW_SHARE, parse_run_request
 
 
 @logger.inject_lambda_context
@@ -16,6 +16,7 @@ def lambda_handler(event, context):
         request,
         curated_bucket=os.environ["CURATED_BUCKET"],
         default_horizon_days=int(os.environ.get("CHURN_HORIZON_DAYS", DEFAULT_CHURN_HORIZON_DAYS)),
+        default_max_bad_share=float(os.environ.get("MAX_BAD_ROW_SHARE", DEFAULT_MAX_BAD_ROW_SHARE)),
     )
     logger.append_keys(run_id=run["run_id"])
     logger.info("run started", extra={"input_uri": run["input_uri"]})

@@ -23,11 +23,10 @@ def object_created_event(root: Path, bucket: str, key: str) -> dict:
     return event
 
 
-def run_glue_job(run: dict) -> dict:
+def run_glue_job(arguments: dict) -> dict:
+    """Start the Transform job with ``arguments`` as the state machine does; its final job run."""
     glue = boto3.client("glue")
-    job_run_id = glue.start_job_run(JobName="cdnow-it-TransformJob", Arguments={
-        "--run_id": run["run_id"], "--input_uri": run["input_uri"], "--run_prefix": run["run_prefix"],
-    })["JobRunId"]
+    job_run_id = glue.start_job_run(JobName="cdnow-it-TransformJob", Arguments=arguments)["JobRunId"]
     deadline = time.monotonic() + 180
     while True:
         job_run = glue.get_job_run(JobName="cdnow-it-TransformJob", RunId=job_run_id)["JobRun"]
@@ -56,6 +55,25 @@ def test_ingest_derives_a_stable_run_and_writes_its_manifest(stack, root, ingest
         Bucket=stack.outputs["CuratedBucketName"], Key=f"runs/run_id={ingested['run_id']}/manifest.json"
     )
     assert json.loads(manifest["Body"].read())["input_uri"] == ingested["input_uri"]
+    # What the state machine hands the Glue job: strings only, the stack's bad-row share.
+    assert ingested["transform_arguments"] == {
+        "--run_id": ingested["run_id"], "--input_uri": ingested["input_uri"],
+        "--run_prefix": ingested["run_prefix"], "--max_bad_share": "0.05", "--column_mapping": "null",
+    }
+
+
+def test_a_run_can_set_its_bad_row_share_and_column_mapping(stack, root, ingested):
+    raw = stack.outputs["RawBucketName"]
+    mapping = {"customer_id": "Kunde"}
+    run, error = invoke("IngestFunction", {"bucket": raw, "key": "incoming/sample-handlers.txt",
+                                           "max_bad_share": 0.2, "column_mapping": mapping})
+    assert error is None, run
+    assert run["run_id"] == ingested["run_id"]  # the same object: the same run
+    assert run["transform_arguments"]["--max_bad_share"] == "0.2"
+    assert json.loads(run["transform_arguments"]["--column_mapping"]) == mapping
+    payload, error = invoke("IngestFunction", {"bucket": raw, "key": "incoming/sample-handlers.txt",
+                                               "max_bad_share": "half"})
+    assert payload["errorType"] == "InvalidRunRequest" and "max_bad_share" in payload["errorMessage"]
 
 
 def test_ingest_refuses_objects_outside_incoming_and_empty_files(stack, root):
@@ -72,7 +90,7 @@ def test_ingest_refuses_objects_outside_incoming_and_empty_files(stack, root):
 
 @pytest.fixture(scope="module")
 def transformed(ingested):
-    job_run = run_glue_job(ingested)
+    job_run = run_glue_job(ingested["transform_arguments"])
     assert job_run["JobRunState"] == "SUCCEEDED", job_run.get("ErrorMessage")
     return ingested
 
@@ -87,9 +105,8 @@ def test_transform_job_counts_every_row(stack, transformed):
 def test_failed_glue_job_reports_the_file_and_reason(stack):
     raw = stack.outputs["RawBucketName"]
     boto3.client("s3").put_object(Bucket=raw, Key="incoming/not-a-log.txt", Body=b"hello world\n")
-    run = {"run_id": "bad-file", "input_uri": f"s3://{raw}/incoming/not-a-log.txt",
-           "run_prefix": f"s3://{stack.outputs['CuratedBucketName']}/runs/run_id=bad-file/"}
-    job_run = run_glue_job(run)
+    job_run = run_glue_job({"--run_id": "bad-file", "--input_uri": f"s3://{raw}/incoming/not-a-log.txt",
+                            "--run_prefix": f"s3://{stack.outputs['CuratedBucketName']}/runs/run_id=bad-file/"})
     assert job_run["JobRunState"] == "FAILED"
     assert "not-a-log.txt" in job_run["ErrorMessage"]
 

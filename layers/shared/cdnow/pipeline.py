@@ -7,6 +7,7 @@ step returns a small, JSON-ready dict: states pass locations and summaries, neve
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 from . import storage
@@ -18,27 +19,42 @@ TABLES = ("customer_features", "customer_segments", "segment_profiles", "churn_s
 OPTIONAL_TABLES = ("segment_migration",)
 
 
-def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int) -> dict:
-    """Check the object, derive the run, write its manifest; return the run descriptor."""
+def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
+           default_max_bad_share: float) -> dict:
+    """Check the object, derive the run, write its manifest; return the run descriptor (with
+    the Transform job's arguments, which the state machine passes on as they are)."""
     if not request.key.startswith(INCOMING_PREFIX):
         raise InvalidRunRequest(f"{request.input_uri}: only objects under {INCOMING_PREFIX} start a run")
     head = storage.head_object(request.input_uri)
     if head["ContentLength"] == 0:
         raise InvalidRunRequest(f"{request.input_uri}: the file is empty (0 bytes)")
-    # The version id identifies the object on a versioned bucket; the ETag otherwise.
-    version = head.get("VersionId") or head["ETag"].strip('"')
-    run_id = derive_run_id(request.bucket, request.key, version)
+    # The run is the content at this key (its ETag), not the upload: a file delivered twice is
+    # one run, also on a versioned bucket where each upload is a new version.
+    etag = head["ETag"].strip('"')
+    run_id = derive_run_id(request.bucket, request.key, etag)
     layout = RunLayout(curated_bucket, run_id)
+    max_bad_share = default_max_bad_share if request.max_bad_share is None else request.max_bad_share
     run = {
         "run_id": run_id,
         "input_uri": request.input_uri,
-        "input_version": version,
+        "input_version": head.get("VersionId") or etag,
+        "input_etag": etag,
         "input_bytes": head["ContentLength"],
         "curated_bucket": curated_bucket,
         "run_prefix": layout.prefix,
         "analysis_date": request.analysis_date,
         "churn_horizon_days": request.churn_horizon_days or default_horizon_days,
         "churn_label": request.churn_label,
+        "max_bad_share": max_bad_share,
+        "column_mapping": request.column_mapping,
+        # Glue job arguments are strings.
+        "transform_arguments": {
+            "--run_id": run_id,
+            "--input_uri": request.input_uri,
+            "--run_prefix": layout.prefix,
+            "--max_bad_share": repr(float(max_bad_share)),
+            "--column_mapping": json.dumps(request.column_mapping),
+        },
     }
     storage.write_json(layout.manifest, run)
     return run
@@ -208,10 +224,19 @@ def _run_row(run: dict, features: dict):
 
 
 def publish(run: dict, database: str, features: dict) -> list[dict]:
-    """Make every staged table of the run its partition of the catalog table, then record the
-    run in the ``runs`` table. Nothing is published unless every required table was staged
-    (a missing one fails before the first write); ``segment_migration`` exists only when an
-    earlier run had been published."""
+    """Make every staged table of the run its partition of the catalog table, and record the
+    run in the ``runs`` table: all of it or none of it.
+
+    Nothing is written unless every required table was staged (``segment_migration`` exists
+    only when an earlier run had been published). Then two phases: every table's files are
+    written to a new folder of this attempt (invisible: no partition points there), and only
+    then each partition is pointed at its new folder. If anything fails, the partitions switched
+    so far point back where they were (or are removed) and the new folders are deleted, so the
+    catalog is as it was before; after success the folders they pointed to before go.
+    """
+    from datetime import datetime, timezone
+    from uuid import uuid4
+
     layout = _layout(run)
     frames = {}
     for table in TABLES + OPTIONAL_TABLES:
@@ -221,15 +246,29 @@ def publish(run: dict, database: str, features: dict) -> list[dict]:
             if table in TABLES:
                 raise ValueError(f"run {run['run_id']}: table {table} was not staged, nothing published") from None
     frames["runs"] = _run_row(run, features)
-    published = []
-    for table, frame in frames.items():
-        location = layout.published(table)
-        storage.publish_table(frame, location, database, table, run["run_id"])
-        published.append({
-            "table": table, "database": database, "rows": int(len(frame)),
-            "location": f"{location}{storage.PARTITION_COLUMN}={run['run_id']}/",
-        })
-    return published
+
+    attempt = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid4().hex[:8]}"
+    new = {table: layout.published_attempt(table, attempt) for table in frames}
+    previous: dict[str, str | None] = {}
+    try:
+        for table, frame in frames.items():
+            storage.stage_table(frame, new[table])
+        for table, frame in frames.items():
+            previous[table] = storage.point_partition(
+                frame, database, table, layout.published(table), new[table], run["run_id"])
+    except BaseException:
+        for table, location in reversed(previous.items()):
+            storage.restore_partition(database, table, run["run_id"], location)
+        for location in new.values():
+            storage.delete_prefix(location)
+        raise
+    for table, location in previous.items():
+        if location is not None and location != new[table]:
+            storage.delete_prefix(location, keep=new[table])
+    return [
+        {"table": table, "database": database, "rows": int(len(frame)), "location": new[table]}
+        for table, frame in frames.items()
+    ]
 
 
 def run_summary(run: dict, features: dict, models: dict, tables: list[dict]) -> dict:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 INCOMING_PREFIX = "incoming/"
 DEFAULT_CHURN_HORIZON_DAYS = 180
+DEFAULT_MAX_BAD_ROW_SHARE = 0.05
 
 
 class InvalidRunRequest(ValueError):
@@ -39,6 +40,11 @@ class RunRequest:
     # What churn means for the run: None is the temporal label (no purchase in the horizon);
     # anything else is checked, and a feature threshold refused, by the churn step.
     churn_label: str | dict | None = None
+    # A file whose share of quarantined rows is above this fails the run (None: the stack's).
+    max_bad_share: float | None = None
+    # Field -> column name for a delimited or parquet input whose header the Transform does not
+    # recognize, e.g. {"customer_id": "Kunde", "order_date": "Datum"}.
+    column_mapping: dict | None = None
 
     @property
     def input_uri(self) -> str:
@@ -48,7 +54,7 @@ class RunRequest:
 def parse_run_request(event: dict) -> RunRequest:
     """Accept what EventBridge sends for "Object Created" ({"detail": {"bucket", "object"}}) or a
     hand-started execution's input ({"bucket", "key", optional "analysis_date",
-    "churn_horizon_days", "churn_label"})."""
+    "churn_horizon_days", "churn_label", "max_bad_share", "column_mapping"})."""
     options = event.get("options", {}) if isinstance(event.get("options"), dict) else {}
     if "detail" in event:
         detail = event["detail"] or {}
@@ -71,7 +77,20 @@ def parse_run_request(event: dict) -> RunRequest:
     label = options.get("churn_label")
     if label is not None and not isinstance(label, (str, dict)):
         raise InvalidRunRequest(f"churn_label must be a label name or an object, got {label!r}")
-    return RunRequest(bucket, key, analysis_date, int(horizon) if horizon is not None else None, label)
+    share = options.get("max_bad_share")
+    if share is not None:
+        try:
+            share = float(share)
+        except (TypeError, ValueError):
+            share = -1.0
+        if not 0.0 <= share <= 1.0:
+            raise InvalidRunRequest(f"max_bad_share must be a number from 0 to 1, got {options['max_bad_share']!r}")
+    mapping = options.get("column_mapping")
+    if mapping is not None and not (
+            isinstance(mapping, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())):
+        raise InvalidRunRequest(f"column_mapping must map field names to column names, got {mapping!r}")
+    return RunRequest(bucket, key, analysis_date, int(horizon) if horizon is not None else None, label,
+                      share, mapping)
 
 
 @dataclass(frozen=True)
@@ -121,3 +140,8 @@ class RunLayout:
     def published(self, table: str) -> str:
         """A published table's location (all runs; one run_id= partition each)."""
         return f"s3://{self.curated_bucket}/tables/{table}/"
+
+    def published_attempt(self, table: str, attempt: str) -> str:
+        """Where one Publish attempt writes the run's rows of a table; the catalog partition
+        points at the attempt that succeeded."""
+        return f"{self.published(table)}run_id={self.run_id}/{attempt}/"

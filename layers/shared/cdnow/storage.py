@@ -46,11 +46,16 @@ def write_text(uri: str, text: str, content_type: str) -> None:
     boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=text.encode(), ContentType=content_type)
 
 
-def delete_prefix(uri: str) -> None:
-    """Remove every object under ``uri`` (what an earlier attempt of the run left behind)."""
+def delete_prefix(uri: str, keep: str | None = None) -> None:
+    """Remove every object under ``uri`` (what an earlier attempt left behind), except those
+    under ``keep``."""
     import awswrangler as wr
 
-    wr.s3.delete_objects(path=uri)
+    paths = wr.s3.list_objects(uri)
+    if keep:
+        paths = [path for path in paths if not path.startswith(keep)]
+    if paths:
+        wr.s3.delete_objects(path=paths)
 
 
 def read_table(uri: str, columns: list[str] | None = None):
@@ -64,35 +69,89 @@ def read_table(uri: str, columns: list[str] | None = None):
 
 
 def stage_table(frame, uri: str) -> None:
-    """Write a run's table to its staging folder, replacing what a previous attempt left."""
+    """Write a table's rows as the parquet files of folder ``uri``, replacing what was there
+    (a previous attempt's files). Nothing reads them until a catalog partition points there."""
     import awswrangler as wr
 
     wr.s3.to_parquet(frame, path=uri, dataset=True, mode="overwrite", index=False)
 
 
-def publish_table(frame, location: str, database: str, table: str, run_id: str) -> None:
-    """Write the run's rows as its own partition of a catalog table (Athena reads it)."""
+def point_partition(frame, database: str, table: str, table_location: str, partition_location: str,
+                    run_id: str) -> str | None:
+    """Make the catalog table's partition ``run_id`` point at ``partition_location`` (parquet
+    files of ``frame``'s columns): the table is created, or its columns updated, from the frame's
+    schema. Returns the partition's previous location, None when it is new. One catalog call
+    switches what Athena reads for the run, so readers see the old rows or the new, never both."""
     import awswrangler as wr
 
-    frame = frame.assign(**{PARTITION_COLUMN: run_id})
-    wr.s3.to_parquet(
-        frame, path=location, dataset=True, mode="overwrite_partitions",
-        partition_cols=[PARTITION_COLUMN], database=database, table=table, index=False,
+    columns, _ = wr.catalog.extract_athena_types(frame, index=False)
+    wr.catalog.create_parquet_table(
+        database=database, table=table, path=table_location, columns_types=columns,
+        partitions_types={PARTITION_COLUMN: "string"}, compression="snappy", mode="update",
     )
+    glue = boto3.client("glue")
+    previous = partition_location_of(database, table, run_id)
+    descriptor = dict(glue.get_table(DatabaseName=database, Name=table)["Table"]["StorageDescriptor"])
+    descriptor["Location"] = partition_location
+    partition = {"Values": [run_id], "StorageDescriptor": descriptor}
+    if previous is None:
+        glue.create_partition(DatabaseName=database, TableName=table, PartitionInput=partition)
+    else:
+        glue.update_partition(DatabaseName=database, TableName=table, PartitionValueList=[run_id],
+                              PartitionInput=partition)
+    return previous
+
+
+def restore_partition(database: str, table: str, run_id: str, location: str | None) -> None:
+    """Undo ``point_partition``: point the partition back at ``location``, or remove it."""
+    glue = boto3.client("glue")
+    if location is None:
+        try:
+            glue.delete_partition(DatabaseName=database, TableName=table, PartitionValues=[run_id])
+        except glue.exceptions.EntityNotFoundException:
+            pass
+        return
+    partition = glue.get_partition(DatabaseName=database, TableName=table, PartitionValues=[run_id])["Partition"]
+    descriptor = {**partition["StorageDescriptor"], "Location": location}
+    glue.update_partition(DatabaseName=database, TableName=table, PartitionValueList=[run_id],
+                          PartitionInput={"Values": [run_id], "StorageDescriptor": descriptor})
+
+
+def partition_location_of(database: str, table: str, run_id: str) -> str | None:
+    """Where the catalog says the run's rows of a table are, or None (no table or no partition)."""
+    glue = boto3.client("glue")
+    try:
+        partition = glue.get_partition(DatabaseName=database, TableName=table, PartitionValues=[run_id])
+    except glue.exceptions.EntityNotFoundException:
+        return None
+    return partition["Partition"]["StorageDescriptor"]["Location"]
+
+
+def _with_partition(frame, run_id: str):
+    return frame.assign(**{PARTITION_COLUMN: run_id})
 
 
 def read_published_table(database: str, table: str, columns: list[str] | None = None):
-    """Every run's rows of a catalog table, or None when the table has never been published."""
+    """Every run's rows of a catalog table, read where its partitions point (as Athena does), or
+    None when the table has never been published."""
     import awswrangler as wr
+    import pandas as pd
 
     if not wr.catalog.does_table_exist(database=database, table=table):
         return None
-    return wr.s3.read_parquet_table(table=table, database=database, columns=columns)
+    partitions = wr.catalog.get_parquet_partitions(database=database, table=table)
+    wanted = None if columns is None else [c for c in columns if c != PARTITION_COLUMN]
+    frames = [_with_partition(read_table(location, columns=wanted), values[0])
+              for location, values in sorted(partitions.items(), key=lambda item: item[1])]
+    if not frames:
+        return None
+    out = pd.concat(frames, ignore_index=True)
+    return out if columns is None else out[columns]
 
 
 def read_published_run(database: str, table: str, run_id: str):
-    import awswrangler as wr
-
-    return wr.s3.read_parquet_table(
-        table=table, database=database, partition_filter=lambda p: p[PARTITION_COLUMN] == run_id
-    )
+    """The run's rows of a catalog table, read where its partition points."""
+    location = partition_location_of(database, table, run_id)
+    if location is None:
+        raise FileNotFoundError(f"{database}.{table} has no partition {PARTITION_COLUMN}={run_id}")
+    return _with_partition(read_table(location), run_id)
