@@ -29,6 +29,7 @@ def test_parses_eventbridge_object_created_and_direct_input():
     ({"bucket": "raw", "key": "incoming/a", "analysis_date": "01/07/1998"}, "YYYY-MM-DD"),
     ({"bucket": "raw", "key": "incoming/a", "churn_label": 90}, "churn_label"),
     ({"bucket": "raw", "key": "incoming/a", "max_bad_share": 1.5}, "max_bad_share"),
+    ({"bucket": "raw", "key": "incoming/export[1].csv"}, r"s3://raw/incoming/export\[1\]\.csv: .*file pattern"),
     ({"bucket": "raw", "key": "incoming/a", "column_mapping": {"customer_id": 3}}, "column_mapping"),
 ])
 def test_refuses_unusable_requests(event, message):

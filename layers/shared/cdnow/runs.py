@@ -68,6 +68,10 @@ def parse_run_request(event: dict) -> RunRequest:
             "the run input names no object: expected an S3 'Object Created' event or "
             f"{{'bucket': ..., 'key': ...}}, got keys {sorted(event)}"
         )
+    if re.search(r"[*?\[\]{}\\]", key):
+        # Spark (Hadoop) reads such a name as a glob pattern: it would read other files, or none.
+        raise InvalidRunRequest(f"s3://{bucket}/{key}: the name holds one of * ? [ ] {{ }} \\, which the "
+                                "Transform would read as a file pattern; rename the file")
     horizon = options.get("churn_horizon_days")
     if horizon is not None and (not str(horizon).isdigit() or int(horizon) <= 0):
         raise InvalidRunRequest(f"churn_horizon_days must be a positive whole number of days, got {horizon!r}")
