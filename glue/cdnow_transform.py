@@ -490,6 +490,7 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
             F.count_if(F.col("line_number").isNull()).alias("unnumbered"),
             F.min(accepted_date).alias("first_order_date"),
             F.max(accepted_date).alias("last_order_date"),
+            F.count_if(F.col("reason").isNull() & (F.col("amount") == 0)).alias("zero_amount"),
             *[F.count_if(F.col("reason") == reason).alias(reason) for reason in REASONS],
         ).first()
         if counts.unnumbered:
@@ -524,6 +525,13 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
                 f"{source_uri}: {quarantined} of {read} rows quarantined ({bad_share:.2%}), "
                 f"above max_bad_share {max_bad_share:.2%}; top reasons: {top_reasons}"
             )
+        # Kept and counted, never dropped: the log has no order id, so a row identical to another
+        # (same customer, day, quantity and amount) is another order, as are zero amounts.
+        identical = (
+            parsed.where(F.col("reason").isNull())
+            .groupBy("customer_id", "order_date", "quantity", "amount").count()
+            .agg(F.sum(F.col("count") - 1).alias("identical")).first().identical
+        ) or 0
         output_files = max(1, min(MAX_OUTPUT_FILES, -(-accepted // ROWS_PER_OUTPUT_FILE)))
         (
             parsed.where(F.col("reason").isNull())
@@ -544,6 +552,8 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
         "accepted": accepted,
         "quarantined": quarantined,
         "by_reason": by_reason,
+        "zero_amount_rows": counts.zero_amount,
+        "identical_rows": identical,
         "first_order_date": _iso(counts.first_order_date),
         "last_order_date": _iso(counts.last_order_date),
         "max_bad_share": max_bad_share,

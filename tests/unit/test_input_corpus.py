@@ -30,6 +30,7 @@ class Accepted:
     by_reason: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     compression: str | None = None
+    kept: tuple[int, int] = (0, 0)  # zero-amount rows, rows identical to another: accepted, counted
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ ACCEPTED = [
     Accepted("transactions.parquet", "parquet", 60),
     Accepted("dirty.txt", "cdnow_master", 202, by_reason={
         "blank_line": 1, "unparseable_line": 1, "wrong_field_count": 2, "invalid_date": 1,
-        "date_out_of_range": 1, "invalid_quantity": 2, "invalid_amount": 2}),
+        "date_out_of_range": 1, "invalid_quantity": 2, "invalid_amount": 2}, kept=(2, 1)),
     Accepted("missing_customer.csv", "csv", 100, by_reason={"missing_customer_id": 1}),
     Accepted("latin1_late_line.txt", "cdnow_master", 3010, by_reason={"unparseable_line": 1}),
 ]
@@ -91,6 +92,7 @@ def test_accepted_inputs_count_every_row(spark, tmp_path, case):
     assert summary["by_reason"] == case.by_reason
     assert (summary["accepted"], summary["quarantined"]) == (case.accepted, quarantined)
     assert summary["read"] == summary["accepted"] + summary["quarantined"]
+    assert (summary["zero_amount_rows"], summary["identical_rows"]) == case.kept
     transactions = pq.read_table(out / "transactions").to_pylist()
     assert len(transactions) == case.accepted
     quarantine = pq.read_table(out / "quarantine").to_pylist()

@@ -119,6 +119,8 @@ def test_master_rows_are_typed_and_numbered(spark, tmp_path):
         "accepted": 3,
         "quarantined": 0,
         "by_reason": {},
+        "zero_amount_rows": 0,
+        "identical_rows": 0,
         "first_order_date": "1997-01-01",
         "last_order_date": "1997-01-12",
         "max_bad_share": 0.05,
@@ -386,6 +388,8 @@ def test_cdnow_files(spark, tmp_path):
     assert master["format"] == "cdnow_master"
     assert master["read"] == master["accepted"] == 69_659
     assert master["quarantined"] == 0
+    # DESIGN.md: kept, each an order, and counted (data/README.md's figures).
+    assert (master["zero_amount_rows"], master["identical_rows"]) == (80, 255)
     assert (master["first_order_date"], master["last_order_date"]) == ("1997-01-01", "1998-06-30")
     table = read_parquet(master_transactions)
     assert table.num_rows == 69_659

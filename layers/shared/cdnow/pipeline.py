@@ -81,7 +81,8 @@ def build_features(run: dict) -> dict:
     return {
         "analysis_date": analysis_date.isoformat(),
         "customers": int(len(features)),
-        "rows": {k: transform[k] for k in ("read", "accepted", "quarantined", "by_reason")},
+        "rows": {k: transform[k] for k in ("read", "accepted", "quarantined", "by_reason",
+                                           "zero_amount_rows", "identical_rows")},
         "input_format": transform.get("format"),
     }
 
