@@ -51,3 +51,35 @@ def replicate(frame: pd.DataFrame, copies: int) -> pd.DataFrame:
     for column in frame.columns.drop("customer_id"):
         out[column] = np.tile(frame[column].to_numpy(), copies)
     return pd.DataFrame(out)[list(frame.columns)]
+
+
+def resample_customers(transactions: pd.DataFrame, scale: float, seed: int = 0) -> pd.DataFrame:
+    """A log ``scale`` times the size of ``transactions`` that keeps its character: customers
+    drawn with replacement (each with the whole purchase history: dates, quantities, amounts),
+    every draw under a new id ("r0000000-00001": the draw number, then the original id), so
+    frequency, recency, spend and cohort keep their joint distribution. Rows are in date
+    order, as an export lists them (customers interleaved)."""
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    ids, first_row, counts = np.unique(transactions["customer_id"].to_numpy(dtype=object),
+                                       return_index=True, return_counts=True)
+    order = np.argsort(transactions["customer_id"].to_numpy(dtype=object), kind="stable")
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(ids), size=int(round(len(ids) * scale)))
+    lengths = counts[draws]
+    # Row positions of every drawn customer's rows, in the sorted order of the source.
+    offsets = np.repeat(starts[draws] - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+    rows = order[np.arange(int(lengths.sum())) + offsets]
+    width = len(str(len(draws) - 1))
+    draw_ids = pd.Series([f"r{d:0{width}d}-" for d in range(len(draws))], dtype="str")
+    dates = transactions["order_date"].to_numpy()[rows]
+    by_date = np.argsort(dates, kind="stable")
+    customer_ids = (draw_ids.repeat(lengths).reset_index(drop=True)
+                    + pd.Series(transactions["customer_id"].to_numpy(dtype=object)[rows], dtype="str"))
+    return pd.DataFrame({
+        "customer_id": customer_ids.iloc[by_date].reset_index(drop=True),
+        "order_date": dates[by_date],
+        "quantity": transactions["quantity"].to_numpy()[rows][by_date],
+        "amount": transactions["amount"].to_numpy()[rows][by_date],
+    })
