@@ -193,6 +193,24 @@ def test_date_objects_and_row_order_do_not_matter():
     pd.testing.assert_frame_equal(got, expected)
 
 
+def test_rows_grouped_by_customer_give_the_same_table_as_any_order():
+    # The Transform writes rows grouped by customer in id order (one pass finds the customers);
+    # shuffled rows are hashed. Ids that sort differently as text and as numbers included.
+    rng = np.random.default_rng(5)
+    ids = np.array(["9", "10", "00010", "A", "a", "Ä", "b"])[rng.integers(0, 7, 400)]
+    log = pd.DataFrame({
+        "customer_id": pd.Series(ids, dtype="str"),
+        "order_date": pd.Timestamp("1997-01-01") + pd.to_timedelta(rng.integers(0, 90, 400), unit="D"),
+        "quantity": rng.integers(1, 5, 400).astype("int64"),
+        "amount": np.round(rng.uniform(0, 30, 400), 2),
+    })
+    grouped = log.sort_values(["customer_id", "order_date"], kind="stable", ignore_index=True)
+    expected = customer_features(log, "1997-04-01")
+    pd.testing.assert_frame_equal(customer_features(grouped, "1997-04-01"), expected)
+    assert list(expected["customer_id"]) == ["00010", "10", "9", "A", "a", "b", "Ä"]
+    assert expected["orders"].sum() == 400
+
+
 def test_amounts_rounded_to_cents():
     transactions = pd.DataFrame({
         "customer_id": ["X", "X", "X"],

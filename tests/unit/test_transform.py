@@ -439,3 +439,11 @@ def test_main_reads_and_writes_through_s3_names(spark, tmp_path, monkeypatch):
     assert read_parquet(Path(spark_path(prefix + "transactions/"))).num_rows == 2
     assert read_parquet(Path(spark_path(prefix + "quarantine/"))).num_rows == 0
     assert not spark.sparkContext._jsc.sc().isStopped()  # a session it was given stays up
+
+
+def test_transactions_are_written_grouped_by_customer_in_id_order(spark, tmp_path):
+    content = "".join(f" {c:05d} 1997{m:02d}01  1   1.00\n" for m in (3, 1, 2) for c in (7, 3, 11, 5))
+    _, transactions, _ = run_transform(spark, tmp_path, content)
+    written = read_parquet(transactions).to_pylist()  # in file and row order, as readers get it
+    keys = [(row["customer_id"], row["order_date"]) for row in written]
+    assert keys == sorted(keys) and len(keys) == 12
