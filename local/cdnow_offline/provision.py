@@ -20,7 +20,9 @@ import boto3
 from .glue_runner import LocalGlueRunner
 from .lambda_runner import LocalFunction, LocalLambdaRunner
 from .moto_defects import EventBridgeDropsStepFunctionsTargets
-from .template import ACCOUNT_ID, Intrinsics, LocalArtifacts, creation_order, load_template, translate_sam
+from .template import (
+    ACCOUNT_ID, Intrinsics, LocalArtifacts, creation_order, image_code_paths, load_template, translate_sam,
+)
 
 # Types that change nothing a local run can observe: moto has no alarm evaluation (and no metrics
 # offline: Powertools metrics are switched off), and nothing invokes a function through a permission.
@@ -33,20 +35,6 @@ def _placeholder_zip() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("README", "offline: the code runs from the checkout (local/lambda_runner.py)")
     return buffer.getvalue()
-
-
-def image_code_paths(dockerfile: Path, context: Path) -> list[Path]:
-    """Folders to put on sys.path for an image function: the parents of what its Dockerfile
-    copies into the task root (the function's app.py, the shared package)."""
-    paths: list[Path] = []
-    for line in dockerfile.read_text(encoding="utf-8").splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[0].upper() == "COPY" and "LAMBDA_TASK_ROOT" in parts[-1]:
-            for source in parts[1:-1]:
-                parent = (context / source).parent
-                if parent not in paths:
-                    paths.append(parent)
-    return paths
 
 
 @dataclass
@@ -212,10 +200,8 @@ class Provisioner:
         if props.get("PackageType") == "Image":
             image_uri = props["Code"]["ImageUri"]
             code_dir = artifacts.code_dirs[image_uri]
-            dockerfile = self.root / resource["Metadata"]["Dockerfile"]
-            context = self.root / resource["Metadata"].get("DockerContext", ".")
             handler = props["ImageConfig"]["Command"][0]
-            layer_dirs = [p for p in image_code_paths(dockerfile, context) if p != code_dir]
+            layer_dirs = [p for p in image_code_paths(resource, self.root) if p != code_dir]
             spec.update(PackageType="Image", Code={"ImageUri": image_uri})
         else:
             code_dir = artifacts.code_dirs[props["Code"]["S3Key"]]
