@@ -1,16 +1,23 @@
-# The two set-up commands of the README: `make run` and `make test`.
+# The set-up commands of the README: `make run`, `make test` (what CI runs), `make lint`, `make build`.
 PYTHON ?= python3
 VENV := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 INPUT ?= data/CDNOW_master.txt
 OUT ?= out
+BUILD_DIR ?= .aws-sam/build
 
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run test lint clean
+# sam build's python3.12 workflow needs a real python3.12 first on PATH (a pyenv shim fails its
+# check): the first candidate that runs, by the path of the interpreter itself. PYTHON312=... wins.
+PYTHON312_CANDIDATES = $(foreach dir,$(subst :, ,$(PATH)),$(wildcard $(dir)/python3.12)) $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) /usr/local/bin/python3.12 /usr/bin/python3.12
+PYTHON312 ?= $(shell for p in $(PYTHON312_CANDIDATES); do "$$p" -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 
-$(VENV)/.installed: requirements/dev.txt layers/shared/requirements.txt functions/models-requirements.txt pyproject.toml
+.PHONY: install run test lint checkov build clean
+
+$(VENV)/.installed: requirements/dev.txt layers/shared/requirements.txt functions/data-requirements.txt functions/models-requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip==26.0.1
 	$(VENV)/bin/pip install -q -r requirements/dev.txt
@@ -24,17 +31,37 @@ $(SAM_VENV)/.installed: requirements/sam.txt
 	$(SAM_VENV)/bin/pip install -q -r requirements/sam.txt
 	touch $@
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed
+# checkov pins an older boto3 and networkx: a venv of its own too.
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip==26.0.1
+	$(CHECKOV_VENV)/bin/pip install -q -r requirements/checkov.txt
+	touch $@
+
+install: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 
 run: $(VENV)/.installed
 	$(VENV)/bin/cdnow run --local --input $(INPUT) --out $(OUT)
 
+# The tests include both linters, checkov and the package-size check (tests/unit/test_template.py,
+# tests/packaging/); `make build` proves the zip resources build.
 test: install
 	$(VENV)/bin/python -m pytest
+	$(MAKE) build
 
 lint: install
 	$(SAM_VENV)/bin/sam validate --lint
 	$(VENV)/bin/cfn-lint template.yaml
+	$(MAKE) checkov
+
+checkov: $(CHECKOV_VENV)/.installed
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
+
+# The zip function and its layer (IngestFunction builds SharedLayer with it). The image functions
+# need Docker: `sam build` with no resource id builds everything where Docker runs.
+build: $(SAM_VENV)/.installed
+	@test -n "$(PYTHON312)" || { echo "make build: no python3.12 found (tried: $(PYTHON312_CANDIDATES)); set PYTHON312=/path/to/python3.12" >&2; exit 1; }
+	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM_VENV)/bin/sam build IngestFunction --build-dir $(BUILD_DIR)
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(OUT) .aws-sam .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(OUT) .aws-sam .pytest_cache

@@ -1,15 +1,12 @@
 """Churn: a classifier trained on a temporal split, scoring every customer."""
 
 from cdnow import pipeline
-from cdnow.observability import logger, metrics, tracer
+from cdnow.observability import handler, logger, metrics
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@handler
 def lambda_handler(event, context):
     run = event["run"]
-    logger.append_keys(run_id=run["run_id"])
     result = pipeline.churn(run, analysis_date=event["features"]["analysis_date"])
     logger.info("churn scores staged", extra={"metrics": result["metrics"]})
     metrics.add_metric(name="ChurnValidationRocAuc", unit="None", value=result["metrics"]["roc_auc"])

@@ -3,15 +3,12 @@
 import os
 
 from cdnow import pipeline
-from cdnow.observability import logger, metrics, tracer
+from cdnow.observability import handler, logger, metrics
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@handler
 def lambda_handler(event, context):
     run = event["run"]
-    logger.append_keys(run_id=run["run_id"])
     tables = pipeline.publish(run, database=os.environ["GLUE_DATABASE"], features=event["features"])
     summary = pipeline.run_summary(run, event["features"], event["models"], tables)
     pipeline.record_summary(run, summary)

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import spark
 from .glue_runner import LocalGlueRunner
 from .lambda_runner import LocalLambdaRunner
-from .moto_defects import apply_interpreter_fixes
+from .moto_defects import apply_moto_fixes
 from .provision import Provisioner, Stack
 
 REGION = "us-east-1"
@@ -63,12 +63,15 @@ class Emulator:
             # No X-Ray daemon offline: traces would only be discarded, noisily.
             "POWERTOOLS_TRACE_DISABLED": "true",
             "AWS_XRAY_SDK_ENABLED": "false",
+            # Roles attach AWS managed policies (AWSXrayWriteOnlyAccess) by ARN, as on AWS; moto
+            # reads this when the reset below builds its IAM backend (the config API has no "iam").
+            "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
         })
         os.environ.pop("AWS_PROFILE", None)
         # moto's backends are per process: a new emulator starts from an empty account.
         self._moto_api("reset", {})
         self._moto_api("config", MOTO_CONFIG)
-        apply_interpreter_fixes()
+        apply_moto_fixes()
         self.lambdas = LocalLambdaRunner({
             "POWERTOOLS_LOG_LEVEL": self._log_level,
             # Metrics are CloudWatch embedded-format lines on stdout: only noise offline.

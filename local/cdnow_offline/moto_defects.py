@@ -12,6 +12,7 @@ import uuid
 
 import boto3
 
+from moto.iam.access_control import IAMPolicyStatement, PermissionResult
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
@@ -39,6 +40,28 @@ def parallel_rewraps_states_errors() -> None:
     prefix: the execution dies in States.Runtime and the Parallel's Catch never fires. Keep
     `States.*` names as the states errors they are."""
     branches_decl.CustomErrorName = _branch_error_name
+
+
+_MOTO_STATEMENT_IS_ACTION_PERMITTED = IAMPolicyStatement.is_action_permitted
+
+
+def _statement_is_action_permitted(statement, action, resource="*", principal=None, incoming_condition_values=None):
+    known = incoming_condition_values or {}
+    for operator, keys in (statement._statement.get("Condition") or {}).items():
+        if operator == "Null" or operator.endswith("IfExists"):
+            continue  # the operators that are about a key being absent
+        if any(key not in known for key in keys):
+            return PermissionResult.NEUTRAL  # a condition on a key the request lacks does not hold
+    return _MOTO_STATEMENT_IS_ACTION_PERMITTED(statement, action, resource, principal, incoming_condition_values)
+
+
+def policy_condition_on_unknown_key_holds() -> None:
+    """moto's policy evaluator treats a condition on a key it has no value for (and any operator
+    it does not implement, such as Bool) as met. S3 enforces bucket policies with it and knows no
+    `aws:SecureTransport`, so the buckets' "deny requests without TLS" statement denied every
+    object request. As in IAM, a condition on a key the request lacks now does not hold, and its
+    statement does not apply."""
+    IAMPolicyStatement.is_action_permitted = _statement_is_action_permitted
 
 
 class EventBridgeDropsStepFunctionsTargets:
@@ -98,6 +121,7 @@ class EventBridgeDropsStepFunctionsTargets:
             self._thread.join(timeout=5)
 
 
-def apply_interpreter_fixes() -> None:
+def apply_moto_fixes() -> None:
     glue_sync_has_no_callback_endpoint()
     parallel_rewraps_states_errors()
+    policy_condition_on_unknown_key_holds()

@@ -20,10 +20,14 @@ import boto3
 from .glue_runner import LocalGlueRunner
 from .lambda_runner import LocalFunction, LocalLambdaRunner
 from .moto_defects import EventBridgeDropsStepFunctionsTargets
-from .template import Intrinsics, LocalArtifacts, creation_order, load_template, translate_sam
+from .template import (
+    ACCOUNT_ID, Intrinsics, LocalArtifacts, creation_order, image_code_paths, load_template, translate_sam,
+)
 
-# Types that change nothing a local run can observe (IAM is not enforced offline).
-_NOT_EMULATED = {"AWS::Lambda::Permission", "AWS::Logs::LogGroup", "AWS::CloudWatch::Alarm"}
+# Types that change nothing a local run can observe: moto has no alarm evaluation (and no metrics
+# offline: Powertools metrics are switched off), and nothing invokes a function through a permission.
+# Everything else, IAM included, is created in the emulator as on AWS (moto does not enforce IAM).
+_NOT_EMULATED = {"AWS::Lambda::Permission", "AWS::CloudWatch::Alarm"}
 
 
 def _placeholder_zip() -> bytes:
@@ -31,20 +35,6 @@ def _placeholder_zip() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("README", "offline: the code runs from the checkout (local/lambda_runner.py)")
     return buffer.getvalue()
-
-
-def image_code_paths(dockerfile: Path, context: Path) -> list[Path]:
-    """Folders to put on sys.path for an image function: the parents of what its Dockerfile
-    copies into the task root (the function's app.py, the shared package)."""
-    paths: list[Path] = []
-    for line in dockerfile.read_text(encoding="utf-8").splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[0].upper() == "COPY" and "LAMBDA_TASK_ROOT" in parts[-1]:
-            for source in parts[1:-1]:
-                parent = (context / source).parent
-                if parent not in paths:
-                    paths.append(parent)
-    return paths
 
 
 @dataclass
@@ -63,6 +53,13 @@ class Provisioner:
         self.lambdas = lambdas
         self.glue_jobs = glue_jobs
         self._layer_dirs: dict[str, Path] = {}
+        self._clients: dict[str, Any] = {}
+
+    def _client(self, service: str):
+        """One client per service for the whole stack (creating one costs more than most calls)."""
+        if service not in self._clients:
+            self._clients[service] = boto3.client(service)
+        return self._clients[service]
 
     def provision(self, stack_name: str, parameters: dict[str, str] | None = None) -> Stack:
         template = load_template(self.root / "template.yaml")
@@ -99,29 +96,83 @@ class Provisioner:
     # One creator per resource type: (name, resolved properties, ...) -> (Ref value, attributes).
 
     def _bucket(self, stack, name, props, resource, artifacts):
-        s3 = boto3.client("s3")
+        s3 = self._client("s3")
         bucket = name.lower()
         s3.create_bucket(Bucket=bucket)
+        if "BucketEncryption" in props:
+            rules = [
+                {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                 **({"BucketKeyEnabled": rule["BucketKeyEnabled"]} if "BucketKeyEnabled" in rule else {})}
+                for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
+            s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules})
+        if "PublicAccessBlockConfiguration" in props:
+            s3.put_public_access_block(
+                Bucket=bucket, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+            )
+        if "OwnershipControls" in props:
+            s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=props["OwnershipControls"])
+        if "VersioningConfiguration" in props:
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration=props["VersioningConfiguration"])
+        if "LifecycleConfiguration" in props:
+            rules = [_lifecycle_rule(rule) for rule in props["LifecycleConfiguration"]["Rules"]]
+            s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
         if props.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
             s3.put_bucket_notification_configuration(
                 Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
             )
         return bucket, {"Arn": f"arn:aws:s3:::{bucket}", "DomainName": f"{bucket}.s3.amazonaws.com"}
 
+    def _bucket_policy(self, stack, name, props, resource, artifacts):
+        self._client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"]))
+        return props["Bucket"], {}
+
+    def _kms_key(self, stack, name, props, resource, artifacts):
+        kms = self._client("kms")
+        key = kms.create_key(
+            Description=props.get("Description", ""), Policy=json.dumps(props["KeyPolicy"])
+        )["KeyMetadata"]
+        if props.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=key["KeyId"])
+        return key["KeyId"], {"Arn": key["Arn"], "KeyId": key["KeyId"]}
+
+    def _log_group(self, stack, name, props, resource, artifacts):
+        logs = self._client("logs")
+        group = props.get("LogGroupName", name)
+        logs.create_log_group(logGroupName=group)
+        if "RetentionInDays" in props:
+            logs.put_retention_policy(logGroupName=group, retentionInDays=int(props["RetentionInDays"]))
+        return group, {"Arn": f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:{group}:*"}
+
+    def _managed_policy(self, stack, name, props, resource, artifacts):
+        policy = self._client("iam").create_policy(
+            PolicyName=name[:128], PolicyDocument=json.dumps(props["PolicyDocument"]),
+            Description=props.get("Description", ""),
+        )["Policy"]
+        return policy["Arn"], {"PolicyArn": policy["Arn"]}
+
     def _glue_database(self, stack, name, props, resource, artifacts):
         database = props["DatabaseInput"]["Name"]
-        boto3.client("glue").create_database(DatabaseInput=props["DatabaseInput"])
+        self._client("glue").create_database(DatabaseInput=props["DatabaseInput"])
         return database, {}
 
     def _role(self, stack, name, props, resource, artifacts):
+        iam = self._client("iam")
         role_name = name[:64]
-        role = boto3.client("iam").create_role(
+        role = iam.create_role(
             RoleName=role_name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"])
         )["Role"]
+        for policy in props.get("Policies", []):
+            # IAM takes a document without Version (SAM's policy templates have none); moto does not.
+            document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
+            iam.put_role_policy(RoleName=role_name, PolicyName=policy["PolicyName"],
+                                PolicyDocument=json.dumps(document))
+        for policy_arn in props.get("ManagedPolicyArns", []):
+            iam.attach_role_policy(RoleName=role_name, PolicyArn=policy_arn)
         return role_name, {"Arn": role["Arn"], "RoleId": role["RoleId"]}
 
     def _glue_job(self, stack, name, props, resource, artifacts):
-        glue = boto3.client("glue")
+        glue = self._client("glue")
         script = props["Command"]["ScriptLocation"]
         keys = ["Description", "Role", "Command", "DefaultArguments", "GlueVersion", "WorkerType",
                 "NumberOfWorkers", "Timeout", "ExecutionProperty", "MaxRetries"]
@@ -130,7 +181,7 @@ class Provisioner:
         return name, {}
 
     def _layer(self, stack, name, props, resource, artifacts):
-        layer = boto3.client("lambda").publish_layer_version(
+        layer = self._client("lambda").publish_layer_version(
             LayerName=props.get("LayerName", name), Content={"ZipFile": _placeholder_zip()},
             CompatibleRuntimes=props.get("CompatibleRuntimes", []),
         )
@@ -144,14 +195,13 @@ class Provisioner:
             "Timeout": int(props.get("Timeout", 3)),
             "MemorySize": int(props.get("MemorySize", 128)),
             "Environment": {"Variables": {k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()}},
+            **{key: props[key] for key in ("TracingConfig", "LoggingConfig") if key in props},
         }
         if props.get("PackageType") == "Image":
             image_uri = props["Code"]["ImageUri"]
             code_dir = artifacts.code_dirs[image_uri]
-            dockerfile = self.root / resource["Metadata"]["Dockerfile"]
-            context = self.root / resource["Metadata"].get("DockerContext", ".")
             handler = props["ImageConfig"]["Command"][0]
-            layer_dirs = [p for p in image_code_paths(dockerfile, context) if p != code_dir]
+            layer_dirs = [p for p in image_code_paths(resource, self.root) if p != code_dir]
             spec.update(PackageType="Image", Code={"ImageUri": image_uri})
         else:
             code_dir = artifacts.code_dirs[props["Code"]["S3Key"]]
@@ -162,7 +212,7 @@ class Provisioner:
             layer_dirs = [self._layer_dirs[arn] for arn in local_layers]
             spec.update(Runtime=props["Runtime"], Handler=handler, Code={"ZipFile": _placeholder_zip()},
                         Layers=local_layers)
-        function = boto3.client("lambda").create_function(**spec)
+        function = self._client("lambda").create_function(**spec)
         self.lambdas.register(LocalFunction(
             name=name, code_dir=code_dir, handler=handler, layer_dirs=layer_dirs,
             memory_mb=spec["MemorySize"], timeout_s=spec["Timeout"],
@@ -170,11 +220,12 @@ class Provisioner:
         return name, {"Arn": function["FunctionArn"]}
 
     def _topic(self, stack, name, props, resource, artifacts):
-        arn = boto3.client("sns").create_topic(Name=name)["TopicArn"]
+        attributes = {key: str(props[key]) for key in ("DisplayName", "KmsMasterKeyId") if key in props}
+        arn = self._client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
         return arn, {"TopicName": name, "TopicArn": arn}
 
     def _subscription(self, stack, name, props, resource, artifacts):
-        arn = boto3.client("sns").subscribe(
+        arn = self._client("sns").subscribe(
             TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"]
         )["SubscriptionArn"]
         return arn, {}
@@ -186,13 +237,18 @@ class Provisioner:
         leftover = re.findall(r"\$\{[A-Za-z0-9_]+\}", definition)
         if leftover:
             raise ValueError(f"state machine {name}: no substitution for {sorted(set(leftover))}")
-        machine = boto3.client("stepfunctions").create_state_machine(
-            name=name, definition=definition, roleArn=props["RoleArn"]
+        options = {}
+        if "LoggingConfiguration" in props:
+            options["loggingConfiguration"] = _lower_camel(props["LoggingConfiguration"])
+        if "TracingConfiguration" in props:
+            options["tracingConfiguration"] = _lower_camel(props["TracingConfiguration"])
+        machine = self._client("stepfunctions").create_state_machine(
+            name=name, definition=definition, roleArn=props["RoleArn"], **options
         )
         return machine["stateMachineArn"], {"Name": name}
 
     def _rule(self, stack, name, props, resource, artifacts):
-        events = boto3.client("events")
+        events = self._client("events")
         rule_arn = events.put_rule(
             Name=name, EventPattern=json.dumps(props["EventPattern"]), State=props.get("State", "ENABLED")
         )["RuleArn"]
@@ -209,8 +265,30 @@ class Provisioner:
         return name, {"Arn": rule_arn}
 
 
+def _lifecycle_rule(rule: dict) -> dict:
+    """A CloudFormation lifecycle rule as the S3 API spells it (ID, and a Filter for the whole bucket)."""
+    api_rule = {k: v for k, v in rule.items() if k not in ("Id", "Prefix")}
+    if "Id" in rule:
+        api_rule["ID"] = rule["Id"]
+    api_rule.setdefault("Filter", {"Prefix": rule.get("Prefix", "")})
+    return api_rule
+
+
+def _lower_camel(value: Any) -> Any:
+    """CloudFormation's Step Functions properties (Level, Destinations) as the API's (level, destinations)."""
+    if isinstance(value, list):
+        return [_lower_camel(v) for v in value]
+    if isinstance(value, dict):
+        return {k[:1].lower() + k[1:]: _lower_camel(v) for k, v in value.items()}
+    return value
+
+
 _CREATORS = {
     "AWS::S3::Bucket": Provisioner._bucket,
+    "AWS::S3::BucketPolicy": Provisioner._bucket_policy,
+    "AWS::KMS::Key": Provisioner._kms_key,
+    "AWS::Logs::LogGroup": Provisioner._log_group,
+    "AWS::IAM::ManagedPolicy": Provisioner._managed_policy,
     "AWS::Glue::Database": Provisioner._glue_database,
     "AWS::IAM::Role": Provisioner._role,
     "AWS::Glue::Job": Provisioner._glue_job,

@@ -71,9 +71,10 @@ def translate_sam(
         props = resource.get("Properties", {})
         kind = resource["Type"]
         if kind == "AWS::Serverless::Function" and props.get("PackageType") == "Image":
-            # An image is built from its Dockerfile; offline its code is the Dockerfile's folder.
+            # An image is built from its Dockerfile; offline its code is the folder it copies the
+            # handler from.
             image_uri = f"{ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com/offline:{logical_id.lower()}"
-            artifacts.code_dirs[image_uri] = (root / resource["Metadata"]["Dockerfile"]).parent
+            artifacts.code_dirs[image_uri] = image_handler_dir(resource, root)
             props["ImageUri"] = image_uri
         elif kind == "AWS::Serverless::Function" and isinstance(props.get("CodeUri"), str):
             artifacts.code_dirs[f"{logical_id}.zip"] = root / props["CodeUri"]
@@ -88,6 +89,33 @@ def translate_sam(
     # The template names managed policies by ARN, so the translator never needs IAM's name map.
     cfn = translator.translate(sam, parameter_values=dict(parameters), get_managed_policy_map=dict)
     return cfn, artifacts
+
+
+def image_code_paths(resource: dict, root: Path) -> list[Path]:
+    """Folders to put on sys.path for an image function: the parents of what its Dockerfile copies
+    into the task root (the function's handler, the shared package), build args substituted."""
+    metadata = resource["Metadata"]
+    context = root / metadata.get("DockerContext", ".")
+    build_args = {name: str(value) for name, value in metadata.get("DockerBuildArgs", {}).items()}
+    paths: list[Path] = []
+    for line in (context / metadata["Dockerfile"]).read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].upper() == "COPY" and "LAMBDA_TASK_ROOT" in parts[-1]:
+            for source in parts[1:-1]:
+                source = re.sub(r"\$\{(\w+)\}", lambda m: build_args[m.group(1)], source)
+                parent = (context / source).parent
+                if parent not in paths:
+                    paths.append(parent)
+    return paths
+
+
+def image_handler_dir(resource: dict, root: Path) -> Path:
+    """The folder of an image function's handler module (its ImageConfig command)."""
+    module = resource["Properties"]["ImageConfig"]["Command"][0].rpartition(".")[0]
+    found = [p for p in image_code_paths(resource, root) if (p / f"{module.replace('.', '/')}.py").is_file()]
+    if len(found) != 1:
+        raise ValueError(f"the Dockerfile copies {module}.py from {len(found)} folders, not one: {found}")
+    return found[0]
 
 
 PSEUDO_PARAMETERS = {

@@ -17,8 +17,8 @@ PRELUDE = textwrap.dedent('''
     import boto3
     from moto import mock_aws
     if sys.argv[1] == "fixed":
-        from cdnow_offline.moto_defects import apply_interpreter_fixes
-        apply_interpreter_fixes()
+        from cdnow_offline.moto_defects import apply_moto_fixes
+        apply_moto_fixes()
     ROLE = "arn:aws:iam::123456789012:role/sfn"
 
     def execute(definition, timeout=30):
@@ -87,6 +87,22 @@ EVENTBRIDGE_SFN_TARGET = PRELUDE + textwrap.dedent('''
         print(json.dumps({"keys": [i["detail"]["object"]["key"] for i in inputs]}))
 ''')
 
+DENY_WITHOUT_TLS = PRELUDE + textwrap.dedent('''
+    from botocore.exceptions import ClientError
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="tls-only")
+        s3.put_bucket_policy(Bucket="tls-only", Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": ["arn:aws:s3:::tls-only", "arn:aws:s3:::tls-only/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}))
+        try:
+            s3.put_object(Bucket="tls-only", Key="k", Body=b"x")
+            print(json.dumps({"put": "ok", "body": s3.get_object(Bucket="tls-only", Key="k")["Body"].read().decode()}))
+        except ClientError as error:
+            print(json.dumps({"put": error.response["Error"]["Code"]}))
+''')
+
 
 def run_case(script: str, mode: str, root) -> dict:
     done = subprocess.run(
@@ -120,3 +136,9 @@ def test_parallel_rewraps_states_errors(mode, root):
 def test_eventbridge_drops_step_functions_targets(mode, root):
     result = run_case(EVENTBRIDGE_SFN_TARGET, mode, root)
     assert result["keys"] == ([] if mode == "defect" else ["incoming/a.txt"])
+
+
+@pytest.mark.parametrize("mode", ["defect", "fixed"])
+def test_policy_condition_on_unknown_key_holds(mode, root):
+    result = run_case(DENY_WITHOUT_TLS, mode, root)
+    assert result == ({"put": "403"} if mode == "defect" else {"put": "ok", "body": "x"})
