@@ -47,3 +47,38 @@ def test_models_run_in_parallel_and_tasks_have_timeouts(definition):
     tasks += [s for b in states["Models"]["Branches"] for s in b["States"].values()]
     assert all("TimeoutSeconds" in task for task in tasks)
     assert states["Transform"]["Resource"] == "arn:aws:states:::glue:startJobRun.sync"
+
+
+def test_report_runs_after_publish_and_a_failed_report_still_announces_the_run(definition):
+    states = definition["States"]
+    assert states["Publish"]["Next"] == "Report" and states["Report"]["Next"] == "Notify success"
+    assert states["Report"]["Retry"] == states["Publish"]["Retry"]
+    catch = states["Report"]["Catch"]
+    assert catch[0]["ErrorEquals"] == ["States.ALL"] and catch[0]["Next"] == "Report failed"
+    assert states["Report failed"]["Type"] == "Pass" and states["Report failed"]["Next"] == "Notify success"
+
+
+def test_both_notifications_carry_status_and_run_id_attributes(definition):
+    states = definition["States"]
+    for name in ("Notify success", "Notify failure"):
+        assert set(states[name]["Parameters"]["MessageAttributes"]) == {"status", "run_id"}, name
+    # one message per protocol: the e-mail text and the JSON summary
+    assert states["Notify success"]["Parameters"]["MessageStructure"] == "json"
+
+
+def test_report_function_is_a_zip_on_the_shared_layer_with_scoped_s3_access(root):
+    from cdnow_offline.template import load_template
+
+    resources = load_template(root / "template.yaml")["Resources"]
+    report = resources["ReportFunction"]["Properties"]
+    assert report.get("PackageType", "Zip") == "Zip" and {"Ref": "SharedLayer"} in report["Layers"]
+    statements = [st for policy in report["Policies"] for st in policy["Statement"]]
+    for statement in statements:
+        assert all(action.startswith("s3:") and "*" not in action for action in statement["Action"])
+        targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        assert all(target != "*" for target in targets)
+    writes = [st for st in statements if "s3:PutObject" in st["Action"]]
+    assert [st["Resource"] for st in writes] == [{"Fn::Sub": "${CuratedBucket.Arn}/reports/*"}]
+    machine = resources["PipelineStateMachine"]["Properties"]
+    assert machine["DefinitionSubstitutions"]["ReportFunctionArn"] == {"Fn::GetAtt": ["ReportFunction", "Arn"]}
+    assert {"LambdaInvokePolicy": {"FunctionName": {"Ref": "ReportFunction"}}} in machine["Policies"]
