@@ -212,8 +212,9 @@ def shape(value):
 def test_sample_events_have_the_shape_the_steps_produce(root, transformed, modelled):
     features, models = modelled
     events = {name: json.loads((root / "events" / f"{name}.json").read_text())
-              for name in ("features", "models", "publish")}
+              for name in ("features", "models", "publish", "report")}
     assert shape(events["features"]) == shape({"run": transformed})
+    assert shape(events["report"]) == shape({"run": transformed})
     assert shape(events["models"]) == shape({"run": transformed, "features": features})
     assert shape(events["publish"]["models"]) == shape(models)
     assert shape(events["publish"]["features"]) == shape(features)
