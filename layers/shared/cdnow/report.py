@@ -105,7 +105,7 @@ section { margin-top: 30px; }
 h2 { font-size: 21px; margin: 0 0 4px; padding-bottom: 6px; border-bottom: 2px solid var(--ink); }
 h3 { font-size: 16px; margin: 22px 0 8px; }
 p.how { margin: 8px 0 14px; color: var(--muted); font-size: 14px; }
-p.how::before { content: "How to read this: "; font-weight: 650; color: var(--ink); }
+p.how strong { font-weight: 650; color: var(--ink); }
 p.note { color: var(--muted); font-size: 14px; margin: 6px 0; }
 .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(200px, 1fr)); gap: 12px; margin-top: 16px; }
 .card { border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; background: var(--soft); }
@@ -180,7 +180,7 @@ def _card(label: str, value: str, detail: str = "") -> str:
 
 
 def _how(text: str) -> str:
-    return f'<p class="how">{_e(text)}</p>'
+    return f'<p class="how"><strong>How to read this:</strong> {_e(text)}</p>'
 
 
 _XML_PROLOG = re.compile(r"^\s*(<\?xml[^>]*\?>\s*)?(<!DOCTYPE[^>]*>\s*)?", re.IGNORECASE)
