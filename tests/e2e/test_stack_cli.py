@@ -4,16 +4,20 @@ The CLI reads a deployed stack's outputs from CloudFormation; here it gets the e
 outputs instead (the one thing that differs), so every other call is the one it makes on AWS:
 upload under incoming/, find the execution the upload started, follow it through Step
 Functions' history, read the runs table, run_summary.json and reports/ of the curated bucket.
-Two runs are published, so the second has a segment migration.
+Two runs are published, so the second has a segment migration and every table exists for the
+check of docs/queries.sql against the catalog.
 """
 
 import contextlib
 import io
 import json
+import re
 import shutil
 import urllib.request
 
+import boto3
 import pytest
+from sql_references import Query, check_query, split_queries
 
 from cdnow_offline.cli import main
 from cdnow_offline.emulator import Emulator
@@ -129,3 +133,45 @@ def test_unknown_runs_and_stacks_are_usage_errors(two_runs, cli, capsys):
     assert "has no published run no-such-run" in capsys.readouterr().err
     assert cli("runs", "--stack", "no-such-stack") == 2
     assert "no-such-stack" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- docs/queries.sql
+
+
+def test_every_query_names_only_published_tables_and_columns(two_runs, root, stack):
+    """Athena cannot run offline: the queries are checked against the catalog real runs made."""
+    import awswrangler as wr
+
+    glue = boto3.client("glue")
+    schemas = {}
+    for table in glue.get_tables(DatabaseName=DATABASE)["TableList"]:
+        columns = table["StorageDescriptor"]["Columns"] + table.get("PartitionKeys", [])
+        schemas[table["Name"]] = {column["Name"].lower() for column in columns}
+    assert {"runs", "segment_migration", "customer_value"} <= set(schemas)
+
+    queries = split_queries((root / "docs" / "queries.sql").read_text())
+    assert len(queries) >= 8 and len({q.name for q in queries}) == len(queries)
+    used_tables = set()
+    for query in queries:
+        for table, column, value in check_query(query, DATABASE, schemas):
+            values = set(wr.s3.read_parquet_table(table=table, database=DATABASE, columns=[column])[column])
+            if value not in values:
+                query.problems.append(f"{table}.{column} never holds {value!r}")
+        assert query.problems == [], query.name
+        used_tables |= set(re.findall(rf"{DATABASE}\.(\w+)", query.sql))
+    assert used_tables == set(schemas), "every published table has a query"
+
+
+def test_the_reference_check_catches_what_it_is_for():
+    schemas = {"runs": {"run_id", "published_at"}, "churn_scores": {"run_id", "risk_band"}}
+    sql = ("SELECT r.run_id, r.publishd_at, risk_band FROM cdnow_analytics.runs AS r "
+           "JOIN cdnow_analytics.churn_scores AS c ON c.run_id = r.run_id JOIN cdnow_analytics.nope AS n "
+           "ON n.x = c.run_id WHERE c.risk_band = 'high' AND q.run_id = ''")
+    query = Query("bad", sql)
+    literals = check_query(query, DATABASE, schemas)
+    assert literals == [("churn_scores", "risk_band", "high")]
+    joined = " | ".join(query.problems)
+    for expected in ("r.publishd_at", "bare word 'risk_band'", "no table cdnow_analytics.nope", "q is no alias"):
+        assert expected in joined, expected
+    assert split_queries("-- name: a\n-- a comment; with a semicolon\nSELECT 1;\n-- name: b\nSELECT 2;") == [
+        Query("a", "SELECT 1"), Query("b", "SELECT 2")]
