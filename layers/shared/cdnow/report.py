@@ -128,6 +128,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.num { white-space: nowrap; }
 th { max-width: 150px; }
 tr.chosen td { font-weight: 650; }
+table.profiles td:first-child { white-space: nowrap; }
 td code, p code, li code { font-size: 13px; }
 .raw { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px;
   white-space: pre; max-width: 460px; overflow: hidden; text-overflow: ellipsis; }
