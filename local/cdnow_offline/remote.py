@@ -197,6 +197,14 @@ def names_upload(execution_input: dict, upload: Upload) -> bool:
     return execution_input.get("bucket") == upload.bucket and execution_input.get("key") == upload.key
 
 
+def _executions_since(sfn, state_machine_arn: str, since: datetime):
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=state_machine_arn):
+        for execution in page["executions"]:
+            if execution["startDate"] < since:
+                return
+            yield execution
+
+
 def find_execution(outputs: Mapping[str, str], upload: Upload, timeout_s: float = 60, poll_s: float = 0.5) -> str:
     """The execution the upload started: on the stack's state machine, started after the upload,
     whose input names the object."""
@@ -204,16 +212,15 @@ def find_execution(outputs: Mapping[str, str], upload: Upload, timeout_s: float 
     checked: set[str] = set()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=outputs["StateMachineArn"])
-        for page in pages:
-            for execution in page["executions"]:
-                arn = execution["executionArn"]
-                if arn in checked or execution["startDate"] < upload.not_before:
-                    continue
-                checked.add(arn)
-                described = sfn.describe_execution(executionArn=arn)
-                if names_upload(json.loads(described.get("input") or "{}"), upload):
-                    return arn
+        # Newest first (AWS and the emulator alike): stop at the first one older than the upload.
+        for execution in _executions_since(sfn, outputs["StateMachineArn"], upload.not_before):
+            arn = execution["executionArn"]
+            if arn in checked:
+                continue
+            checked.add(arn)
+            described = sfn.describe_execution(executionArn=arn)
+            if names_upload(json.loads(described.get("input") or "{}"), upload):
+                return arn
         time.sleep(poll_s)
     raise TimeoutError(f"no execution of {outputs['StateMachineArn']} started for s3://{upload.bucket}/{upload.key} "
                        f"within {timeout_s:.0f} s: is the EventBridge rule of the stack enabled?")
