@@ -6,6 +6,8 @@ CHECKOV_VENV := .venv-checkov
 INPUT ?= data/CDNOW_master.txt
 OUT ?= out
 BUILD_DIR ?= .aws-sam/build
+# The report test opens the report in Debian's Chromium, never in a browser playwright downloads.
+CHROMIUM ?= /usr/bin/chromium
 
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
@@ -15,7 +17,7 @@ export SAM_CLI_TELEMETRY := 0
 PYTHON312_CANDIDATES = $(foreach dir,$(subst :, ,$(PATH)),$(wildcard $(dir)/python3.12)) $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) /usr/local/bin/python3.12 /usr/bin/python3.12
 PYTHON312 ?= $(shell for p in $(PYTHON312_CANDIDATES); do "$$p" -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 
-.PHONY: install run test lint checkov build clean
+.PHONY: install browser run test lint checkov build clean
 
 $(VENV)/.installed: requirements/dev.txt layers/shared/requirements.txt functions/data-requirements.txt functions/models-requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,13 +42,32 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 
 install: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 
+# Debian's chromium when it is missing (apt-get, as root: CI runs as root); nothing when it is there.
+# CDNOW_SKIP_BROWSER_TESTS=1 skips the report's browser test, and this step with it.
+browser:
+ifeq ($(CDNOW_SKIP_BROWSER_TESTS),1)
+	@echo "CDNOW_SKIP_BROWSER_TESTS=1: the report is not opened in a browser"
+else
+	@if [ ! -x "$(CHROMIUM)" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's chromium (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@if [ -x "$(CHROMIUM)" ]; then \
+		echo "Chromium: $$($(CHROMIUM) --version 2>/dev/null)"; \
+	else \
+		echo "$(CHROMIUM) is missing and cannot be installed here: as root, apt-get install chromium;" \
+			"or set CHROMIUM=<path> or CDNOW_SKIP_BROWSER_TESTS=1 (skips the report's browser test)" >&2; \
+		exit 1; \
+	fi
+endif
+
 run: $(VENV)/.installed
 	$(VENV)/bin/cdnow run --local --input $(INPUT) --out $(OUT)
 
 # The tests include both linters, checkov and the package-size check (tests/unit/test_template.py,
-# tests/packaging/); `make build` proves the zip resources build.
-test: install
-	$(VENV)/bin/python -m pytest
+# tests/packaging/) and the report in Chromium; `make build` proves the zip resources build.
+test: install browser
+	CDNOW_CHROMIUM=$(CHROMIUM) $(VENV)/bin/python -m pytest
 	$(MAKE) build
 
 lint: install

@@ -1,12 +1,28 @@
-"""`cdnow`: run the customer-analytics pipeline on a file, offline on this machine."""
+"""`cdnow`: run the customer-analytics pipeline on a file and look at its runs, offline on this
+machine (``--local``) or on a deployed stack (``--stack NAME``)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import textwrap
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
+
+EXIT_STATUS = """exit status:
+  0  the command did what it says (for run: the run SUCCEEDED)
+  1  the run failed, timed out or was aborted (run); the run named is a failed one (show, report)
+  2  usage or input error: bad arguments, no such file, stack or run"""
+
+RESULTS = """results: offline, every run gets a folder DIR/<run_id>/ (default DIR: out) with
+run_summary.json, report.html, notification.json, charts/ and tables/; runs, show and report
+read those folders. With --stack NAME they read the stack: the published runs table,
+runs/run_id=<id>/run_summary.json and reports/<id>.html in its curated bucket."""
+
+StackOutputs = Callable[[str], Mapping[str, str]]
 
 
 def project_root() -> Path:
@@ -14,54 +30,245 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+class UsageError(Exception):
+    """Exit status 2: the command cannot be carried out as asked."""
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, 88)
+
+
+def _where(parser: argparse.ArgumentParser, required: bool) -> None:
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--local", action="store_true",
+                       help="offline: the run's own emulator (run), the results folder (runs, show, report)")
+    group.add_argument("--stack", metavar="NAME",
+                       help="a deployed stack of template.yaml: its outputs are read from CloudFormation "
+                       "(credentials and region from the usual AWS settings)")
+    parser.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
+                        help="results folder, one subfolder per run_id (default: out)")
+
+
 def _parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
-        prog="cdnow",
-        description="Customer segments, churn risk and lifetime value from a transaction log, "
-        "on the serverless stack of template.yaml.",
+        prog="cdnow", formatter_class=formatter, epilog=f"{RESULTS}\n\n{EXIT_STATUS}",
+        description=_wrap("Customer segments, churn risk and lifetime value from a transaction log, "
+        "on the serverless stack of template.yaml."),
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     run = commands.add_parser(
-        "run",
-        help="run the pipeline on one file",
-        description="Put FILE under incoming/ in the raw bucket, follow the state machine and export "
-        "run_summary.json, notification.json and tables/<table>.parquet to DIR.",
+        "run", help="run the pipeline on one file", formatter_class=formatter, epilog=EXIT_STATUS,
+        description=_wrap("Put FILE under incoming/ in the raw bucket, follow the execution it starts (each state "
+        "with its elapsed time and the counts its output makes known) and write the run to DIR/<run_id>/: "
+        "run_summary.json, report.html and charts/; offline also notification.json and tables/<table>.parquet."),
     )
-    run.add_argument("--local", action="store_true", required=True,
-                     help="run on the offline stack (moto + local Spark) started for this run")
+    _where(run, required=True)
     run.add_argument("--input", required=True, type=Path, metavar="FILE",
                      help="transactions: CDNOW master/sample text or CSV with a header")
-    run.add_argument("--out", required=True, type=Path, metavar="DIR", help="where results are written")
-    run.add_argument("--timeout", type=float, default=600, metavar="SECONDS",
-                     help="give up waiting for the execution after this long (default 600)")
+    run.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="give up waiting for the execution after this long (default 600 offline, 3600 on a stack)")
+
+    runs = commands.add_parser("runs", help="list the runs, newest first", formatter_class=formatter,
+                               epilog=f"{RESULTS}\n\n{EXIT_STATUS}",
+                               description=_wrap("List the runs: offline the folders of DIR, on a stack its runs table "
+                               "(published runs only; failed executions are in Step Functions)."))
+    _where(runs, required=False)
+    runs.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    show = commands.add_parser("show", help="a run's summary", formatter_class=formatter, epilog=EXIT_STATUS,
+                               description=_wrap("Print a run's summary as the run-complete e-mail has it."))
+    show.add_argument("run_id", metavar="RUN_ID")
+    _where(show, required=False)
+    show.add_argument("--json", action="store_true", help="print run_summary.json as it is")
+
+    report = commands.add_parser(
+        "report", help="a run's HTML report", formatter_class=formatter, epilog=EXIT_STATUS,
+        description=_wrap("Print where a run's report is. Offline: DIR/<run_id>/report.html (rendered from the "
+        "folder's summary and charts if it has none). On a stack: downloads reports/<run_id>.html to "
+        "DIR/<run_id>/report.html and prints a pre-signed link to it as well."))
+    report.add_argument("run_id", metavar="RUN_ID")
+    _where(report, required=False)
+    report.add_argument("--link-hours", type=float, default=24, metavar="HOURS",
+                        help="on a stack: how long the printed link works (default 24, at most 168)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from .run import run_local
+# --------------------------------------------------------------------------- commands
+
+
+def _outputs(args, stack_outputs: StackOutputs) -> Mapping[str, str]:
+    from .remote import StackNotFound, check_outputs
 
     try:
-        result = run_local(args.input.resolve(), args.out, project_root(), timeout_s=args.timeout)
-    except FileNotFoundError as exc:
-        print(f"cdnow: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    summary = result.summary
-    if result.status == "SUCCEEDED":
+        outputs = stack_outputs(args.stack)
+        check_outputs(args.stack, outputs)
+    except StackNotFound as exc:
+        raise UsageError(str(exc)) from None
+    return outputs
+
+
+def _print_run_end(status: str, summary: dict, seconds: float, run_dir: Path, report: Path | None) -> int:
+    if status == "SUCCEEDED":
         rows = summary["rows"]
         print(
-            f"SUCCEEDED run {summary['run_id']} in {result.seconds:.1f} s: {rows['read']:,} rows read, "
+            f"SUCCEEDED run {summary['run_id']} in {seconds:.1f} s: {rows['read']:,} rows read, "
             f"{rows['accepted']:,} accepted, {rows['quarantined']:,} quarantined; "
             f"{summary['customers']:,} customers as of {summary['analysis_date']}"
         )
-        print(f"Results in {args.out}/ (run_summary.json, notification.json, tables/)")
+        files = sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir())
+        print(f"Report: {report if report else 'none (see above)'}")
+        print(f"Results in {run_dir}/ ({', '.join(files)})")
         return EXIT_OK
     print(
-        f"{result.status} in state {summary.get('failed_state') or '?'}: "
+        f"{status} in state {summary.get('failed_state') or '?'}: "
         f"{summary.get('error')}: {summary.get('cause')}",
         file=sys.stderr,
     )
+    print(f"Run summary in {run_dir}/run_summary.json", file=sys.stderr)
     return EXIT_RUN_FAILED
+
+
+def _run(args, stack_outputs: StackOutputs) -> int:
+    input_file = args.input.resolve()
+    if not input_file.is_file():
+        raise UsageError(f"input file not found: {input_file}")
+    if args.local:
+        from .run import run_local
+
+        result = run_local(input_file, args.out, project_root(), timeout_s=args.timeout or 600)
+        return _print_run_end(result.status, result.summary, result.seconds, result.run_dir, result.report)
+    from .remote import run_on_stack
+
+    outputs = _outputs(args, stack_outputs)
+    print(f"Stack {args.stack}: raw bucket {outputs['RawBucketName']}, state machine {outputs['StateMachineArn']}")
+    result = run_on_stack(outputs, input_file, args.out, timeout_s=args.timeout or 3600, poll_s=2.0)
+    return _print_run_end(result.status, result.summary, result.seconds, result.run_dir, result.report)
+
+
+_COLUMNS = (("run_id", "RUN ID"), ("status", "STATUS"), ("analysis_date", "ANALYSIS DATE"),
+            ("rows_read", "ROWS READ"), ("rows_quarantined", "QUARANTINED"), ("customers", "CUSTOMERS"),
+            ("published_at", "PUBLISHED AT"))
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
+        return f"{int(value):,}"
+    return str(value)[:19] if hasattr(value, "isoformat") else str(value)  # a timestamp to the second
+
+
+def _runs(args, stack_outputs: StackOutputs) -> int:
+    if args.stack:
+        from .remote import published_runs
+
+        rows = [{**row, "status": "SUCCEEDED"} for row in published_runs(_outputs(args, stack_outputs))]
+        where = f"stack {args.stack}"
+    else:
+        from .results import list_runs
+
+        rows = list_runs(args.out)
+        where = f"{args.out}/"
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return EXIT_OK
+    if not rows:
+        print(f"No runs in {where}.")
+        return EXIT_OK
+    table = [[title for _, title in _COLUMNS]] + [[_cell(row.get(key)) for key, _ in _COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS))]
+    numeric = {3, 4, 5}
+    for line in table:
+        print("  ".join(cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in
+                        enumerate(zip(line, widths))).rstrip())
+    return EXIT_OK
+
+
+def _summary(args, stack_outputs: StackOutputs) -> tuple[dict, Path | None]:
+    """The run's summary and, offline, its folder."""
+    if args.stack:
+        from .remote import published_summary
+
+        summary = published_summary(_outputs(args, stack_outputs), args.run_id)
+        if summary is None:
+            raise UsageError(f"stack {args.stack} has no published run {args.run_id} "
+                             f"(cdnow runs --stack {args.stack})")
+        return summary, None
+    from .results import find_run, read_summary
+
+    run_dir = find_run(args.out, args.run_id)
+    if run_dir is None:
+        raise UsageError(f"no run {args.run_id} in {args.out}/ (cdnow runs --out {args.out})")
+    return read_summary(run_dir), run_dir
+
+
+def _show(args, stack_outputs: StackOutputs) -> int:
+    from cdnow.messages import email_text
+
+    summary, run_dir = _summary(args, stack_outputs)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif summary.get("status") == "SUCCEEDED":
+        report = {"url": str(run_dir / "report.html")} if run_dir and (run_dir / "report.html").is_file() else None
+        text = email_text(summary, report)
+        if report is None:
+            text += f"Report: cdnow report {args.run_id}" + (f" --stack {args.stack}" if args.stack else "") + "\n"
+        print(text, end="")
+    else:
+        print(f"Run {summary.get('run_id') or args.run_id} {summary.get('status')} in state "
+              f"{summary.get('failed_state') or '?'}: {summary.get('error')}: {summary.get('cause')}")
+        if summary.get("input_uri"):
+            print(f"Input: {summary['input_uri']}")
+    return EXIT_OK if summary.get("status") == "SUCCEEDED" else EXIT_RUN_FAILED
+
+
+def _report(args, stack_outputs: StackOutputs) -> int:
+    summary, run_dir = _summary(args, stack_outputs)
+    if summary.get("status") != "SUCCEEDED":
+        print(f"Run {args.run_id} {summary.get('status')}: a failed run has no report "
+              f"(cdnow show {args.run_id})", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    if args.stack:
+        from .remote import download_report, report_link
+
+        if not 0 < args.link_hours <= 168:
+            raise UsageError("--link-hours must be more than 0 and at most 168 (7 days, the SigV4 limit)")
+        outputs = _outputs(args, stack_outputs)
+        path = download_report(outputs, args.run_id, args.out / args.run_id)
+        if path is None:
+            print(f"Run {args.run_id} has no report in s3://{outputs['CuratedBucketName']}/reports/", file=sys.stderr)
+            return EXIT_RUN_FAILED
+        print(f"Report: {path}")
+        print(f"Link ({args.link_hours:g} h): {report_link(outputs, args.run_id, int(args.link_hours * 3600))}")
+        return EXIT_OK
+    from .results import local_report
+
+    print(f"Report: {local_report(run_dir)}")
+    return EXIT_OK
+
+
+_COMMANDS = {"run": _run, "runs": _runs, "show": _show, "report": _report}
+
+
+def main(argv: list[str] | None = None, stack_outputs: StackOutputs | None = None) -> int:
+    """The CLI. ``stack_outputs`` maps a stack name to its outputs: CloudFormation by default;
+    tests pass the outputs of a stack the offline provisioner made, so that every --stack code
+    path runs against the emulator exactly as against AWS."""
+    args = _parser().parse_args(argv)
+    if stack_outputs is None:
+        from .remote import cloudformation_outputs as stack_outputs
+    try:
+        return _COMMANDS[args.command](args, stack_outputs)
+    except UsageError as exc:
+        print(f"cdnow {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TimeoutError as exc:
+        print(f"cdnow {args.command}: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
 
 
 if __name__ == "__main__":

@@ -159,6 +159,32 @@ def test_features_models_and_publish(stack, transformed, modelled):
     assert len(runs) == 1 and runs["customers"].iloc[0] == SAMPLE_CUSTOMERS
 
 
+def test_report_step_writes_a_report_a_link_opens_and_a_readable_message(stack, transformed, modelled):
+    import urllib.request
+
+    from cdnow import messages
+    from cdnow.report import chart_name
+
+    features, models = modelled
+    summary, error = invoke("PublishFunction", {"run": transformed, "transform": {}, "features": features,
+                                                "models": models})
+    assert error is None, summary
+    result, error = invoke("ReportFunction", {"run": transformed})
+    assert error is None, result
+    run_id = transformed["run_id"]
+    assert result["uri"] == f"s3://{stack.outputs['CuratedBucketName']}/reports/{run_id}.html"
+    # The pre-signed link needs no credentials.
+    with urllib.request.urlopen(result["url"]) as response:  # noqa: S310 - the emulator on loopback
+        html = response.read().decode()
+    assert html.startswith("<!DOCTYPE html>") and len(html.encode()) == result["bytes"]
+    assert all(f'data-chart="{chart_name(uri)}"' in html for uri in summary["charts"])
+    assert "Champions" in html and f"{SAMPLE_CUSTOMERS:,}" in html
+    assert result["subject"] == messages.subject(summary)
+    document = json.loads(result["message"]["sqs"])
+    assert document["run_id"] == run_id and document["report"]["url"] == result["url"]
+    assert result["url"] in result["message"]["email"]
+
+
 def test_a_later_run_reports_segment_migration_against_the_published_one(stack, transformed, modelled):
     from cdnow.runs import RunLayout
     from cdnow.storage import read_published_run, read_table, stage_table
@@ -203,8 +229,9 @@ def shape(value):
 def test_sample_events_have_the_shape_the_steps_produce(root, transformed, modelled):
     features, models = modelled
     events = {name: json.loads((root / "events" / f"{name}.json").read_text())
-              for name in ("features", "models", "publish")}
+              for name in ("features", "models", "publish", "report")}
     assert shape(events["features"]) == shape({"run": transformed})
+    assert shape(events["report"]) == shape({"run": transformed})
     assert shape(events["models"]) == shape({"run": transformed, "features": features})
     assert shape(events["publish"]["models"]) == shape(models)
     assert shape(events["publish"]["features"]) == shape(features)

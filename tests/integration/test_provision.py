@@ -40,6 +40,7 @@ def test_state_machine_is_the_asl_file_with_its_substitutions(stack, root):
         "ChurnFunctionArn": arn("ChurnFunction"),
         "ValueFunctionArn": arn("ValueFunction"),
         "PublishFunctionArn": arn("PublishFunction"),
+        "ReportFunctionArn": arn("ReportFunction"),
         "TransformJobName": glue.get_job(JobName="cdnow-it-TransformJob")["Job"]["Name"],
         "RunCompleteTopicArn": stack.outputs["RunCompleteTopicArn"],
     }

@@ -76,7 +76,7 @@ def _tasks(definition):
 
 def test_lambda_tasks_retry_lambda_service_errors_with_backoff_and_jitter(definition):
     lambda_tasks = {n: t for n, t in _tasks(definition).items() if t["Resource"] == "arn:aws:states:::lambda:invoke"}
-    assert set(lambda_tasks) == {"Ingest", "Features", "Segment", "Churn", "Value", "Publish"}
+    assert set(lambda_tasks) == {"Ingest", "Features", "Segment", "Churn", "Value", "Publish", "Report"}
     for name, task in lambda_tasks.items():
         (retry,) = task["Retry"]
         assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException",
@@ -96,3 +96,38 @@ def test_glue_task_retries_concurrency_and_throttling_only(definition):
 def test_the_execution_has_a_timeout_beyond_its_tasks_worst_case(definition):
     longest = sum(t["TimeoutSeconds"] for n, t in _tasks(definition).items() if n not in ("Segment", "Churn"))
     assert definition["TimeoutSeconds"] >= longest
+def test_report_runs_after_publish_and_a_failed_report_still_announces_the_run(definition):
+    states = definition["States"]
+    assert states["Publish"]["Next"] == "Report" and states["Report"]["Next"] == "Notify success"
+    assert states["Report"]["Retry"] == states["Publish"]["Retry"]
+    catch = states["Report"]["Catch"]
+    assert catch[0]["ErrorEquals"] == ["States.ALL"] and catch[0]["Next"] == "Report failed"
+    assert states["Report failed"]["Type"] == "Pass" and states["Report failed"]["Next"] == "Notify success"
+
+
+def test_both_notifications_carry_status_and_run_id_attributes(definition):
+    states = definition["States"]
+    for name in ("Notify success", "Notify failure"):
+        assert set(states[name]["Parameters"]["MessageAttributes"]) == {"status", "run_id"}, name
+    # one message per protocol: the e-mail text and the JSON summary
+    assert states["Notify success"]["Parameters"]["MessageStructure"] == "json"
+
+
+def test_report_function_is_an_image_with_scoped_s3_access(root):
+    from cdnow_offline.template import load_template
+
+    resources = load_template(root / "template.yaml")["Resources"]
+    report = resources["ReportFunction"]
+    assert report["Properties"]["PackageType"] == "Image"  # it reads parquet: pandas + pyarrow
+    assert report["Metadata"]["DockerBuildArgs"] == {"REQUIREMENTS": "data", "FUNCTION": "report"}
+    statements = resources["ReportFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    for statement in statements:
+        assert all("*" not in action for action in statement["Action"])
+        assert statement["Resource"] != "*"
+    writes = [st for st in statements if "s3:PutObject" in st["Action"]]
+    assert [st["Resource"] for st in writes] == [{"Fn::Sub": "${CuratedBucket.Arn}/reports/*"}]
+    machine = resources["PipelineStateMachine"]["Properties"]
+    assert machine["DefinitionSubstitutions"]["ReportFunctionArn"] == {"Fn::GetAtt": ["ReportFunction", "Arn"]}
+    invoke = next(st for p in machine["Policies"] for st in p.get("Statement", [])
+                  if st.get("Sid") == "InvokeThePipelineFunctions")
+    assert {"Fn::GetAtt": ["ReportFunction", "Arn"]} in invoke["Resource"]

@@ -297,3 +297,47 @@ def run_summary(run: dict, features: dict, models: dict, tables: list[dict]) -> 
 
 def record_summary(run: dict, summary: dict) -> None:
     storage.write_json(_layout(run).run_summary, summary)
+
+
+QUARANTINE_EXAMPLES_PER_REASON = 3
+
+
+def _quarantine_examples(layout: RunLayout, per_reason: int = QUARANTINE_EXAMPLES_PER_REASON) -> list[dict]:
+    """The first few quarantined lines of each reason, in file order (line number, raw text)."""
+    try:
+        rows = storage.read_table(layout.quarantine, columns=["line_number", "raw_line", "reason"])
+    except FileNotFoundError:
+        return []
+    rows = rows.sort_values(["reason", "line_number"]).groupby("reason", sort=True).head(per_reason)
+    return [{"reason": str(r.reason), "line_number": int(r.line_number), "raw_line": str(r.raw_line)}
+            for r in rows.itertuples(index=False)]
+
+
+def report(run: dict, link_expiry_s: int) -> dict:
+    """Render the published run's report to ``reports/<run_id>.html``, pre-sign a link to it, and
+    compose the run-complete message around the link.
+
+    Runs after Publish and reads only what Publish made visible (run_summary.json, the charts,
+    the run's segment_profiles partition) plus a few quarantined lines, so the report shows
+    exactly the published run.
+    """
+    from datetime import datetime, timedelta, timezone
+
+    from .messages import run_complete_message, subject
+    from .report import chart_name, render_report
+
+    layout = _layout(run)
+    summary = storage.read_json(layout.run_summary)
+    charts = {chart_name(uri): storage.read_text(uri) for uri in summary.get("charts", [])}
+    profiles = storage.read_table(summary["tables"]["segment_profiles"]["location"]).to_dict("records")
+    examples = _quarantine_examples(layout) if summary["rows"].get("quarantined") else []
+    html = render_report(summary, charts, profiles=profiles, quarantine_examples=examples)
+    storage.write_text(layout.report, html, "text/html; charset=utf-8")
+    expires_at = datetime.now(timezone.utc) + timedelta(seconds=link_expiry_s)
+    report_info = {
+        "uri": layout.report,
+        "url": storage.presign_get(layout.report, link_expiry_s),
+        "expires_at": expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "bytes": len(html.encode()),
+    }
+    return {**report_info, "subject": subject(summary), "message": run_complete_message(summary, report_info)}

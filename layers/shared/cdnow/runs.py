@@ -137,6 +137,11 @@ class RunLayout:
     def chart(self, name: str) -> str:
         return f"{self.charts}{name}.svg"
 
+    @property
+    def report(self) -> str:
+        """The run's HTML report, beside (not under) the run prefix: reports/ holds every run's."""
+        return f"s3://{self.curated_bucket}/reports/{self.run_id}.html"
+
     def staged(self, table: str) -> str:
         """A table's rows for this run before Publish makes them visible."""
         return f"{self.prefix}staging/{table}/"

@@ -46,6 +46,24 @@ def write_text(uri: str, text: str, content_type: str) -> None:
     boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=text.encode(), ContentType=content_type)
 
 
+def read_text(uri: str) -> str:
+    bucket, key = split_s3_uri(uri)
+    return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+
+
+def presign_get(uri: str, expires_s: int) -> str:
+    """A GET link to the object that works without AWS credentials until it expires.
+
+    Signed with the caller's credentials: a link signed with temporary (role) credentials stops
+    working when they expire, even before ``expires_s`` (SigV4 allows at most 7 days).
+    """
+    from botocore.config import Config
+
+    bucket, key = split_s3_uri(uri)
+    s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
+    return s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=int(expires_s))
+
+
 def delete_prefix(uri: str, keep: str | None = None) -> None:
     """Remove every object under ``uri`` (what an earlier attempt left behind), except those
     under ``keep``."""

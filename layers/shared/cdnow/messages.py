@@ -1,0 +1,145 @@
+"""The run-complete message: a subject and an e-mail body a person reads, and the JSON summary
+for the machines, in one SNS message.
+
+SNS delivers one message per protocol when it is published with ``MessageStructure: json``:
+``run_complete_message`` returns ``{"default": JSON, "sqs": JSON, "email": text}``, so e-mail
+subscribers read plain text while SQS, HTTP and Lambda subscribers keep parsing the summary
+(``default`` serves every protocol without its own key). Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from . import formatting as fmt
+
+# SNS: "Subjects must be ... less than 100 characters long"; ASCII keeps every mail client happy.
+SUBJECT_MAX = 99
+_BASELINE_LABELS = {"recency": "recency rule", "bgnbd_no_purchase": "BG/NBD", "bgnbd_p_alive": "BG/NBD P(alive)"}
+_MODELS = {"logistic_regression": "logistic regression", "hist_gradient_boosting": "gradient boosting"}
+
+
+def _ascii(text: str) -> str:
+    return " ".join(text.encode("ascii", "replace").decode().split())
+
+
+def subject(summary: Mapping[str, Any]) -> str:
+    """'CDNOW run cdnow-master-35f83c2e516f SUCCEEDED: 23,570 customers, 3 segments', at most
+    ``SUBJECT_MAX`` ASCII characters (a long run id is shortened in the middle)."""
+    run_id = str(summary.get("run_id") or "none")
+    status = str(summary.get("status") or "SUCCEEDED")
+    tail = f" {status}"
+    if summary.get("customers") is not None:
+        tail += f": {fmt.count(summary['customers'])} customers"
+        if summary.get("segments"):
+            tail += f", {len(summary['segments'])} segments"
+    room = SUBJECT_MAX - len("CDNOW run ") - len(tail)
+    if len(run_id) > room:
+        keep = max(room - 3, 2)
+        run_id = f"{run_id[:keep - keep // 2]}...{run_id[-(keep // 2):]}"
+    return _ascii(f"CDNOW run {run_id}{tail}")[:SUBJECT_MAX]
+
+
+def _churn_lines(churn: Mapping[str, Any]) -> list[str]:
+    baselines = [
+        f"{label} {fmt.number(churn[f'{key}_baseline_roc_auc'], 3)}"
+        for key, label in _BASELINE_LABELS.items() if f"{key}_baseline_roc_auc" in churn and key != "bgnbd_p_alive"
+    ]
+    model = _MODELS.get(churn.get("chosen_model"), churn.get("chosen_model") or "model")
+    return [
+        f"Churn within {fmt.count(churn.get('horizon_days'))} days ({model}, measured on held-out customers):",
+        f"  ROC AUC {fmt.number(churn.get('roc_auc'), 3)}"
+        + (f" (baselines: {', '.join(baselines)})" if baselines else "")
+        + f", PR AUC {fmt.number(churn.get('pr_auc'), 3)}, "
+        f"lift in the top 10% {fmt.number(churn.get('lift_top_decile'), 2)}",
+        f"  High risk now: {fmt.percent(churn.get('share_high_risk'))} of customers "
+        f"(medium {fmt.percent(churn.get('share_medium_risk'))}, low {fmt.percent(churn.get('share_low_risk'))})",
+    ]
+
+
+def email_text(summary: Mapping[str, Any], report: Mapping[str, Any] | None = None) -> str:
+    """The plain-text body: counts, segments, churn figures, total CLV and the report link.
+
+    ``report`` is what the Report step made: ``url`` (pre-signed), ``expires_at``, ``uri``.
+    """
+    rows = summary.get("rows") or {}
+    customers = summary.get("customers")
+    lines = [
+        f"CDNOW customer analytics: run {summary.get('run_id')} {summary.get('status', 'SUCCEEDED')}",
+        f"Input: {summary.get('input_uri', fmt.DASH)}",
+        f"Analysis date: {summary.get('analysis_date', fmt.DASH)}",
+        "",
+        f"Rows: {fmt.count(rows.get('read'))} read, {fmt.count(rows.get('accepted'))} accepted, "
+        f"{fmt.count(rows.get('quarantined'))} quarantined "
+        f"({fmt.percent(fmt.share(rows.get('quarantined'), rows.get('read')), 2)})",
+    ]
+    by_reason = rows.get("by_reason") or {}
+    if by_reason:
+        reasons = sorted(by_reason.items(), key=lambda item: (-item[1], item[0]))
+        lines.append("  quarantined by reason: " + ", ".join(f"{reason} {fmt.count(n)}" for reason, n in reasons))
+    lines.append(f"Customers: {fmt.count(customers)}")
+
+    segments = summary.get("segments") or {}
+    if segments:
+        width = max(len(name) for name in segments)
+        lines += ["", f"Segments ({len(segments)}):"]
+        for name, seg in sorted(segments.items(), key=lambda item: item[1].get("segment_rank", 0)):
+            lines.append(
+                f"  {name:<{width}}  {fmt.count(seg.get('customers')):>7} customers "
+                f"({fmt.percent(fmt.share(seg.get('customers'), customers))}), "
+                f"{fmt.percent(seg.get('revenue_share'))} of revenue")
+        migration = (summary.get("segmentation") or {}).get("migration")
+        if migration:
+            lines.append(f"  {fmt.count(migration.get('customers_moved'))} customers changed segment since run "
+                         f"{migration.get('previous_run_id')}")
+
+    churn = summary.get("churn") or {}
+    if churn:
+        lines += [""] + _churn_lines(churn)
+
+    value = summary.get("value") or {}
+    if value:
+        holdout = summary.get("value_holdout") or {}
+        lines += [
+            "",
+            "Value (BG/NBD and Gamma-Gamma):",
+            f"  Expected value of the next 12 months: {fmt.dollars(value.get('total_clv_12m'))} "
+            f"({fmt.dollars(value.get('mean_clv_12m'), 2)} per customer); mean P(alive) "
+            f"{fmt.percent(value.get('mean_p_alive'))}",
+        ]
+        if holdout:
+            lines.append(
+                f"  Holdout check: {fmt.count(holdout.get('predicted_holdout_purchases'))} purchase days predicted, "
+                f"{fmt.count(holdout.get('actual_holdout_purchases'))} actual "
+                f"({fmt.percent(holdout.get('relative_error'))})")
+
+    lines.append("")
+    if report and report.get("url"):
+        lines.append(f"Report: {report['url']}")
+        if report.get("expires_at"):
+            lines.append(f"  (the link works until {report['expires_at']} at the latest; the report itself stays "
+                         f"at {report.get('uri')})")
+    elif report and report.get("error"):
+        lines.append(f"No report: {report['error']}")
+    tables = summary.get("tables") or {}
+    if tables:
+        database = next(iter(tables.values())).get("database", "cdnow_analytics")
+        lines.append(f"Tables: {database}.{{{', '.join(tables)}}}, partition run_id = '{summary.get('run_id')}'")
+    return "\n".join(_ascii_line(line) for line in lines) + "\n"
+
+
+def _ascii_line(line: str) -> str:
+    # The text goes to e-mail as is: keep the typographic minus and dash readable everywhere.
+    return line.replace("\u2212", "-").replace("\u2013", "-")
+
+
+def run_complete_message(summary: Mapping[str, Any], report: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The SNS message for ``MessageStructure: json``: the summary (with the report's location
+    and link under ``report``) as JSON for machines, the e-mail text for people."""
+    document = dict(summary)
+    if report:
+        document["report"] = dict(report)
+    as_json = json.dumps(document, default=str)
+    return {"default": as_json, "sqs": as_json, "email": email_text(summary, report)}

@@ -1,0 +1,79 @@
+"""The notification paths of statemachine/pipeline.asl.json that a whole run does not take,
+run by the emulator's interpreter: the states are taken from the ASL file as they are, with the
+stack's substitutions, and started with the input the states before them would give."""
+
+import json
+import time
+
+import boto3
+import pytest
+
+from cdnow_offline.run import subscribe_queue
+
+
+@pytest.fixture(scope="module")
+def queue(stack):
+    return subscribe_queue(stack.outputs["RunCompleteTopicArn"], "cdnow-it-notification-paths")
+
+
+def _machine(root, stack, name: str, start: str, states: list[str]) -> str:
+    text = (root / "statemachine" / "pipeline.asl.json").read_text()
+    report = boto3.client("lambda").get_function(FunctionName="cdnow-it-ReportFunction")
+    report_arn = report["Configuration"]["FunctionArn"]
+    text = text.replace("${RunCompleteTopicArn}", stack.outputs["RunCompleteTopicArn"])
+    text = text.replace("${ReportFunctionArn}", report_arn)
+    full = json.loads(text)
+    definition = {"StartAt": start, "States": {state: full["States"][state] for state in states}}
+    return boto3.client("stepfunctions").create_state_machine(
+        name=name, definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/offline"
+    )["stateMachineArn"]
+
+
+def _run(machine_arn: str, document: dict) -> dict:
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.start_execution(stateMachineArn=machine_arn, input=json.dumps(document))["executionArn"]
+    deadline = time.monotonic() + 60
+    while (execution := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "execution did not finish"
+        time.sleep(0.2)
+    return execution
+
+
+def _notification(queue_url: str) -> dict:
+    sqs = boto3.client("sqs")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1).get("Messages")
+        if messages:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
+            return json.loads(messages[0]["Body"])
+    raise AssertionError("no notification arrived")
+
+
+def test_a_failed_report_still_announces_the_published_run(root, stack, queue):
+    machine = _machine(root, stack, "report-fails", "Report", ["Report", "Report failed", "Notify success"])
+    summary = {"run_id": "never-published", "status": "SUCCEEDED", "customers": 3}
+    # The Report function fails for real: this run has no run_summary.json to read.
+    run = {"run_id": "never-published", "curated_bucket": stack.outputs["CuratedBucketName"]}
+    execution = _run(machine, {"run": run, "published": {"summary": summary}})
+    assert execution["status"] == "SUCCEEDED"
+    assert json.loads(execution["output"]) == summary
+    notification = _notification(queue)
+    assert notification["Subject"] == "CDNOW run never-published SUCCEEDED (no report)"
+    assert json.loads(notification["Message"]) == summary
+    attributes = {k: v["Value"] for k, v in notification["MessageAttributes"].items()}
+    assert attributes == {"status": "SUCCEEDED", "run_id": "never-published"}
+
+
+def test_an_ingest_failure_is_announced_with_run_id_none(root, stack, queue):
+    machine = _machine(root, stack, "ingest-fails", "Ingest failed", ["Ingest failed", "Notify failure", "Run failed"])
+    error = {"Error": "InvalidRunRequest", "Cause": "s3://raw/other/file.txt: only objects under incoming/ start a run"}
+    execution = _run(machine, {"bucket": "raw", "key": "other/file.txt", "error": error})
+    assert execution["status"] == "FAILED"
+    notification = _notification(queue)
+    assert notification["Subject"] == "CDNOW run none FAILED in Ingest"
+    attributes = {k: v["Value"] for k, v in notification["MessageAttributes"].items()}
+    assert attributes == {"status": "FAILED", "run_id": "none"}
+    message = json.loads(notification["Message"])
+    assert message["failed_state"] == "Ingest" and message["error"] == "InvalidRunRequest"
+    assert message["run"]["input"]["key"] == "other/file.txt"

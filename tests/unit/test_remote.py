@@ -1,0 +1,54 @@
+"""Following a run on a stack: which execution an upload started, what each state's output
+tells, what failed (no AWS calls: the pieces that decide)."""
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cdnow_offline.remote import Upload, failure_summary, names_upload, progress_note, run_folder
+
+UPLOAD = Upload("raw", "incoming/CDNOW_master.txt", "a9dd3477", datetime(2026, 12, 1, tzinfo=timezone.utc))
+
+
+def s3_event(key="incoming/CDNOW_master.txt", **obj):
+    return {"detail-type": "Object Created", "detail": {"bucket": {"name": "raw"}, "object": {"key": key, **obj}}}
+
+
+def test_an_execution_is_the_upload_s_when_its_input_names_the_object():
+    assert names_upload(s3_event(etag="a9dd3477"), UPLOAD)  # AWS spells it etag
+    assert names_upload(s3_event(eTag="a9dd3477"), UPLOAD)  # the emulator eTag
+    assert names_upload(s3_event(), UPLOAD)  # no ETag in the event: the key decides
+    assert not names_upload(s3_event(etag="0ther"), UPLOAD)  # an earlier upload of the same key
+    assert not names_upload(s3_event(key="incoming/other.txt"), UPLOAD)
+    assert names_upload({"bucket": "raw", "key": "incoming/CDNOW_master.txt"}, UPLOAD)  # started by hand
+    assert not names_upload({"bucket": "raw", "key": "incoming/x.txt"}, UPLOAD)
+
+
+def test_progress_notes_from_state_outputs(root):
+    event = json.loads((root / "events" / "publish.json").read_text())
+    features = progress_note("Features", {"run": event["run"], "steps": {"features": event["features"]}})
+    assert features == "6,919 rows read, 6,919 accepted, 0 quarantined; 2,357 customers as of 1998-07-01"
+    segments = progress_note("Segment", event["models"]["segment"])
+    assert segments.startswith("3 segments: Champions ")
+    assert progress_note("Churn", event["models"]["churn"]).startswith("ROC AUC 0.")
+    assert progress_note("Value", event["models"]["value"]).startswith("expected 12-month value $")
+    # an output of another shape gives no note rather than breaking the follower
+    assert progress_note("Features", {"steps": {}}) is None and progress_note("Models", {}) is None
+
+
+def test_failure_from_the_catch_step_or_else_the_execution():
+    execution = {"status": "FAILED", "executionArn": "arn:aws:states:us-east-1:1:execution:sm:abc-123",
+                 "error": "RunFailed", "cause": "x"}
+    glue_cause = json.dumps({"Id": "jr_1", "ErrorMessage": "s3://raw/incoming/g.txt: no format matches"})
+    outputs = {"Ingest": {"run_id": "g-1"}, "Transform failed": {
+        "failed_state": "Transform", "error": {"Error": "States.TaskFailed", "Cause": glue_cause},
+        "run": {"run_id": "g-1", "input_uri": "s3://raw/incoming/g.txt"}}}
+    summary = failure_summary(execution, outputs)
+    assert summary["run_id"] == "g-1" and summary["failed_state"] == "Transform"
+    assert summary["cause"] == "Glue job run jr_1: s3://raw/incoming/g.txt: no format matches"
+    refused = failure_summary(execution, {"Ingest failed": {"failed_state": "Ingest", "error": {
+        "Error": "InvalidRunRequest", "Cause": json.dumps({"errorType": "InvalidRunRequest", "errorMessage": "empty"})},
+        "run": {"run_id": "none", "input": {}}}})
+    assert refused["run_id"] is None and refused["cause"] == "InvalidRunRequest: empty"
+    assert run_folder(Path("out"), refused, execution["executionArn"]) == Path("out/no-run-abc-123")
+    assert failure_summary(execution, {})["error"] == "RunFailed"
