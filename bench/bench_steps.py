@@ -4,10 +4,11 @@
 
 For each scale, CDNOW master resampled that many times (customers drawn with replacement under
 new ids) is written as the Transform job writes it (parquet grouped by customer, with its
-transform.json) to an S3 emulator running as its own process (moto_server, so its memory is not
-counted), and each step's pipeline function runs in a fresh Python process of its own, as a
-Lambda invocation would: Features, then Segment, Churn and Value, then Publish. A step's figure
-is that process's peak resident set (wait4's ru_maxrss) and wall time, imports included.
+transform.json) to an S3 and Glue emulator running as its own process (moto_server, so its
+memory is not counted), and each step's real handler runs in a fresh Python process of its own
+with the payload the state machine gives it, as a cold Lambda invocation would: Features, then
+Segment, Churn and Value, then Publish and Report. A step's figure is that process's peak
+resident set (wait4's ru_maxrss) and wall time, imports included.
 Target: every step within 3 GB at x100 (the functions have 3,008 MB).
 """
 
@@ -28,21 +29,29 @@ BUCKET = "bench-curated"
 DATABASE = "cdnow_bench"
 LAMBDA_MEMORY_MB = 3008
 
-# What each step runs: the pipeline function its handler calls, on the run of the scale.
-STEPS = {
-    "Features": "pipeline.build_features(run)",
-    "Segment": "pipeline.segment(run, database=DATABASE)",
-    "Churn": "pipeline.churn(run, analysis_date=features['analysis_date'])",
-    "Value": "pipeline.value(run, analysis_date=features['analysis_date'])",
-    "Publish": "pipeline.publish(run, database=DATABASE, features=features)",
-}
+# Each step is its function's real handler (functions/<step>/app.py), invoked with the payload the
+# state machine gives it (statemachine/pipeline.asl.json), in order.
+STEPS = ("features", "segment", "churn", "value", "publish", "report")
 STEP_CODE = """
-import json, sys
-from cdnow import pipeline
-run, features, DATABASE = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
-result = {call}
-print(json.dumps(result, default=str) if isinstance(result, dict) else "{{}}")
+import importlib.util, json, sys
+from cdnow_offline.lambda_runner import LambdaContext
+step, event = sys.argv[1], json.loads(sys.argv[2])
+spec = importlib.util.spec_from_file_location("app", f"functions/{step}/app.py")
+app = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+context = LambdaContext(function_name=f"bench-{step}", invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:bench-{step}",
+                        memory_limit_in_mb=3008, timeout_s=900)
+print(json.dumps(app.lambda_handler(event, context), default=str))
 """
+
+
+def payload(step: str, run: dict, results: dict) -> dict:
+    if step in ("features", "report"):
+        return {"run": run}
+    if step == "publish":
+        return {"run": run, "transform": {}, "features": results["features"],
+                "models": {name: results[name] for name in ("segment", "churn", "value")}}
+    return {"run": run, "features": results["features"]}
 
 
 def free_port() -> int:
@@ -54,6 +63,9 @@ def free_port() -> int:
 def environment(port: int) -> dict[str, str]:
     return {**os.environ, "AWS_ENDPOINT_URL": f"http://localhost:{port}", "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+            "CURATED_BUCKET": BUCKET, "GLUE_DATABASE": DATABASE, "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_SERVICE_NAME": "bench",
             "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("layers/shared", "local"))}
 
 
@@ -80,13 +92,12 @@ def prepare(scale: float, run: dict) -> int:
     return len(log)
 
 
-def run_step(name: str, run: dict, features: dict, env: dict) -> tuple[float, float, dict]:
-    """(seconds, peak MB, result) of one step in a process of its own."""
-    code = STEP_CODE.format(call=STEPS[name])
+def run_step(step: str, event: dict, env: dict) -> tuple[float, float, dict]:
+    """(seconds, peak MB, result) of one handler invocation in a process of its own."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-c", code, json.dumps(run), json.dumps(features), DATABASE],
-                                   env=env, stdout=out, stderr=err)
+        process = subprocess.Popen([sys.executable, "-c", STEP_CODE, step, json.dumps(event)],
+                                   env=env, stdout=out, stderr=err, cwd=ROOT)
         # wait4, not wait: the rusage of this one child (ru_maxrss in KiB on Linux).
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
@@ -94,9 +105,9 @@ def run_step(name: str, run: dict, features: dict, env: dict) -> tuple[float, fl
         out.seek(0)
         err.seek(0)
         if process.returncode:
-            raise RuntimeError(f"{name} failed:\n{err.read().decode()[-3000:]}")
+            raise RuntimeError(f"{step} failed:\n{err.read().decode()[-3000:]}")
         lines = out.read().decode().strip().splitlines()
-    return seconds, usage.ru_maxrss / 1024, json.loads(lines[-1] if lines else "{}")
+    return seconds, usage.ru_maxrss / 1024, json.loads(lines[-1])
 
 
 def main() -> None:
@@ -125,13 +136,11 @@ def main() -> None:
             run = {"run_id": run_id, "curated_bucket": BUCKET, "input_uri": f"s3://raw/incoming/{run_id}.txt",
                    "input_version": "bench", "churn_horizon_days": 180, "analysis_date": None}
             rows = prepare(scale, run)
-            features = {}
-            for name in STEPS:
-                seconds, peak_mb, result = run_step(name, run, features, env)
-                if name == "Features":
-                    features = result
-                rows_table.append((scale, rows, name, seconds, peak_mb))
-                print(f"x{scale:g} {name:<9} {seconds:7.1f} s  peak {peak_mb:7.0f} MB", flush=True)
+            results: dict[str, dict] = {}
+            for step in STEPS:
+                seconds, peak_mb, results[step] = run_step(step, payload(step, run, results), env)
+                rows_table.append((scale, rows, step.capitalize(), seconds, peak_mb))
+                print(f"x{scale:g} {step:<9} {seconds:7.1f} s  peak {peak_mb:7.0f} MB", flush=True)
         print(f"\n| scale | rows | step | seconds | peak MB | share of {LAMBDA_MEMORY_MB} MB |")
         print("|---|---:|---|---:|---:|---:|")
         for scale, rows, name, seconds, peak_mb in rows_table:

@@ -1,4 +1,4 @@
-"""Re-record features.json, models.json and publish.json from a real offline run on the sample.
+"""Re-record the step events (features, models, publish, report) from a real offline run on the sample.
 
     .venv/bin/python events/record_events.py
 
@@ -42,6 +42,7 @@ def main() -> None:
         "models": {"run": run, "features": features},
         "publish": {"run": run, "transform": publish["transform"], "features": features,
                     "models": publish["models"]},
+        "report": {"run": run},
     }
     for name, payload in payloads.items():
         (ROOT / "events" / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
