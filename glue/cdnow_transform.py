@@ -536,11 +536,12 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
         # Grouped by customer in id order (files in key ranges, each sorted): the per-customer
         # work downstream then finds each customer's rows with one pass of comparisons instead
         # of hashing millions of ids. The sort is O(transactions) work, Spark's share.
+        accepted_rows = parsed.where(F.col("reason").isNull()).select(*TRANSACTION_COLUMNS)
+        # One file needs no key ranges: one partition, sorted (no sampling job, no shuffle).
+        grouped = (accepted_rows.coalesce(1) if output_files == 1
+                   else accepted_rows.repartitionByRange(output_files, "customer_id"))
         (
-            parsed.where(F.col("reason").isNull())
-            .select(*TRANSACTION_COLUMNS)
-            .repartitionByRange(output_files, "customer_id")
-            .sortWithinPartitions("customer_id", "order_date", "line_number")
+            grouped.sortWithinPartitions("customer_id", "order_date", "line_number")
             .write.mode("overwrite")
             .parquet(transactions_path)
         )
