@@ -17,7 +17,7 @@ export SAM_CLI_TELEMETRY := 0
 PYTHON312_CANDIDATES = $(foreach dir,$(subst :, ,$(PATH)),$(wildcard $(dir)/python3.12)) $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) /usr/local/bin/python3.12 /usr/bin/python3.12
 PYTHON312 ?= $(shell for p in $(PYTHON312_CANDIDATES); do "$$p" -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 
-.PHONY: install browser run test lint checkov build clean
+.PHONY: install browser run test lint checkov build bench clean
 
 $(VENV)/.installed: requirements/dev.txt layers/shared/requirements.txt functions/data-requirements.txt functions/models-requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -84,5 +84,17 @@ build: $(SAM_VENV)/.installed
 	@test -n "$(PYTHON312)" || { echo "make build: no python3.12 found (tried: $(PYTHON312_CANDIDATES)); set PYTHON312=/path/to/python3.12" >&2; exit 1; }
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM_VENV)/bin/sam build IngestFunction --build-dir $(BUILD_DIR)
 
+# The benchmarks of docs/BENCHMARKS.md, one after the other on a quiet machine (about 15 minutes).
+# lifetimes and duckdb are comparisons only: they go into .venv here, never into the functions.
+BENCH_OUT ?= .bench
+bench: $(VENV)/.installed
+	$(VENV)/bin/pip install -q -r requirements/bench.txt
+	$(VENV)/bin/python bench/bench_features.py --scale 100
+	$(VENV)/bin/python bench/bench_steps.py --scales 1 10 100
+	$(VENV)/bin/python bench/bench_segments.py --replicas 100
+	$(VENV)/bin/python bench/bench_clv.py --scale 100 --replicate transactions --raw
+	$(VENV)/bin/python bench/bench_transform.py --rows 10000000
+	$(VENV)/bin/cdnow run --local --input data/CDNOW_master.txt --out $(BENCH_OUT)
+
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(OUT) .aws-sam .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(OUT) $(BENCH_OUT) .aws-sam .pytest_cache

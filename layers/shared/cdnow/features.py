@@ -158,7 +158,7 @@ def customer_features(transactions: pd.DataFrame, analysis_date) -> pd.DataFrame
     # the sorted values of one int64 key per row, customer * span + day (customers x days stays
     # far below 2**63): a customer's keys are contiguous there, days ascending, and distinct
     # keys are distinct purchase days. Sorting values is several times cheaper than argsort.
-    orders = np.bincount(codes, minlength=n_customers).astype(np.int64)
+    orders = np.bincount(codes, minlength=n_customers).astype(np.int64, copy=False)
     quantity_total = np.bincount(codes, weights=quantity, minlength=n_customers).astype(np.int64)
     monetary_total = np.round(np.bincount(codes, weights=amount, minlength=n_customers), 2)
     first_day_in_data = int(days.min())
@@ -168,23 +168,25 @@ def customer_features(transactions: pd.DataFrame, analysis_date) -> pd.DataFrame
     first_day = keys[starts] % span + first_day_in_data
     last_day = keys[starts + orders - 1] % span + first_day_in_data
     new_day = np.r_[True, keys[1:] != keys[:-1]]
-    purchase_days = np.bincount(keys[new_day] // span, minlength=n_customers).astype(np.int64)
+    purchase_days = np.bincount(keys[new_day] // span, minlength=n_customers).astype(np.int64, copy=False)
     del keys, new_day
 
     repeat_purchases = purchase_days - 1
-    recency = (last_day - first_day).astype(np.int64)
+    recency = last_day - first_day
     with np.errstate(divide="ignore", invalid="ignore"):
         # One-time buyers have no interval between purchases: NaN, never 0 (0 would read as
         # "buys every day").
         avg_days_between = np.where(repeat_purchases > 0,
                                     recency / np.maximum(repeat_purchases, 1), np.nan)
-    tenure_days = (end - first_day).astype(np.int64)
+    tenure_days = end - first_day
 
+    # copy=False: each column keeps its own array (no stacking into 2-D blocks, which costs a copy
+    # of the whole table); the ids go from arrow to pandas' "str" without Python objects.
     return pd.DataFrame({
-        "customer_id": pd.Series(uniques.to_numpy(zero_copy_only=False), dtype="str"),
+        "customer_id": pa.table({"customer_id": uniques}).to_pandas()["customer_id"],
         "first_purchase_date": _days_to_dates(first_day),
         "last_purchase_date": _days_to_dates(last_day),
-        "recency_days": (end - last_day).astype(np.int64),
+        "recency_days": end - last_day,
         "purchase_days": purchase_days,
         "repeat_purchases": repeat_purchases,
         "orders": orders,
@@ -192,10 +194,10 @@ def customer_features(transactions: pd.DataFrame, analysis_date) -> pd.DataFrame
         "monetary_avg_per_purchase": monetary_total / purchase_days,
         "quantity_total": quantity_total,
         "tenure_days": tenure_days,
-        "avg_days_between_purchases": avg_days_between.astype(np.float64),
+        "avg_days_between_purchases": avg_days_between,
         # The lifetimes / BG-NBD names: frequency counts repeat purchase days, recency is the
         # age at the last purchase (last - first), T the age at the end of the window.
         "frequency": repeat_purchases.copy(),
         "recency": recency,
         "T": tenure_days.copy(),
-    })[OUTPUT_COLUMNS]
+    }, copy=False)[OUTPUT_COLUMNS]
