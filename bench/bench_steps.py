@@ -69,8 +69,17 @@ def environment(port: int) -> dict[str, str]:
             "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("layers/shared", "local"))}
 
 
+PREPARE_CODE = """
+import json, sys
+sys.path.insert(0, "bench")
+from bench_steps import prepare
+print(prepare(float(sys.argv[1]), json.loads(sys.argv[2])))
+"""
+
+
 def prepare(scale: float, run: dict) -> int:
-    """The Transform job's output for the scale, in the emulator's S3."""
+    """The Transform job's output for the scale, in the emulator's S3 (run in a process of its
+    own: see ``staged``)."""
     import awswrangler as wr
     import boto3
 
@@ -90,6 +99,16 @@ def prepare(scale: float, run: dict) -> int:
     if DATABASE not in wr.catalog.databases()["Database"].tolist():
         boto3.client("glue").create_database(DatabaseInput={"Name": DATABASE})
     return len(log)
+
+
+def staged(scale: float, run: dict, env: dict) -> int:
+    """``prepare`` in a child process: this process stays small, so a step's child, which starts
+    as a copy of it (fork), measures only its own peak."""
+    done = subprocess.run([sys.executable, "-c", PREPARE_CODE, str(scale), json.dumps(run)],
+                          env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"preparing x{scale:g} failed:\n{done.stderr[-3000:]}")
+    return int(done.stdout.strip().splitlines()[-1])
 
 
 def run_step(step: str, event: dict, env: dict) -> tuple[float, float, dict]:
@@ -135,7 +154,7 @@ def main() -> None:
             run_id = f"bench-x{scale:g}"
             run = {"run_id": run_id, "curated_bucket": BUCKET, "input_uri": f"s3://raw/incoming/{run_id}.txt",
                    "input_version": "bench", "churn_horizon_days": 180, "analysis_date": None}
-            rows = prepare(scale, run)
+            rows = staged(scale, run, env)
             results: dict[str, dict] = {}
             for step in STEPS:
                 seconds, peak_mb, results[step] = run_step(step, payload(step, run, results), env)
