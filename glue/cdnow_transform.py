@@ -220,7 +220,7 @@ def check_text(head: bytes, source: str) -> None:
 
 @dataclass(frozen=True)
 class NumberedLines:
-    lines: DataFrame  # line_number long, raw_line string, not_utf8 boolean
+    lines: DataFrame  # line_number long, raw_line string
     line_count: int
     first_nonblank_line_number: int | None
     first_nonblank_line: str | None
@@ -276,10 +276,9 @@ def read_lines(spark: SparkSession, input_path: str, source: str, rows: DataFram
     tagged = text.select(
         F.monotonically_increasing_id().alias("row_id"),
         F.input_file_block_start().alias("split_start"),
+        # Bytes that are not UTF-8 reach Spark as they are; a string function (this one) turns
+        # each into U+FFFD, which parse_transactions then reports as unparseable_line.
         F.regexp_replace("value", r"^\uFEFF|\r\z", "").alias("raw_line"),
-        # Bytes that are not UTF-8 reach Spark as they are; any string function (the one
-        # above included) replaces them with U+FFFD. Only the line as read can tell.
-        (F.col("value") != F.decode(F.col("value").cast("binary"), "UTF-8")).alias("not_utf8"),
     )
     partition = F.shiftright("row_id", _ROW_IN_PARTITION_BITS)
     row_in_partition = F.col("row_id").bitwiseAND((1 << _ROW_IN_PARTITION_BITS) - 1)
@@ -314,7 +313,6 @@ def read_lines(spark: SparkSession, input_path: str, source: str, rows: DataFram
     lines = tagged.select(
         (offset_of_split[F.col("split_start")] + row_in_partition + 1).alias("line_number"),
         "raw_line",
-        "not_utf8",
     )
     return NumberedLines(lines, line_count, first_number, first_line)
 
@@ -352,15 +350,14 @@ def parse_transactions(
     date_digits = F.col("date_text")
     if delimited:
         date_digits = F.regexp_replace(date_digits, r"^(\d{4})-(\d{2})-(\d{2})$", "$1$2$3")
-    # A line that was not UTF-8 (its bytes now replaced) or holds control characters is no
-    # transaction whatever its fields look like.
-    unparseable = F.col("not_utf8") | F.col("raw_line").rlike(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+    # A line that was not UTF-8 (its bad bytes are U+FFFD now) or holds control characters is no
+    # transaction whatever its fields look like: one character class, one pass over the line.
+    unparseable = F.col("raw_line").rlike("[\\x00-\\x08\\x0b\\x0e-\\x1f\\x7f\ufffd]")
 
     tokens = (
         lines_df.select(
             F.col("line_number").cast("long").alias("line_number"),
             "raw_line",
-            "not_utf8",
             fields.alias("fields"),
         )
         .select(
