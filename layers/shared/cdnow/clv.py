@@ -95,7 +95,7 @@ from scipy.linalg import eigh_tridiagonal
 from scipy.optimize import minimize
 from scipy.special import digamma, expit, gammaln, hyp2f1
 
-from .features import _as_day, _check_columns, _day_number, _day_numbers, customer_features
+from .features import _as_day, _check_columns, _customer_codes, _day_number, _day_numbers, customer_features
 
 DAYS_PER_YEAR = 365
 CLV_MONTHS = 12
@@ -580,11 +580,10 @@ def value_inputs(transactions: pd.DataFrame, calibration_end,
     keep = days < end
     days = days[keep]
     amount = transactions["amount"].to_numpy(dtype=np.float64)[keep]
-    # Same factorization as customer_features (sorted string codes), over the rows up to the
+    # The same customer codes as customer_features (ids in sorted order), over the rows up to the
     # observation end; calibration customers are then the codes seen before calibration_end,
     # in the same sorted order as the features table.
-    codes, _ = transactions["customer_id"].astype("str").iloc[keep].factorize(sort=True)
-    codes = codes.astype(np.int64)
+    codes, _ = _customer_codes(transactions["customer_id"].iloc[keep])
     in_cal = days < cal
     # bincount, not np.unique: a linear pass instead of hashing or sorting millions of codes.
     cal_codes = np.flatnonzero(np.bincount(codes[in_cal], minlength=int(codes.max()) + 1))
