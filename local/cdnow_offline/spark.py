@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Future
+from pathlib import Path
+
+LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 
 _session: Future | None = None
 _lock = threading.Lock()
@@ -12,6 +16,8 @@ _lock = threading.Lock()
 def _build():
     from pyspark.sql import SparkSession
 
+    # The driver binds to the loopback address; saying so keeps Spark from warning about it.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     session = (
         SparkSession.builder.master("local[2]")
         .appName("cdnow-offline-glue")
@@ -22,9 +28,9 @@ def _build():
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.memory", "2g")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}")
         .getOrCreate()
     )
-    session.sparkContext.setLogLevel("ERROR")
     return session
 
 
