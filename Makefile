@@ -84,12 +84,13 @@ build: $(SAM_VENV)/.installed
 	@test -n "$(PYTHON312)" || { echo "make build: no python3.12 found (tried: $(PYTHON312_CANDIDATES)); set PYTHON312=/path/to/python3.12" >&2; exit 1; }
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM_VENV)/bin/sam build IngestFunction --build-dir $(BUILD_DIR)
 
-# The benchmarks of docs/BENCHMARKS.md, one after the other on a quiet machine (about 15 minutes).
+# The benchmarks of docs/BENCHMARKS.md, one after the other on a quiet machine (about 10 minutes; 10 GB of memory at x1000).
 # lifetimes and duckdb are comparisons only: they go into .venv here, never into the functions.
 BENCH_OUT ?= .bench
 bench: $(VENV)/.installed
 	$(VENV)/bin/pip install -q -r requirements/bench.txt
 	$(VENV)/bin/python bench/bench_features.py --scale 100
+	$(VENV)/bin/python bench/bench_scale.py --scales 1 10 100 1000
 	$(VENV)/bin/python bench/bench_steps.py --scales 1 10 100
 	$(VENV)/bin/python bench/bench_segments.py --replicas 100
 	$(VENV)/bin/python bench/bench_clv.py --scale 100 --replicate transactions --raw
