@@ -95,6 +95,17 @@ class Emulator:
         self._stacks.append(stack)
         return stack
 
+    @staticmethod
+    def published(topic_arn: str) -> list[dict]:
+        """Every message published to the topic, oldest first, as given: with ``MessageStructure:
+        json`` one body per protocol. The emulator delivers to SQS only; what an e-mail subscriber
+        would have been sent is kept here."""
+        from moto.sns.models import sns_backends
+
+        _, _, _, region, account, _ = topic_arn.split(":")
+        sent = sns_backends[account][region].topics[topic_arn].sent_notifications
+        return [_structured(message) for _, message, *_ in sent]
+
     def stop(self) -> None:
         for stack in self._stacks:
             for relay in stack.relays:
@@ -113,3 +124,11 @@ class Emulator:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _structured(message: str) -> dict:
+    try:
+        document = json.loads(message)
+    except ValueError:
+        return {"default": message}
+    return document if isinstance(document, dict) and "default" in document else {"default": message}

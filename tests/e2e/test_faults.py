@@ -191,8 +191,13 @@ def test_a_step_that_raises_fails_the_run_and_publishes_nothing(stack, sample, f
     (result,) = stack.drop((sample, "raises.txt"))
     assert result["execution"]["status"] == "FAILED"
     message = result["message"]
-    assert message["status"] == "FAILED" and message["failed_state"] == "Models"
+    # The Parallel state's branches catch their own failures, so the message names the model.
+    assert message["status"] == "FAILED" and message["failed_state"] == "Churn"
     assert "RuntimeError" in message["cause"] and "injected: the churn model" in message["cause"]
+    email = next(m["email"] for m in reversed(Emulator.published(stack.outputs["RunCompleteTopicArn"]))
+                 if json.loads(m["default"]).get("run") == message["run"])
+    assert email.startswith(f"CDNOW customer analytics: run {message['run']['run_id']} FAILED in the Churn step.\n")
+    assert "injected: the churn model" in email
     assert message["run"]["input_uri"].endswith("incoming/raises.txt")
     assert_catalog_unchanged(before, stack)
 

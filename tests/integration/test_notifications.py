@@ -8,6 +8,7 @@ import time
 import boto3
 import pytest
 
+from cdnow_offline.emulator import Emulator
 from cdnow_offline.run import subscribe_queue
 
 
@@ -66,7 +67,7 @@ def test_a_failed_report_still_announces_the_published_run(root, stack, queue):
 
 
 def test_an_ingest_failure_is_announced_with_run_id_none(root, stack, queue):
-    machine = _machine(root, stack, "ingest-fails", "Ingest failed", ["Ingest failed", "Notify failure", "Run failed"])
+    machine = _machine(root, stack, "ingest-fails", "Ingest failed", ["Ingest failed", "Failure message", "Notify failure", "Run failed"])
     error = {"Error": "InvalidRunRequest", "Cause": "s3://raw/other/file.txt: only objects under incoming/ start a run"}
     execution = _run(machine, {"bucket": "raw", "key": "other/file.txt", "error": error})
     assert execution["status"] == "FAILED"
@@ -77,3 +78,14 @@ def test_an_ingest_failure_is_announced_with_run_id_none(root, stack, queue):
     message = json.loads(notification["Message"])
     assert message["failed_state"] == "Ingest" and message["error"] == "InvalidRunRequest"
     assert message["run"]["input"]["key"] == "other/file.txt"
+    published = Emulator.published(stack.outputs["RunCompleteTopicArn"])[-1]
+    assert json.loads(published["default"]) == json.loads(published["sqs"]) == message
+    assert published["email"].splitlines() == [
+        "CDNOW customer analytics: run none FAILED in the Ingest step.",
+        "",
+        "Error: InvalidRunRequest",
+        "Cause: s3://raw/other/file.txt: only objects under incoming/ start a run",
+        "",
+        "Nothing was published: the tables in the catalog are those of the previous run. "
+        f"Execution: {execution['executionArn']}",
+    ]

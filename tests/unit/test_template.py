@@ -52,7 +52,21 @@ def test_every_failure_path_reaches_the_failure_notification(definition):
     for name in ("Ingest", "Transform", "Features", "Models", "Publish"):
         catch = states[name]["Catch"]
         assert catch[0]["ErrorEquals"] == ["States.ALL"]
-        assert states[catch[0]["Next"]]["Next"] == "Notify failure"
+        assert states[catch[0]["Next"]]["Next"] == "Failure message"
+    # A model's failure is caught inside its branch, returned, and routed by name after the Parallel.
+    assert states["Models"]["Next"] == "Check models"
+    routes = {c["Variable"]: c["Next"] for c in states["Check models"]["Choices"]}
+    for branch in states["Models"]["Branches"]:
+        model = branch["StartAt"]
+        (catch,) = branch["States"][model]["Catch"]
+        caught = branch["States"][catch["Next"]]
+        assert catch["ErrorEquals"] == ["States.ALL"] and caught["End"] is True
+        assert caught["Parameters"]["failed_state"] == model
+        failed = routes[f"$.models.{model.lower()}.failed_state"]
+        assert states[failed]["Parameters"]["failed_state"] == model
+        assert states[failed]["Next"] == "Failure message"
+    assert states["Check models"]["Default"] == "Publish"
+    assert states["Failure message"]["Next"] == "Notify failure"
     assert states["Notify failure"]["Next"] == "Run failed"
 
 
@@ -61,8 +75,8 @@ def test_models_run_in_parallel_and_tasks_have_timeouts(definition):
     branches = [b["StartAt"] for b in states["Models"]["Branches"]]
     assert branches == ["Segment", "Churn", "Value"]
     tasks = [s for s in states.values() if s["Type"] == "Task"]
-    tasks += [s for b in states["Models"]["Branches"] for s in b["States"].values()]
-    assert all("TimeoutSeconds" in task for task in tasks)
+    tasks += [s for b in states["Models"]["Branches"] for s in b["States"].values() if s["Type"] == "Task"]
+    assert len(tasks) == 10 and all("TimeoutSeconds" in task for task in tasks)
     assert states["Transform"]["Resource"] == "arn:aws:states:::glue:startJobRun.sync"
 
 
@@ -70,7 +84,7 @@ def _tasks(definition):
     states = definition["States"]
     tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
     for branch in states["Models"]["Branches"]:
-        tasks.update(branch["States"])
+        tasks.update({name: s for name, s in branch["States"].items() if s["Type"] == "Task"})
     return tasks
 
 
@@ -110,7 +124,8 @@ def test_both_notifications_carry_status_and_run_id_attributes(definition):
     for name in ("Notify success", "Notify failure"):
         assert set(states[name]["Parameters"]["MessageAttributes"]) == {"status", "run_id"}, name
     # one message per protocol: the e-mail text and the JSON summary
-    assert states["Notify success"]["Parameters"]["MessageStructure"] == "json"
+    for name in ("Notify success", "Notify failure"):
+        assert states[name]["Parameters"]["MessageStructure"] == "json", name
 
 
 def test_report_function_is_an_image_with_scoped_s3_access(root):
