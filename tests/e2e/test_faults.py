@@ -234,11 +234,11 @@ def test_a_failing_publish_rerun_keeps_the_run_it_was_replacing(stack, sample, f
     before = catalog()
     real, calls = cdnow.storage.point_partition, []
 
-    def point_partition(frame, database, table, *args, **kwargs):
+    def point_partition(columns, database, table, *args, **kwargs):
         calls.append(table)
         if table == "runs":
             raise ConnectionError("injected: the catalog went away")
-        return real(frame, database, table, *args, **kwargs)
+        return real(columns, database, table, *args, **kwargs)
 
     monkeypatch.setattr(cdnow.storage, "point_partition", point_partition)
     (result,) = stack.drop((sample, "first.txt"))

@@ -229,8 +229,10 @@ def publish(run: dict, database: str, features: dict) -> list[dict]:
     run in the ``runs`` table: all of it or none of it.
 
     Nothing is written unless every required table was staged (``segment_migration`` exists
-    only when an earlier run had been published). Then two phases: every table's files are
-    written to a new folder of this attempt (invisible: no partition points there), and only
+    only when an earlier run had been published). Then two phases: every staged table's files are
+    copied as they are (streamed, never parsed: memory stays flat at any scale) and the run's
+    row of ``runs`` written, each into a new folder of this attempt (invisible: no partition
+    points there), and only
     then each partition is pointed at its new folder. If anything fails, the partitions switched
     so far point back where they were (or are removed) and the new folders are deleted, so the
     catalog is as it was before; after success the folders they pointed to before go.
@@ -239,24 +241,27 @@ def publish(run: dict, database: str, features: dict) -> list[dict]:
     from uuid import uuid4
 
     layout = _layout(run)
-    frames = {}
-    for table in TABLES + OPTIONAL_TABLES:
-        try:
-            frames[table] = storage.read_table(layout.staged(table))
-        except FileNotFoundError:
-            if table in TABLES:
-                raise ValueError(f"run {run['run_id']}: table {table} was not staged, nothing published") from None
-    frames["runs"] = _run_row(run, features)
+    staged = [table for table in TABLES + OPTIONAL_TABLES if storage.has_parquet(layout.staged(table))]
+    missing = [table for table in TABLES if table not in staged]
+    if missing:
+        raise ValueError(f"run {run['run_id']}: table(s) {', '.join(missing)} not staged, nothing published")
+    runs_row = _run_row(run, features)
 
     attempt = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid4().hex[:8]}"
-    new = {table: layout.published_attempt(table, attempt) for table in frames}
+    # The runs table last: a run is complete in it only once everything else is switched.
+    order = [*staged, "runs"]
+    new = {table: layout.published_attempt(table, attempt) for table in order}
+    columns: dict[str, dict[str, str]] = {}
+    rows: dict[str, int] = {}
     previous: dict[str, str | None] = {}
     try:
-        for table, frame in frames.items():
-            storage.stage_table(frame, new[table])
-        for table, frame in frames.items():
+        for table in staged:
+            columns[table], rows[table] = storage.copy_table(layout.staged(table), new[table])
+        storage.stage_table(runs_row, new["runs"])
+        columns["runs"], rows["runs"] = storage.athena_columns(runs_row), len(runs_row)
+        for table in order:
             previous[table] = storage.point_partition(
-                frame, database, table, layout.published(table), new[table], run["run_id"])
+                columns[table], database, table, layout.published(table), new[table], run["run_id"])
     except BaseException:
         for table, location in reversed(previous.items()):
             storage.restore_partition(database, table, run["run_id"], location)
@@ -266,10 +271,8 @@ def publish(run: dict, database: str, features: dict) -> list[dict]:
     for table, location in previous.items():
         if location is not None and location != new[table]:
             storage.delete_prefix(location, keep=new[table])
-    return [
-        {"table": table, "database": database, "rows": int(len(frame)), "location": new[table]}
-        for table, frame in frames.items()
-    ]
+    return [{"table": table, "database": database, "rows": int(rows[table]), "location": new[table]}
+            for table in order]
 
 
 def run_summary(run: dict, features: dict, models: dict, tables: list[dict]) -> dict:

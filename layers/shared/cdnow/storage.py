@@ -94,15 +94,69 @@ def stage_table(frame, uri: str) -> None:
     wr.s3.to_parquet(frame, path=uri, dataset=True, mode="overwrite", index=False)
 
 
-def point_partition(frame, database: str, table: str, table_location: str, partition_location: str,
-                    run_id: str) -> str | None:
-    """Make the catalog table's partition ``run_id`` point at ``partition_location`` (parquet
-    files of ``frame``'s columns): the table is created, or its columns updated, from the frame's
-    schema. Returns the partition's previous location, None when it is new. One catalog call
-    switches what Athena reads for the run, so readers see the old rows or the new, never both."""
+def has_parquet(uri: str) -> bool:
+    import awswrangler as wr
+
+    return bool(wr.s3.list_objects(uri, suffix=".parquet"))
+
+
+def copy_table(source: str, target: str) -> tuple[dict[str, str], int]:
+    """Copy the parquet files of folder ``source`` into folder ``target`` as they are, each
+    streamed in parts (memory does not grow with the table, and no row is parsed); return the
+    table's Athena column types and its row count, both read from the files' footers."""
+    import awswrangler as wr
+
+    paths = wr.s3.list_objects(source, suffix=".parquet")
+    if not paths:
+        raise FileNotFoundError(f"no parquet files under {source}")
+    s3 = boto3.client("s3")
+    target_bucket, target_key = split_s3_uri(target)
+    rows = 0
+    for path in paths:
+        bucket, key = split_s3_uri(path)
+        rows += parquet_rows(bucket, key)
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        s3.upload_fileobj(body, target_bucket, target_key + path[len(source):])
+    columns, _ = wr.s3.read_parquet_metadata(path=paths)
+    return columns, rows
+
+
+# A parquet file ends with its metadata, the metadata's length (4 bytes) and "PAR1".
+_PARQUET_TAIL = 64 * 1024
+
+
+def parquet_rows(bucket: str, key: str) -> int:
+    """The row count in a parquet file's footer: one ranged read of its last 64 KiB (two when
+    the footer is longer)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    s3 = boto3.client("s3")
+    tail = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{_PARQUET_TAIL}")["Body"].read()
+    if tail[-4:] != b"PAR1":
+        raise ValueError(f"s3://{bucket}/{key}: not a parquet file (no PAR1 at its end)")
+    footer = int.from_bytes(tail[-8:-4], "little") + 8
+    if footer > len(tail):
+        tail = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{footer}")["Body"].read()
+    return pq.read_metadata(pa.BufferReader(tail[-footer:])).num_rows
+
+
+def athena_columns(frame) -> dict[str, str]:
+    """A frame's columns as the Athena types its parquet files get."""
     import awswrangler as wr
 
     columns, _ = wr.catalog.extract_athena_types(frame, index=False)
+    return columns
+
+
+def point_partition(columns: dict[str, str], database: str, table: str, table_location: str,
+                    partition_location: str, run_id: str) -> str | None:
+    """Make the catalog table's partition ``run_id`` point at ``partition_location`` (parquet
+    files of ``columns``, name -> Athena type): the table is created, or its columns updated.
+    Returns the partition's previous location, None when it is new. One catalog call switches
+    what Athena reads for the run, so readers see the old rows or the new, never both."""
+    import awswrangler as wr
+
     wr.catalog.create_parquet_table(
         database=database, table=table, path=table_location, columns_types=columns,
         partitions_types={PARTITION_COLUMN: "string"}, compression="snappy", mode="update",
