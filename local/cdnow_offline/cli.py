@@ -18,8 +18,8 @@ EXIT_STATUS = """exit status:
   2  usage or input error: bad arguments, no such file, stack or run"""
 
 RESULTS = """results: offline, every run gets a folder DIR/<run_id>/ (default DIR: out) with
-run_summary.json, report.html, notification.json, charts/ and tables/; runs, show and report
-read those folders. With --stack NAME they read the stack: the published runs table,
+run_summary.json, report.html, notification.json, notification-email.txt, charts/ and tables/;
+runs, show and report read those folders. With --stack NAME they read the stack: the published runs table,
 runs/run_id=<id>/run_summary.json and reports/<id>.html in its curated bucket."""
 
 StackOutputs = Callable[[str], Mapping[str, str]]
@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
         "run", help="run the pipeline on one file", formatter_class=formatter, epilog=EXIT_STATUS,
         description=_wrap("Put FILE under incoming/ in the raw bucket, follow the execution it starts (each state "
         "with its elapsed time and the counts its output makes known) and write the run to DIR/<run_id>/: "
-        "run_summary.json, report.html and charts/; offline also notification.json and tables/<table>.parquet."),
+        "run_summary.json, report.html and charts/; offline also notification.json, notification-email.txt "
+        "and tables/<table>.parquet."),
     )
     _where(run, required=True)
     run.add_argument("--input", required=True, type=Path, metavar="FILE",

@@ -1,5 +1,6 @@
 """The offline results folder: one subfolder per run, ``<out>/<run_id>/``, as `cdnow run --local`
-writes it (run_summary.json, report.html, notification.json, charts/, tables/).
+writes it (run_summary.json, report.html, notification.json, notification-email.txt, charts/,
+tables/).
 
 The emulator is gone once a run ends, so `cdnow runs`, `show` and `report` without ``--stack``
 read these folders instead of the stack's runs table and curated bucket.
@@ -12,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 SUMMARY = "run_summary.json"
+EMAIL = "notification-email.txt"
 
 
 def run_dirs(out_root: Path) -> list[Path]:

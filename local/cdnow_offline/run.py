@@ -20,6 +20,7 @@ import boto3
 
 from .emulator import Emulator
 from .remote import check_outputs, run_on_stack
+from .results import EMAIL
 
 STACK_NAME = "cdnow-local"
 
@@ -65,6 +66,16 @@ def subscribe_queue(topic_arn: str, name: str) -> str:
     return queue_url
 
 
+def write_email(run_dir: Path, topic_arn: str, notification: dict | None) -> None:
+    """notification-email.txt: the message an e-mail subscriber would have received (the
+    emulator delivers no e-mail), its subject first."""
+    published = Emulator.published(topic_arn)
+    if not published or "email" not in published[-1]:
+        return
+    subject = (notification or {}).get("Subject") or ""
+    (run_dir / EMAIL).write_text(f"Subject: {subject}\n\n{published[-1]['email']}")
+
+
 def run_local(
     input_file: Path, out_root: Path, root: Path, echo: Callable[[str], None] = print,
     timeout_s: float = 600,
@@ -83,6 +94,7 @@ def run_local(
         run = run_on_stack(stack.outputs, input_file, out_root, echo, timeout_s=timeout_s, poll_s=0.3)
         notification = _receive_notification(queue_url, timeout_s=10)
         (run.run_dir / "notification.json").write_text(json.dumps(notification, indent=2) + "\n")
+        write_email(run.run_dir, stack.outputs["RunCompleteTopicArn"], notification)
         if run.status == "SUCCEEDED":
             export_tables(run.summary, run.run_dir)
         return RunResult(run.status, run.summary, notification, run.execution_arn, time.monotonic() - started,

@@ -79,6 +79,9 @@ def test_notification_carries_the_summary(sample_run):
     assert notification["Subject"] == messages.subject(result.summary)
     assert notification["Subject"].endswith(f"SUCCEEDED: {SAMPLE_CUSTOMERS:,} customers, "
                                             f"{len(result.summary['segments'])} segments")
+    # The e-mail subscriber's part of the same message, kept beside it.
+    email = (result.run_dir / "notification-email.txt").read_text()
+    assert email == f"Subject: {notification['Subject']}\n\n{messages.email_text(result.summary, message['report'])}"
 
 
 def test_the_report_is_in_the_run_folder(sample_run):
@@ -105,6 +108,10 @@ def test_a_bad_file_fails_the_run_with_the_state_and_cause(root, tmp_path, capsy
     assert message["status"] == "FAILED" and message["failed_state"] == "Transform"
     assert notification["Subject"] == f"CDNOW run {summary['run_id']} FAILED in Transform"
     assert notification["MessageAttributes"]["run_id"]["Value"] == summary["run_id"]
+    email = (run_dir / "notification-email.txt").read_text()
+    assert email.startswith(f"Subject: {notification['Subject']}\n\nCDNOW customer analytics: run {summary['run_id']} "
+                            "FAILED in the Transform step.\n")
+    assert "garbage.txt" in email
     assert not (run_dir / "tables").exists() and not (run_dir / "report.html").exists()  # nothing published
     # show and report of a failed run say so, with the run-failed exit status
     assert main(["show", summary["run_id"], "--out", str(tmp_path / "out")]) == 1
