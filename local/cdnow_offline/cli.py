@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _where(run, required=True)
     run.add_argument("--input", required=True, type=Path, metavar="FILE",
-                     help="transactions: CDNOW master/sample text or CSV with a header")
+                     help="transactions: CDNOW master/sample text, delimited text with a header (comma, tab, "
+                     "semicolon or pipe), parquet, or any text format gzip-compressed as .gz")
     run.add_argument("--timeout", type=float, metavar="SECONDS",
                      help="give up waiting for the execution after this long (default 600 offline, 3600 on a stack)")
 
