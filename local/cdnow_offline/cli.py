@@ -19,8 +19,8 @@ EXIT_STATUS = """exit status:
 
 RESULTS = """results: offline, every run gets a folder DIR/<run_id>/ (default DIR: out) with
 run_summary.json, report.html, notification.json, notification-email.txt, charts/ and tables/;
-runs, show and report read those folders. With --stack NAME they read the stack: the published runs table,
-runs/run_id=<id>/run_summary.json and reports/<id>.html in its curated bucket."""
+runs, show and report read those folders. With --stack NAME they read the stack: the published
+runs table, runs/run_id=<id>/run_summary.json and reports/<id>.html in its curated bucket."""
 
 StackOutputs = Callable[[str], Mapping[str, str]]
 

@@ -241,7 +241,8 @@ def publish(run: dict, database: str, features: dict) -> list[dict]:
     from uuid import uuid4
 
     layout = _layout(run)
-    staged = [table for table in TABLES + OPTIONAL_TABLES if storage.has_parquet(layout.staged(table))]
+    files = {table: storage.parquet_files(layout.staged(table)) for table in TABLES + OPTIONAL_TABLES}
+    staged = [table for table, paths in files.items() if paths]
     missing = [table for table in TABLES if table not in staged]
     if missing:
         raise ValueError(f"run {run['run_id']}: table(s) {', '.join(missing)} not staged, nothing published")
@@ -256,7 +257,7 @@ def publish(run: dict, database: str, features: dict) -> list[dict]:
     previous: dict[str, str | None] = {}
     try:
         for table in staged:
-            columns[table], rows[table] = storage.copy_table(layout.staged(table), new[table])
+            columns[table], rows[table] = storage.copy_table(layout.staged(table), new[table], files[table])
         storage.stage_table(runs_row, new["runs"])
         columns["runs"], rows["runs"] = storage.athena_columns(runs_row), len(runs_row)
         for table in order:

@@ -94,19 +94,21 @@ def stage_table(frame, uri: str) -> None:
     wr.s3.to_parquet(frame, path=uri, dataset=True, mode="overwrite", index=False)
 
 
-def has_parquet(uri: str) -> bool:
+def parquet_files(uri: str) -> list[str]:
+    """The parquet files of a table's folder (empty when there are none)."""
     import awswrangler as wr
 
-    return bool(wr.s3.list_objects(uri, suffix=".parquet"))
+    return wr.s3.list_objects(uri, suffix=".parquet")
 
 
-def copy_table(source: str, target: str) -> tuple[dict[str, str], int]:
-    """Copy the parquet files of folder ``source`` into folder ``target`` as they are, each
-    streamed in parts (memory does not grow with the table, and no row is parsed); return the
-    table's Athena column types and its row count, both read from the files' footers."""
+def copy_table(source: str, target: str, paths: list[str] | None = None) -> tuple[dict[str, str], int]:
+    """Copy the parquet files of folder ``source`` (``paths``, when already listed) into folder
+    ``target`` as they are, each streamed in parts (memory does not grow with the table, and no
+    row is parsed); return the table's Athena column types and its row count, both read from the
+    files' footers."""
     import awswrangler as wr
 
-    paths = wr.s3.list_objects(source, suffix=".parquet")
+    paths = parquet_files(source) if paths is None else paths
     if not paths:
         raise FileNotFoundError(f"no parquet files under {source}")
     s3 = boto3.client("s3")
