@@ -10,6 +10,8 @@ import textwrap
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from .results import REPORT
+
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
 
 EXIT_STATUS = """exit status:
@@ -215,7 +217,7 @@ def _show(args, stack_outputs: StackOutputs) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     elif summary.get("status") == "SUCCEEDED":
-        report = {"url": str(run_dir / "report.html")} if run_dir and (run_dir / "report.html").is_file() else None
+        report = {"url": str(run_dir / REPORT)} if run_dir and (run_dir / REPORT).is_file() else None
         text = email_text(summary, report)
         if report is None:
             text += f"Report: cdnow report {args.run_id}" + (f" --stack {args.stack}" if args.stack else "") + "\n"

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import boto3
 
+from .results import REPORT, SUMMARY
+
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 REQUIRED_OUTPUTS = ("RawBucketName", "CuratedBucketName", "StateMachineArn", "DatabaseName")
 
@@ -287,7 +289,7 @@ def download_report(outputs: Mapping[str, str], run_id: str, run_dir: Path) -> P
     from cdnow.storage import split_s3_uri
 
     bucket, key = split_s3_uri(RunLayout(outputs["CuratedBucketName"], run_id).report)
-    path = run_dir / "report.html"
+    path = run_dir / REPORT
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         boto3.client("s3").download_file(bucket, key, str(path))
@@ -358,7 +360,7 @@ def run_on_stack(outputs: Mapping[str, str], input_file: Path, out_root: Path,
         summary = failure_summary(execution, follower.outputs)
     run_dir = run_folder(out_root, summary, execution_arn)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     report = None
     if execution["status"] == "SUCCEEDED":
         download_charts(outputs, summary["run_id"], run_dir)

@@ -12,7 +12,10 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+# The files of a run's folder.
 SUMMARY = "run_summary.json"
+REPORT = "report.html"
+NOTIFICATION = "notification.json"
 EMAIL = "notification-email.txt"
 
 
@@ -68,7 +71,7 @@ def list_runs(out_root: Path) -> list[dict]:
 def local_report(run_dir: Path) -> Path:
     """The run's report.html; rendered from its summary, charts and segment profiles when the
     folder has none (made before the report existed, or after a report failure)."""
-    path = run_dir / "report.html"
+    path = run_dir / REPORT
     if path.is_file():
         return path
     from cdnow.report import chart_name, render_report

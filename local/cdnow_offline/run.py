@@ -20,7 +20,7 @@ import boto3
 
 from .emulator import Emulator
 from .remote import check_outputs, run_on_stack
-from .results import EMAIL
+from .results import EMAIL, NOTIFICATION
 
 STACK_NAME = "cdnow-local"
 
@@ -93,7 +93,7 @@ def run_local(
         queue_url = subscribe_queue(stack.outputs["RunCompleteTopicArn"], f"{STACK_NAME}-notifications")
         run = run_on_stack(stack.outputs, input_file, out_root, echo, timeout_s=timeout_s, poll_s=0.3)
         notification = _receive_notification(queue_url, timeout_s=10)
-        (run.run_dir / "notification.json").write_text(json.dumps(notification, indent=2) + "\n")
+        (run.run_dir / NOTIFICATION).write_text(json.dumps(notification, indent=2) + "\n")
         write_email(run.run_dir, stack.outputs["RunCompleteTopicArn"], notification)
         if run.status == "SUCCEEDED":
             export_tables(run.summary, run.run_dir)
