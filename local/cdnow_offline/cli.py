@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
                      "semicolon or pipe), parquet, or any text format gzip-compressed as .gz")
     run.add_argument("--timeout", type=float, metavar="SECONDS",
                      help="give up waiting for the execution after this long (default 600 offline, 3600 on a stack)")
+    run.add_argument("--shipped", action="store_true",
+                     help="offline: run every function as its artifact ships it, each in a Python 3.12 process "
+                     "with only the packages its layer or image installs, its Timeout and MemorySize enforced "
+                     "(slower to start; the packages are resolved from PyPI once and cached)")
 
     runs = commands.add_parser("runs", help="list the runs, newest first", formatter_class=formatter,
                                epilog=f"{RESULTS}\n\n{EXIT_STATUS}",
@@ -141,8 +145,11 @@ def _run(args, stack_outputs: StackOutputs) -> int:
     if args.local:
         from .run import run_local
 
-        result = run_local(input_file, args.out, project_root(), timeout_s=args.timeout or 600)
+        result = run_local(input_file, args.out, project_root(), timeout_s=args.timeout or 600,
+                           shipped=args.shipped)
         return _print_run_end(result.status, result.summary, result.seconds, result.run_dir, result.report)
+    if args.shipped:
+        raise UsageError("--shipped is for --local runs: a deployed stack runs what it ships anyway")
     from .remote import run_on_stack
 
     outputs = _outputs(args, stack_outputs)

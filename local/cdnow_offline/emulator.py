@@ -29,9 +29,12 @@ _NOISY_LOGGERS = ("moto.stepfunctions.parser.asl.component.eval_component", "wer
 
 
 class Emulator:
-    def __init__(self, root: Path, port: int = 0, log_level: str = "WARNING"):
-        """`log_level` applies to the functions' Powertools loggers (their JSON lines go to stdout)."""
+    def __init__(self, root: Path, port: int = 0, log_level: str = "WARNING", shipped: bool = False):
+        """`log_level` applies to the functions' Powertools loggers (their JSON lines go to stdout).
+        `shipped` runs every function in its shipped environment (a Python 3.12 process with only
+        what its artifact ships: lambda_runner.py) instead of in this process."""
         self.root = root
+        self.shipped = shipped
         self._log_level = log_level
         self._requested_port = port
         self._server = None
@@ -53,16 +56,20 @@ class Emulator:
         port = self._server.get_host_and_port()[1]
         # moto parses S3 paths from the host name: use localhost, never 127.0.0.1, in the URL.
         self.endpoint = f"http://localhost:{port}"
-        os.environ.update({
+        # What every function's runtime sees: the region and credentials Lambda sets, and offline
+        # the endpoint; no X-Ray daemon offline, so traces would only be discarded, noisily.
+        runtime_environment = {
             "AWS_ENDPOINT_URL": self.endpoint,
-            "MOTO_PORT": str(port),  # where the state-machine interpreter sends its own calls
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "AWS_ACCESS_KEY_ID": "offline",
             "AWS_SECRET_ACCESS_KEY": "offline",
-            # No X-Ray daemon offline: traces would only be discarded, noisily.
             "POWERTOOLS_TRACE_DISABLED": "true",
             "AWS_XRAY_SDK_ENABLED": "false",
+        }
+        os.environ.update({
+            **runtime_environment,
+            "MOTO_PORT": str(port),  # where the state-machine interpreter sends its own calls
             # Roles attach AWS managed policies (AWSXrayWriteOnlyAccess) by ARN, as on AWS; moto
             # reads this when the reset below builds its IAM backend (the config API has no "iam").
             "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
@@ -76,7 +83,7 @@ class Emulator:
             "POWERTOOLS_LOG_LEVEL": self._log_level,
             # Metrics are CloudWatch embedded-format lines on stdout: only noise offline.
             "POWERTOOLS_METRICS_DISABLED": "true",
-        })
+        }, shipped=self.shipped, runtime_environment=runtime_environment)
         self.lambdas.install()
         self.glue = LocalGlueRunner(spark.session)
         self.glue.install()
@@ -111,6 +118,8 @@ class Emulator:
             for relay in stack.relays:
                 relay.stop()
         self._stacks.clear()
+        if self.lambdas is not None:
+            self.lambdas.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None

@@ -10,6 +10,14 @@ exception's type name as the error, as on AWS.
 Parallel branches invoke functions at the same time in the server's request threads, so each
 invocation sees its function's variables through a per-thread view of `os.environ`: swapping the
 process environment leaked one function's variables into another (notes/offline-aws.md).
+
+With `shipped=True` each function runs instead in an execution environment of its own, as it runs
+on Lambda: a Python 3.12 process per function (`lambda_bootstrap.py`, kept warm between
+invocations), whose path holds nothing but the function's code, the packages its artifact ships
+and the runtime's (`shipped.py`), with only its own environment, and with its `Timeout` and
+`MemorySize` enforced: an invocation past either is killed and reported as Lambda reports it
+(`Sandbox.Timedout`, `Runtime.OutOfMemory`); a handler that cannot be imported fails as
+`Runtime.ImportModuleError`.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import select
+import subprocess
 import sys
 import threading
 import time
@@ -97,7 +107,9 @@ def thread_local_environ() -> ThreadLocalEnviron:
 
 @dataclass
 class LocalFunction:
-    """A deployed function's code as it sits in the checkout."""
+    """A deployed function's code as it sits in the checkout, and what its artifact installs:
+    `requirements` holds one group of requirement files per `pip install` its build runs (a
+    layer's requirements.txt; the files an image's Dockerfile installs together)."""
 
     name: str
     code_dir: Path
@@ -105,6 +117,7 @@ class LocalFunction:
     layer_dirs: list[Path] = field(default_factory=list)
     memory_mb: int = 128
     timeout_s: int = 3
+    requirements: list[list[Path]] = field(default_factory=list)
 
 
 @dataclass
@@ -130,18 +143,42 @@ class LambdaContext:
 
 
 class LocalLambdaRunner:
-    """Runs registered functions' handlers in-process; one instance serves the whole emulator."""
+    """Runs registered functions' handlers, in-process or each in its shipped environment; one
+    instance serves the whole emulator."""
 
-    def __init__(self, environment_overrides: dict[str, str] | None = None) -> None:
-        """`environment_overrides` win over every function's own variables (offline log level)."""
+    def __init__(self, environment_overrides: dict[str, str] | None = None, shipped: bool = False,
+                 runtime_environment: dict[str, str] | None = None) -> None:
+        """`environment_overrides` win over every function's own variables (offline log level).
+        `runtime_environment` is what Lambda's runtime sets for every function (region,
+        credentials; offline, the endpoint too): in-process it is the process's environment, a
+        shipped environment gets it explicitly, with nothing else of this process."""
         self.functions: dict[str, LocalFunction] = {}
+        self.shipped = shipped
         self._overrides = dict(environment_overrides or {})
+        self._runtime_environment = dict(runtime_environment or {})
         self._modules: dict[str, ModuleType] = {}
         self._import_lock = threading.Lock()
         self._environ = thread_local_environ()
+        self._environments: dict[str, list[ShippedEnvironment]] = {}
+        self._pool_lock = threading.Lock()
+        self._sites: dict[str, list[Path]] = {}
 
     def register(self, function: LocalFunction) -> None:
         self.functions[function.name] = function
+        if self.shipped:  # resolve what it ships now, not inside the first invocation's time limit
+            from . import shipped
+
+            self._sites[function.name] = [shipped.site(group) for group in function.requirements] + [
+                shipped.runtime_site()
+            ]
+
+    def stop(self) -> None:
+        """End every execution environment (the emulator stops them with itself)."""
+        with self._pool_lock:
+            environments = [e for pool in self._environments.values() for e in pool]
+            self._environments.clear()
+        for environment in environments:
+            environment.stop()
 
     def install(self) -> None:
         runner = self
@@ -190,18 +227,152 @@ class LocalLambdaRunner:
             **(fn.environment_vars or {}),
             **self._overrides,
         }
+        if self.shipped:
+            result, error = self._invoke_shipped(function, fn, event, context, variables)
+        else:
+            result, error = self._invoke_in_process(function, event, context, variables)
+        if error is not None:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(error).encode()
+        return result.encode()
+
+    def _invoke_in_process(self, function, event, context, variables) -> tuple[str | None, dict | None]:
         self._environ.enter(variables)
         try:
-            result = self._handler(function)(event, context)
-            return json.dumps(result, default=str).encode()
+            return json.dumps(self._handler(function)(event, context), default=str), None
         except Exception as exc:  # noqa: BLE001 - every handler error becomes Lambda's error payload
-            response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps(
-                {
-                    "errorMessage": str(exc),
-                    "errorType": type(exc).__name__,
-                    "stackTrace": traceback.format_exception(exc),
-                }
-            ).encode()
+            return None, {"errorMessage": str(exc), "errorType": type(exc).__name__,
+                          "stackTrace": traceback.format_exception(exc)}
         finally:
             self._environ.leave()
+
+    def _invoke_shipped(self, function, fn, event, context, variables) -> tuple[str | None, dict | None]:
+        # Lambda serves one invocation per execution environment at a time: a busy one means a
+        # second environment, an idle one is reused warm.
+        with self._pool_lock:
+            pool = self._environments.setdefault(function.name, [])
+            environment = next((e for e in pool if not e.busy and e.alive), None)
+            if environment is None:
+                environment = ShippedEnvironment(
+                    function, self._sites[function.name],
+                    {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": "UTC",
+                     **self._runtime_environment, **variables, "_HANDLER": function.handler},
+                )
+                pool.append(environment)
+            environment.busy = True
+        try:
+            return environment.invoke(event, context, fn.function_arn)
+        finally:
+            environment.busy = False
+
+
+_BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
+_MEMORY_POLL_S = 0.05
+
+
+class ShippedEnvironment:
+    """One execution environment of a function: a Python 3.12 process serving its invocations.
+
+    The process starts on the first invocation (the handler's import is its init) and stays warm.
+    Its time limit covers init and invocation, as a first invocation's does on Lambda; its memory
+    is the resident size of the process, polled, against the function's `MemorySize`.
+    """
+
+    def __init__(self, function: LocalFunction, sites: list[Path], environment: dict[str, str]):
+        self.function = function
+        self._sites = sites
+        self._environment = environment
+        self._process: subprocess.Popen | None = None
+        self._responses = None
+        self.busy = False
+        self.peak_memory_mb = 0.0
+
+    @property
+    def alive(self) -> bool:
+        return self._process is None or self._process.poll() is None
+
+    def _start(self) -> None:
+        from .shipped import python312
+
+        read_fd, write_fd = os.pipe()
+        spec = {
+            "code_paths": [str(self.function.code_dir)] + [str(p) for p in self.function.layer_dirs
+                                                           if p != self.function.code_dir],
+            "sites": [str(p) for p in self._sites],
+            "handler": self.function.handler,
+            "response_fd": write_fd,
+        }
+        try:
+            self._process = subprocess.Popen(
+                [python312(), "-I", "-S", str(_BOOTSTRAP), json.dumps(spec)],
+                stdin=subprocess.PIPE, env=self._environment, cwd=self.function.code_dir,
+                pass_fds=(write_fd,), text=True,
+            )
+        finally:
+            os.close(write_fd)
+        self._responses = os.fdopen(read_fd, "r", encoding="utf-8")
+
+    def invoke(self, event: Any, context: LambdaContext, function_arn: str) -> tuple[str | None, dict | None]:
+        if self._process is None:
+            self._start()
+        request = {
+            "event": event, "function_name": context.function_name, "invoked_function_arn": function_arn,
+            "memory_limit_in_mb": context.memory_limit_in_mb, "timeout_s": context.timeout_s,
+            "aws_request_id": context.aws_request_id,
+        }
+        request_id = context.aws_request_id
+        try:
+            self._process.stdin.write(json.dumps(request, default=str) + "\n")
+            self._process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return None, self._exited(request_id)
+        deadline = time.monotonic() + context.timeout_s
+        while True:
+            ready, _, _ = select.select([self._responses], [], [], _MEMORY_POLL_S)
+            if ready:
+                line = self._responses.readline()
+                if not line:
+                    return None, self._exited(request_id)
+                response = json.loads(line)
+                if "error" in response:
+                    return None, response["error"]
+                return response["result"], None
+            resident = _resident_mb(self._process.pid)
+            self.peak_memory_mb = max(self.peak_memory_mb, resident)
+            if resident > self.function.memory_mb:
+                self.stop()
+                return None, {"errorType": "Runtime.OutOfMemory", "errorMessage":
+                              f"RequestId: {request_id} Error: Runtime exited with error: signal: killed "
+                              f"({resident:.0f} MB resident, over the function's {self.function.memory_mb} MB)"}
+            if time.monotonic() > deadline:
+                self.stop()
+                return None, {"errorType": "Sandbox.Timedout", "errorMessage":
+                              f"RequestId: {request_id} Error: Task timed out after {context.timeout_s:.2f} seconds"}
+            if self._process.poll() is not None:
+                return None, self._exited(request_id)
+
+    def _exited(self, request_id: str) -> dict:
+        code = self._process.wait()
+        return {"errorType": "Runtime.ExitError",
+                "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}"}
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        if self._responses is not None:
+            self._responses.close()
+            self._responses = None
+
+
+def _resident_mb(pid: int) -> float:
+    """The process's resident set (what Lambda's memory limit counts), in MiB as `MemorySize` is;
+    0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0

@@ -21,7 +21,8 @@ from .glue_runner import LocalGlueRunner
 from .lambda_runner import LocalFunction, LocalLambdaRunner
 from .moto_defects import EventBridgeDropsStepFunctionsTargets
 from .template import (
-    ACCOUNT_ID, Intrinsics, LocalArtifacts, creation_order, image_code_paths, load_template, translate_sam,
+    ACCOUNT_ID, Intrinsics, LocalArtifacts, creation_order, image_code_paths, image_requirements, load_template,
+    translate_sam,
 )
 
 # Types that change nothing a local run can observe: moto has no alarm evaluation (and no metrics
@@ -202,20 +203,29 @@ class Provisioner:
             code_dir = artifacts.code_dirs[image_uri]
             handler = props["ImageConfig"]["Command"][0]
             layer_dirs = [p for p in image_code_paths(resource, self.root) if p != code_dir]
+            requirements = [image_requirements(resource, self.root)]
             spec.update(PackageType="Image", Code={"ImageUri": image_uri})
         else:
             code_dir = artifacts.code_dirs[props["Code"]["S3Key"]]
             handler = props["Handler"]
-            # Layers published by this stack run from the checkout; managed layers (AWS SDK for
-            # pandas) are the dev venv's packages offline.
+            # Layers published by this stack run from the checkout. What a layer from outside the
+            # template holds is unknown here: in-process it is the dev venv's packages, and a
+            # shipped environment cannot be made for it.
             local_layers = [arn for arn in props.get("Layers", []) if arn in self._layer_dirs]
+            foreign = sorted(set(props.get("Layers", [])) - set(local_layers))
+            if foreign and self.lambdas.shipped:
+                raise ValueError(f"{name} uses layers from outside the template, which cannot be "
+                                 f"shipped offline: {foreign}")
             layer_dirs = [self._layer_dirs[arn] for arn in local_layers]
+            # What `sam build` installs: the function's own requirements.txt, then each layer's.
+            requirements = [[folder / "requirements.txt"] for folder in [code_dir, *layer_dirs]
+                            if (folder / "requirements.txt").is_file()]
             spec.update(Runtime=props["Runtime"], Handler=handler, Code={"ZipFile": _placeholder_zip()},
                         Layers=local_layers)
         function = self._client("lambda").create_function(**spec)
         self.lambdas.register(LocalFunction(
             name=name, code_dir=code_dir, handler=handler, layer_dirs=layer_dirs,
-            memory_mb=spec["MemorySize"], timeout_s=spec["Timeout"],
+            memory_mb=spec["MemorySize"], timeout_s=spec["Timeout"], requirements=requirements,
         ))
         return name, {"Arn": function["FunctionArn"]}
 

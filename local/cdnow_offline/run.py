@@ -78,14 +78,15 @@ def write_email(run_dir: Path, topic_arn: str, notification: dict | None) -> Non
 
 def run_local(
     input_file: Path, out_root: Path, root: Path, echo: Callable[[str], None] = print,
-    timeout_s: float = 600,
+    timeout_s: float = 600, shipped: bool = False,
 ) -> RunResult:
-    """Run on a stack provisioned in a fresh emulator; results go to out_root/<run_id>/."""
+    """Run on a stack provisioned in a fresh emulator; results go to out_root/<run_id>/. With
+    `shipped`, every function runs in its shipped environment (lambda_runner.py)."""
     started = time.monotonic()
     if not input_file.is_file():
         raise FileNotFoundError(f"input file not found: {input_file}")
     echo("Starting the offline AWS emulator (moto) and local Spark...")
-    emulator = Emulator(root).start()
+    emulator = Emulator(root, shipped=shipped).start()
     try:
         stack = emulator.provision(STACK_NAME)
         check_outputs(STACK_NAME, stack.outputs)

@@ -109,6 +109,35 @@ def image_code_paths(resource: dict, root: Path) -> list[Path]:
     return paths
 
 
+def image_requirements(resource: dict, root: Path) -> list[Path]:
+    """The requirement files an image function's Dockerfile installs (its `pip install -r`
+    arguments, traced back through the COPY that put them in the image), build args substituted."""
+    metadata = resource["Metadata"]
+    context = root / metadata.get("DockerContext", ".")
+    build_args = {name: str(value) for name, value in metadata.get("DockerBuildArgs", {}).items()}
+
+    def substitute(text: str) -> str:
+        return re.sub(r"\$\{(\w+)\}", lambda m: build_args[m.group(1)], text)
+
+    copied: dict[str, Path] = {}  # a path inside the image -> the file of the context
+    requirements: list[Path] = []
+    for line in (context / metadata["Dockerfile"]).read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].upper() == "COPY" and "LAMBDA_TASK_ROOT" not in parts[-1]:
+            destination = parts[-1]
+            for source in parts[1:-1]:
+                inside = destination + Path(source).name if destination.endswith("/") else destination
+                copied[inside] = context / source
+        elif parts[:1] == ["RUN"] and "pip" in parts and "install" in parts:
+            for option, value in zip(parts, parts[1:]):
+                if option == "-r":
+                    inside = substitute(value)
+                    if inside not in copied:
+                        raise ValueError(f"{metadata['Dockerfile']}: {inside} is installed but never copied in")
+                    requirements.append(copied[inside])
+    return requirements
+
+
 def image_handler_dir(resource: dict, root: Path) -> Path:
     """The folder of an image function's handler module (its ImageConfig command)."""
     module = resource["Properties"]["ImageConfig"]["Command"][0].rpartition(".")[0]

@@ -3,58 +3,25 @@
 The requirements of each function and layer are resolved from PyPI for the Lambda platform
 (manylinux x86_64, CPython 3.12, wheels only) without installing anything into this venv, and the
 unzipped size is the sum of the wheels' members plus the source files. Wheels are cached under
-~/.cache/cdnow-analytics/wheels, keyed by the requirements, so a rerun does not touch the network.
+~/.cache/cdnow-analytics/wheels, keyed by the requirements, so a rerun does not touch the network
+(the same resolution the shipped environments are installed from: cdnow_offline/shipped.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from cdnow_offline.shipped import resolve_wheels
 from cdnow_offline.template import load_template, translate_sam
 
 # Lambda refuses a function whose code and layers unzip to more than this ("250 MB").
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
-# Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34): these wheel tags load there.
-PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64")
 # The python3.12 runtime ships boto3 and its dependencies; a trimmed layer would leave them out.
 RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "jmespath", "python_dateutil", "six", "urllib3"}
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cdnow-analytics" / "wheels"
 MB = 1_000_000
-
-
-def resolve_wheels(requirements: Path) -> list[Path]:
-    """The wheels pip resolves `requirements` to for the Lambda platform, downloaded once."""
-    key = hashlib.sha256()
-    for path in _requirement_files(requirements):
-        key.update(path.read_bytes())
-    target = CACHE / key.hexdigest()[:16]
-    if not (target / ".complete").exists():
-        target.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-                   "--python-version", "3.12", "--implementation", "cp", "--dest", str(target),
-                   "-r", str(requirements)]
-        for platform in PLATFORMS:
-            command += ["--platform", platform]
-        done = subprocess.run(command, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-3000:]
-        (target / ".complete").touch()
-    return sorted(target.glob("*.whl"))
-
-
-def _requirement_files(requirements: Path) -> list[Path]:
-    """The file and every file it includes with -r."""
-    files = [requirements]
-    for line in requirements.read_text().splitlines():
-        if line.strip().startswith("-r "):
-            files += _requirement_files(requirements.parent / line.split(maxsplit=1)[1])
-    return files
 
 
 def wheel_sizes(wheels: list[Path]) -> dict[str, int]:
@@ -74,7 +41,7 @@ def shipped_size(folder: Path) -> dict[str, int]:
     sizes = {f"{folder.name}/ (source)": source_size(folder)}
     requirements = folder / "requirements.txt"
     if requirements.exists():
-        sizes.update(wheel_sizes(resolve_wheels(requirements)))
+        sizes.update(wheel_sizes(resolve_wheels([requirements])))
     return sizes
 
 
@@ -132,7 +99,7 @@ def test_the_table_functions_would_not_fit_a_zip(root):
     """Why Features and Publish are container images: as zip functions they would ship the shared
     layer plus pandas, pyarrow, numpy and awswrangler, which unzip past the limit even without
     boto3 and its dependencies (the runtime's own)."""
-    libraries = wheel_sizes(resolve_wheels(root / "functions" / "data-requirements.txt"))
+    libraries = wheel_sizes(resolve_wheels([root / "functions" / "data-requirements.txt"]))
     assert {"pandas", "pyarrow", "numpy", "awswrangler"} <= set(libraries)
     libraries = {name: size for name, size in libraries.items() if name not in RUNTIME_PROVIDED}
     layer = shipped_size(root / "layers" / "shared")
