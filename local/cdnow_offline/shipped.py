@@ -18,6 +18,7 @@ pins win, as they do on Lambda.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -113,6 +114,7 @@ def runtime_site() -> Path:
     return site([RUNTIME_REQUIREMENTS])
 
 
+@functools.cache
 def python312() -> str:
     """A Python 3.12 interpreter: $PYTHON312, else the first python3.12 that runs (on PATH, or
     under ~/.pyenv, where a pyenv shim alone may not run it)."""
