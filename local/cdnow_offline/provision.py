@@ -152,6 +152,14 @@ class Provisioner:
         )["Policy"]
         return policy["Arn"], {"PolicyArn": policy["Arn"]}
 
+    def _athena_workgroup(self, stack, name, props, resource, artifacts):
+        # RecursiveDeleteOption and State are CloudFormation's (deletion, enablement), not the API's.
+        configuration = props.get("WorkGroupConfiguration", {})
+        self._client("athena").create_work_group(
+            Name=props["Name"], Description=props.get("Description", ""), Configuration=configuration,
+        )
+        return props["Name"], {}
+
     def _glue_database(self, stack, name, props, resource, artifacts):
         database = props["DatabaseInput"]["Name"]
         self._client("glue").create_database(DatabaseInput=props["DatabaseInput"])
@@ -299,6 +307,7 @@ _CREATORS = {
     "AWS::KMS::Key": Provisioner._kms_key,
     "AWS::Logs::LogGroup": Provisioner._log_group,
     "AWS::IAM::ManagedPolicy": Provisioner._managed_policy,
+    "AWS::Athena::WorkGroup": Provisioner._athena_workgroup,
     "AWS::Glue::Database": Provisioner._glue_database,
     "AWS::IAM::Role": Provisioner._role,
     "AWS::Glue::Job": Provisioner._glue_job,

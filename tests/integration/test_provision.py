@@ -14,6 +14,11 @@ def test_outputs_name_live_resources(stack):
     assert {outputs["RawBucketName"], outputs["CuratedBucketName"]} <= buckets
     assert boto3.client("glue").get_database(Name=outputs["DatabaseName"])["Database"]["Name"] == "cdnow_analytics"
     assert outputs["RunCompleteTopicArn"] in {t["TopicArn"] for t in boto3.client("sns").list_topics()["Topics"]}
+    # Athena's first query needs a result location: the stack's workgroup has one, and enforces it.
+    workgroup = boto3.client("athena").get_work_group(WorkGroup=outputs["AthenaWorkGroupName"])["WorkGroup"]
+    assert workgroup["Configuration"]["ResultConfiguration"]["OutputLocation"] == (
+        f"s3://{outputs['CuratedBucketName']}/athena-results/")
+    assert workgroup["Configuration"]["EnforceWorkGroupConfiguration"] is True
 
 
 def test_every_function_of_the_template_exists_with_its_environment(stack, root):

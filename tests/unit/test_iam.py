@@ -27,9 +27,6 @@ ALLOWED_WILDCARDS = [
      {"logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
       "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
       "logs:DescribeLogGroups"}, "*"),
-    ("CloudWatch PutMetricData has no resource-level permissions (Glue job metrics); the statement "
-     "holds it to the Glue namespace with a condition",
-     {"cloudwatch:PutMetricData"}, "*"),
     ("A KMS key policy's Resource is always * (it means the key itself); the account statement is "
      "KMS's default, which hands the key's use to IAM policies so the key stays manageable",
      {"kms:*", "kms:Decrypt", "kms:GenerateDataKey"}, "*"),

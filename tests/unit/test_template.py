@@ -107,6 +107,39 @@ def test_glue_task_retries_concurrency_and_throttling_only(definition):
     assert retry["JitterStrategy"] == "FULL" and retry["MaxDelaySeconds"] <= 300
 
 
+def test_every_task_times_out_after_its_target_does(root, definition):
+    """A Task's TimeoutSeconds above its function's Timeout (or the Glue job's) lets the target's
+    own error and cause reach the Catch; a tie races it with States.Timeout, whose cause is empty."""
+    from cdnow_offline.template import load_template
+
+    template = load_template(root / "template.yaml")
+    resources = template["Resources"]
+    global_timeout = template.get("Globals", {}).get("Function", {}).get("Timeout", 3)  # Lambda's default: 3 s
+    substitutions = resources["PipelineStateMachine"]["Properties"]["DefinitionSubstitutions"]
+
+    def target(placeholder: str) -> dict:
+        reference = substitutions[placeholder.removeprefix("${").removesuffix("}")]
+        logical_id = reference["Fn::GetAtt"][0] if "Fn::GetAtt" in reference else reference["Ref"]
+        return resources[logical_id]
+
+    limits = {}
+    for name, task in _tasks(definition).items():
+        if task["Resource"] == "arn:aws:states:::lambda:invoke":
+            function = target(task["Parameters"]["FunctionName"])
+            assert function["Type"] == "AWS::Serverless::Function", name
+            limits[name] = function["Properties"].get("Timeout", global_timeout)
+        elif task["Resource"].startswith("arn:aws:states:::glue:startJobRun"):
+            job = target(task["Parameters"]["JobName"])
+            assert job["Type"] == "AWS::Glue::Job", name
+            limits[name] = job["Properties"].get("Timeout", 2880) * 60  # minutes; Glue's default: 48 h
+        else:
+            assert task["Resource"] == "arn:aws:states:::sns:publish", name  # no limit of its own
+    assert set(limits) == {"Ingest", "Transform", "Features", "Segment", "Churn", "Value", "Publish", "Report"}
+    short = {name: (_tasks(definition)[name]["TimeoutSeconds"], limit) for name, limit in limits.items()
+             if _tasks(definition)[name]["TimeoutSeconds"] < limit + 60}
+    assert not short, f"TimeoutSeconds less than 60 s above the target's own limit: {short}"
+
+
 def test_the_execution_has_a_timeout_beyond_its_tasks_worst_case(definition):
     longest = sum(t["TimeoutSeconds"] for n, t in _tasks(definition).items() if n not in ("Segment", "Churn"))
     assert definition["TimeoutSeconds"] >= longest
