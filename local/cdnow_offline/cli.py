@@ -46,7 +46,10 @@ def _where(parser: argparse.ArgumentParser, required: bool) -> None:
                        help="offline: the run's own emulator (run), the results folder (runs, show, report)")
     group.add_argument("--stack", metavar="NAME",
                        help="a deployed stack of template.yaml: its outputs are read from CloudFormation "
-                       "(credentials and region from the usual AWS settings)")
+                       "(credentials and region from the usual AWS settings, or --region)")
+    parser.add_argument("--region", metavar="REGION",
+                        help="with --stack: the stack's AWS region (default: the AWS CLI's, AWS_DEFAULT_REGION "
+                        "or ~/.aws/config; the stacks of samconfig.toml are in us-east-1)")
     parser.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
                         help="results folder, one subfolder per run_id (default: out)")
 
@@ -270,6 +273,14 @@ def main(argv: list[str] | None = None, stack_outputs: StackOutputs | None = Non
     tests pass the outputs of a stack the offline provisioner made, so that every --stack code
     path runs against the emulator exactly as against AWS."""
     args = _parser().parse_args(argv)
+    if getattr(args, "region", None):
+        if not args.stack:
+            print(f"cdnow {args.command}: --region is for --stack NAME", file=sys.stderr)
+            return EXIT_USAGE
+        import boto3
+
+        # Every boto3 client of the CLI is made from the default session.
+        boto3.setup_default_session(region_name=args.region)
     if stack_outputs is None:
         from .remote import cloudformation_outputs as stack_outputs
     try:

@@ -62,8 +62,19 @@ def subscribe_queue(topic_arn: str, name: str) -> str:
     sqs, sns = boto3.client("sqs"), boto3.client("sns")
     queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    # On AWS the queue takes the topic's messages only with this policy (the README's subscription
+    # recipe); moto delivers without it, so here it is set as a subscriber must, not checked.
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(queue_policy(queue_arn, topic_arn))})
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     return queue_url
+
+
+def queue_policy(queue_arn: str, topic_arn: str) -> dict:
+    """The queue policy an SQS subscriber of the topic needs: SendMessage for SNS, from this topic."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
+        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+    }]}
 
 
 def write_email(run_dir: Path, topic_arn: str, notification: dict | None) -> None:

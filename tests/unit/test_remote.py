@@ -52,3 +52,24 @@ def test_failure_from_the_catch_step_or_else_the_execution():
     assert refused["run_id"] is None and refused["cause"] == "InvalidRunRequest: empty"
     assert run_folder(Path("out"), refused, execution["executionArn"]) == Path("out/no-run-abc-123")
     assert failure_summary(execution, {})["error"] == "RunFailed"
+
+
+def test_region_names_the_region_of_the_stack_s_calls(monkeypatch, capsys):
+    """--region reaches every boto3 client the CLI makes (the default session), whatever the
+    AWS CLI's default region: a stack in us-east-1 is found from a shell set to eu-west-1."""
+    import boto3
+
+    from cdnow_offline.cli import EXIT_USAGE, main
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    seen = []
+
+    def outputs(name):
+        seen.append((name, boto3.client("cloudformation").meta.region_name))
+        return {}  # no outputs: check_outputs refuses the stack, after the region has been seen
+
+    assert main(["runs", "--stack", "cdnow-analytics", "--region", "us-east-1"], stack_outputs=outputs) == EXIT_USAGE
+    assert seen == [("cdnow-analytics", "us-east-1")]
+    assert main(["runs", "--local", "--region", "us-east-1"]) == EXIT_USAGE
+    assert "--region is for --stack NAME" in capsys.readouterr().err
