@@ -6,13 +6,29 @@ patch applied, so a moto upgrade that fixes or moves one of them fails loudly th
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
+import sys
 import threading
 import uuid
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlparse
 
 import boto3
+import xmltodict
+from botocore.config import Config
+from werkzeug.exceptions import HTTPException
 
-from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+from moto import settings as moto_settings
+from moto.core.authorization import ActionAuthenticatorMixin
+from moto.core.models import botocore_stubber
+from moto.iam.access_control import IAMPolicyStatement, IAMRequest, IAMRequestBase, PermissionResult, S3IAMRequest
+from moto.s3.exceptions import BucketAccessDeniedError, S3AccessDeniedError
+from moto.s3.models import FakeBucket
+from moto.s3.responses import S3Response
+from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+from moto.stepfunctions.parser.asl.utils import boto_client as sfn_boto_client
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
@@ -46,12 +62,13 @@ _MOTO_STATEMENT_IS_ACTION_PERMITTED = IAMPolicyStatement.is_action_permitted
 
 
 def _statement_is_action_permitted(statement, action, resource="*", principal=None, incoming_condition_values=None):
-    known = incoming_condition_values or {}
-    for operator, keys in (statement._statement.get("Condition") or {}).items():
-        if operator == "Null" or operator.endswith("IfExists"):
-            continue  # the operators that are about a key being absent
-        if any(key not in known for key in keys):
-            return PermissionResult.NEUTRAL  # a condition on a key the request lacks does not hold
+    if statement._statement.get("Effect") == "Deny":
+        known = incoming_condition_values or {}
+        for operator, keys in (statement._statement.get("Condition") or {}).items():
+            if operator == "Null" or operator.endswith("IfExists"):
+                continue  # the operators that are about a key being absent
+            if any(key not in known for key in keys):
+                return PermissionResult.NEUTRAL  # a condition on a key the request lacks does not hold
     return _MOTO_STATEMENT_IS_ACTION_PERMITTED(statement, action, resource, principal, incoming_condition_values)
 
 
@@ -59,8 +76,10 @@ def policy_condition_on_unknown_key_holds() -> None:
     """moto's policy evaluator treats a condition on a key it has no value for (and any operator
     it does not implement, such as Bool) as met. S3 enforces bucket policies with it and knows no
     `aws:SecureTransport`, so the buckets' "deny requests without TLS" statement denied every
-    object request. As in IAM, a condition on a key the request lacks now does not hold, and its
-    statement does not apply."""
+    object request. As in IAM, a Deny whose condition is on a key the request lacks does not
+    apply. An Allow keeps moto's "met": moto evaluates identity policies with no condition values
+    at all, so an Allow held to a condition (Publish's ListBucket on `s3:prefix`) would otherwise
+    never grant. Conditions are not checked offline (identities.py)."""
     IAMPolicyStatement.is_action_permitted = _statement_is_action_permitted
 
 
@@ -69,10 +88,14 @@ class EventBridgeDropsStepFunctionsTargets:
     target is dropped (and registering one makes `send_to_targets` raise inside a bare `except`,
     which stops delivery to every later rule). So the rule gets an SQS queue as its target, and
     this relay starts the state machine with each event it receives, which is the input
-    EventBridge gives the state machine on AWS. Pattern matching stays moto's."""
+    EventBridge gives the state machine on AWS. Pattern matching stays moto's. With `acting_as`
+    (identities.py) the execution is started with the target's role, as EventBridge does."""
 
-    def __init__(self, state_machine_arn: str, queue_name: str):
+    def __init__(self, state_machine_arn: str, queue_name: str, role_arn: str | None = None,
+                 acting_as: Callable[[str | None], contextlib.AbstractContextManager] | None = None):
         self.state_machine_arn = state_machine_arn
+        self._role_arn = role_arn
+        self._acting_as = acting_as or (lambda role_arn: contextlib.nullcontext())
         self._sqs = boto3.client("sqs")
         self._sfn = boto3.client("stepfunctions")
         self.queue_url = self._sqs.create_queue(QueueName=queue_name)["QueueUrl"]
@@ -91,11 +114,12 @@ class EventBridgeDropsStepFunctionsTargets:
         ).get("Messages", [])
         for message in messages:
             event = json.loads(message["Body"])
-            execution = self._sfn.start_execution(
-                stateMachineArn=self.state_machine_arn,
-                name=str(uuid.uuid4()),  # moto's event ids are one constant: never name by them
-                input=json.dumps(event),
-            )
+            with self._acting_as(self._role_arn):
+                execution = self._sfn.start_execution(
+                    stateMachineArn=self.state_machine_arn,
+                    name=str(uuid.uuid4()),  # moto's event ids are one constant: never name by them
+                    input=json.dumps(event),
+                )
             started.append(execution["executionArn"])
             self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
         self.started.extend(started)
@@ -121,7 +145,254 @@ class EventBridgeDropsStepFunctionsTargets:
             self._thread.join(timeout=5)
 
 
-def apply_moto_fixes() -> None:
+
+
+# --------------------------------------------------------------------------- IAM enforcement
+# moto enforces identity policies once its allowance of unsigned calls is spent
+# (identities.py switches that on). What stands in the way of enforcing the template's own roles,
+# measured in docs/notes/iam-enforcement/FINDINGS.md, is fixed here, one defect per function.
+
+# moto's own methods, kept at import so that a second apply never wraps the first.
+_MOTO_CHECK_ELEMENT_MATCHES = IAMPolicyStatement._check_element_matches
+_MOTO_REQUEST_INIT = IAMRequestBase.__init__
+_MOTO_CHECK_ACTION_PERMITTED = IAMRequestBase.check_action_permitted
+_MOTO_CREATE_AWS_REQUEST = IAMRequestBase._create_aws_request
+_MOTO_AUTHENTICATE = ActionAuthenticatorMixin._authenticate_and_authorize_action
+_MOTO_DELETE_KEYS = S3Response._bucket_response_delete_keys
+_MOTO_BUCKET_PERMISSION = FakeBucket.get_permission
+_MOTO_BOTO_CLIENT_FOR = sfn_boto_client.boto_client_for
+_request = threading.local()  # per request thread: the resource being authorized, denied keys
+
+
+def _element_matches(statement, element, value):
+    if element == "Resource" and value == "*":
+        return True
+    return _MOTO_CHECK_ELEMENT_MATCHES(statement, element, value)
+
+
+def requests_outside_s3_sqs_iam_have_no_resource() -> None:
+    """moto authorizes a request against its resource's ARN only for S3, SQS, IAM and STS; every
+    other service's request is authorized against `"*"`, which a statement naming an ARN never
+    matches: `sns:Publish` on the topic, `glue:GetTable` on the table, `lambda:InvokeFunction` on
+    the function, every correct grant of the template, is denied. Such a request now matches any
+    `Resource`: offline the action is enforced for those services, the resource is not."""
+    IAMPolicyStatement._check_element_matches = _element_matches
+
+
+# Where the action moto builds (SigV4 signing name:operation) is not IAM's name for it.
+ACTION_NAMES = {
+    "lambda:Invoke": "lambda:InvokeFunction",
+    "lambda:InvokeWithResponseStream": "lambda:InvokeFunction",
+    "xray:TraceSegments": "xray:PutTraceSegments",  # X-Ray's operations are named after the URL
+    "xray:TelemetryRecords": "xray:PutTelemetryRecords",
+}
+SERVICE_NAMES = {"monitoring": "cloudwatch"}  # CloudWatch signs as "monitoring"
+
+
+def _request_init(request, *args, **kwargs):
+    _MOTO_REQUEST_INIT(request, *args, **kwargs)
+    service, _, operation = request._action.partition(":")
+    action = f"{SERVICE_NAMES.get(service, service)}:{operation}"
+    request._action = ACTION_NAMES.get(action, action)
+
+
+def actions_named_after_the_signing_name() -> None:
+    """moto names the action of a request `<signing name>:<operation>`: Lambda's Invoke is
+    `lambda:Invoke` (IAM: `lambda:InvokeFunction`), so the state machine's correct grant is
+    denied; CloudWatch's are `monitoring:*`. IAM's names now."""
+    IAMRequestBase.__init__ = _request_init
+
+
+class _AccessDenied(HTTPException):
+    """The AccessDenied error of a JSON or query protocol service, as boto3 parses it."""
+
+    code = 403
+
+    def __init__(self, message: str, query_protocol: bool):
+        super().__init__()
+        if query_protocol:
+            self.description = xmltodict.unparse({"ErrorResponse": {
+                "Error": {"Type": "Sender", "Code": "AccessDenied", "Message": message},
+                "RequestId": str(uuid.uuid4()),
+            }}, full_document=True)
+        else:
+            self.description = json.dumps({"__type": "AccessDeniedException", "message": message, "Message": message})
+
+
+class _S3AccessDenied(BucketAccessDeniedError):
+    def __init__(self, bucket: str | None, message: str):
+        S3AccessDeniedError.__init__(self)
+        self.bucket_name = bucket
+        self.message = message
+
+
+def _denial(principal: str, action: str) -> str:
+    resource = getattr(_request, "resource", "*")
+    on = f" on resource: {resource}" if resource and resource != "*" else ""
+    return f"User: {principal} is not authorized to perform: {action}{on} (IAM enforced offline)"
+
+
+def _check_action_permitted(request, resource):
+    _request.resource = resource
+    return _MOTO_CHECK_ACTION_PERMITTED(request, resource)
+
+
+def _is_query_protocol(headers) -> bool:
+    return (headers.get("Content-Type") or "").lower().startswith("application/x-www-form-urlencoded")
+
+
+def _raise_access_denied(request):
+    raise _AccessDenied(_denial(request._access_key.arn, request._action), _is_query_protocol(request._headers))
+
+
+def _raise_s3_access_denied(request):
+    raise _S3AccessDenied(request._data.get("BucketName"), _denial(request._access_key.arn, request._action))
+
+
+def access_denied_names_nothing() -> None:
+    """moto answers every denied request with one XML error: JSON services (Glue, Lambda, Step
+    Functions, Logs, SQS) then show the code `403` and the whole XML as the message, query
+    services (SNS, IAM) lack the RequestId on which the Step Functions interpreter's error mapping
+    dies (`KeyError('RequestId')`, so a denied Publish is `States.Runtime`), and S3 says only
+    "Access Denied". Each denial is now its service's AccessDenied, naming principal, action and
+    resource, as AWS's do."""
+    IAMRequestBase.check_action_permitted = _check_action_permitted
+    IAMRequest._raise_access_denied = _raise_access_denied
+    S3IAMRequest._raise_access_denied = _raise_s3_access_denied
+
+
+def _bucket_permission(bucket, action, resource):
+    if action == "s3:DeleteObject" and resource in getattr(_request, "denied_keys", ()):
+        return PermissionResult.DENIED
+    return _MOTO_BUCKET_PERMISSION(bucket, action, resource)
+
+
+def _delete_keys(response, bucket_name, authenticated=True):
+    if authenticated:
+        return _MOTO_DELETE_KEYS(response, bucket_name, authenticated=True)
+    objects = xmltodict.parse(response.body, strip_whitespace=False)["Delete"].get("Object", [])
+    denied = set()
+    for obj in objects if isinstance(objects, list) else [objects]:
+        try:
+            response._authenticate_and_authorize_s3_action(bucket_name=bucket_name, key_name=obj["Key"])
+        except S3AccessDeniedError:
+            denied.add(f"arn:aws:s3:::{bucket_name}/{obj['Key']}")
+    _request.denied_keys = denied
+    try:
+        return _MOTO_DELETE_KEYS(response, bucket_name, authenticated=True)
+    finally:
+        _request.denied_keys = ()
+
+
+def delete_objects_authorized_on_the_bucket() -> None:
+    """moto authorizes DeleteObjects as `s3:DeleteObject` on the bucket's ARN: a role allowed to
+    delete under `bucket/runs/*` is denied, and moto then answers 200 with an AccessDenied error
+    per key, deleting nothing. Each key is now authorized on its own object ARN, as on AWS."""
+    FakeBucket.get_permission = _bucket_permission
+    S3Response._bucket_response_delete_keys = _delete_keys
+
+
+def _create_aws_request(request):
+    aws_request = _MOTO_CREATE_AWS_REQUEST(request)
+    if not request._body and not _is_query_protocol(request._headers):
+        aws_request.data = b""
+    return aws_request
+
+
+def bodiless_requests_signed_over_their_headers() -> None:
+    """moto fills a request's data with its headers when it has neither body nor query string,
+    and checks the signature over that: every GET or DELETE of a REST-JSON service (Lambda's
+    GetFunction, ListFunctions) fails with SignatureDoesNotMatch, whoever signs it. Only a
+    form-encoded request is signed over its parsed data; the rest over their body."""
+    IAMRequestBase._create_aws_request = _create_aws_request
+
+
+def _authenticate(response, iam_request_cls, resource="*"):
+    if (ActionAuthenticatorMixin.request_count < moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
+            or "Authorization" in response.headers):
+        return _MOTO_AUTHENTICATE(response, iam_request_cls, resource)
+    query = urlparse(response.uri).query
+    presigned = parse_qs(query)
+    if "X-Amz-Credential" not in presigned:
+        message = f"Anonymous requests are refused offline ({response._get_action()})"
+        if iam_request_cls is S3IAMRequest:
+            raise _S3AccessDenied(response.data.get("BucketName"), message)
+        raise _AccessDenied(message, query_protocol=True)
+    headers = dict(response.headers.items())
+    headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={presigned['X-Amz-Credential'][0]}, "
+                                "SignedHeaders=host, Signature=presigned")
+    if "X-Amz-Security-Token" in presigned:
+        headers["X-Amz-Security-Token"] = presigned["X-Amz-Security-Token"][0]
+    request = iam_request_cls(account_id=response.current_account, method=response.method,
+                              path=response.raw_path + (f"?{query}" if query else ""), data=response.data,
+                              body=response.raw_body, headers=headers, action=response._get_action())
+    request.check_action_permitted(resource)
+
+
+def presigned_requests_fail_under_enforcement() -> None:
+    """moto reads the Authorization header of every request it enforces: a pre-signed URL (the
+    report link) or any unsigned request is a 500 `KeyError('HTTP_AUTHORIZATION')`. A SigV4
+    pre-signed request is now authorized as the identity that signed it (its signature and expiry
+    are not checked offline); an anonymous request is denied."""
+    ActionAuthenticatorMixin._authenticate_and_authorize_action = _authenticate
+
+
+_role_credentials: Callable[[str], dict] | None = None
+_SFN_STATES = "moto.stepfunctions.parser.asl.component.state.exec"
+_SFN_CLIENT_USERS = [
+    f"{_SFN_STATES}.state_task.lambda_eval_utils",
+    *(f"{_SFN_STATES}.state_task.service.state_task_service_{service}" for service in
+      ("unsupported", "glue", "events", "ecs", "sqs", "sfn", "dynamodb", "batch", "sns", "aws_sdk")),
+    f"{_SFN_STATES}.state_map.result_writer.resource_eval.resource_eval_s3",
+    f"{_SFN_STATES}.state_map.item_reader.eval.resource_eval_s3",
+]
+
+
+def _boto_client_for(region, service, state_credentials=None):
+    role_arn = getattr(state_credentials, "role_arn", None)
+    if _role_credentials is None or not role_arn:
+        return _MOTO_BOTO_CLIENT_FOR(region, service, state_credentials)
+    endpoint = {} if botocore_stubber.enabled else {"endpoint_url": f"http://localhost:{moto_settings.moto_server_port()}"}
+    credentials = _role_credentials(role_arn)
+    return boto3.session.Session().client(
+        service_name=service, region_name=region, aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"], aws_session_token=credentials["SessionToken"],
+        config=Config(parameter_validation=False, retries={"max_attempts": 0, "total_max_attempts": 1},
+                      connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                      read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS),
+        **endpoint,
+    )
+
+
+def step_functions_tasks_ignore_the_state_machine_role(role_credentials: Callable[[str], dict]) -> None:
+    """The Step Functions interpreter signs every call of its tasks (Lambda invoke, Glue, SNS) with
+    the fixed key "ak", whatever the state machine's role (which it is handed, and drops): under
+    enforcement every task is refused as an unknown key. It now signs as the state machine's role
+    (or the Task's own `Credentials`), with `role_credentials(role_arn)`, so the role's policy is
+    what lets the pipeline invoke, run and publish."""
+    global _role_credentials
+    _role_credentials = role_credentials
+    sfn_boto_client.boto_client_for = _boto_client_for
+    # The interpreter's modules bind the function by name (`from ... import boto_client_for`):
+    # import each (grep -rl boto_client_for moto/stepfunctions/parser) and rebind it.
+    for name in _SFN_CLIENT_USERS:
+        importlib.import_module(name)
+    for module in list(sys.modules.values()):
+        if getattr(module, "boto_client_for", None) is _MOTO_BOTO_CLIENT_FOR:
+            module.boto_client_for = _boto_client_for
+
+
+def apply_moto_fixes(role_credentials: Callable[[str], dict] | None = None) -> None:
+    """Every workaround; `role_credentials(role_arn)` (AccessKeyId, SecretAccessKey, SessionToken)
+    lets the Step Functions interpreter sign as each state machine's role."""
     glue_sync_has_no_callback_endpoint()
     parallel_rewraps_states_errors()
     policy_condition_on_unknown_key_holds()
+    requests_outside_s3_sqs_iam_have_no_resource()
+    actions_named_after_the_signing_name()
+    access_denied_names_nothing()
+    delete_objects_authorized_on_the_bucket()
+    bodiless_requests_signed_over_their_headers()
+    presigned_requests_fail_under_enforcement()
+    if role_credentials is not None:
+        step_functions_tasks_ignore_the_state_machine_role(role_credentials)

@@ -142,3 +142,131 @@ def test_eventbridge_drops_step_functions_targets(mode, root):
 def test_policy_condition_on_unknown_key_holds(mode, root):
     result = run_case(DENY_WITHOUT_TLS, mode, root)
     assert result == ({"put": "403"} if mode == "defect" else {"put": "ok", "body": "x"})
+
+
+# IAM enforced on a moto server in the case's process, as the emulator runs it: an administrator
+# made in-process, then one role's credentials for every call, each defect's call recorded.
+IAM_ENFORCED = textwrap.dedent('''
+    import json, os, sys, time, urllib.request
+    os.environ.update(AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x")
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+    from moto.server import ThreadedMotoServer
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    port = server.get_host_and_port()[1]
+    os.environ.update(AWS_ENDPOINT_URL=f"http://localhost:{port}", MOTO_PORT=str(port))
+    urllib.request.urlopen(urllib.request.Request(f"http://localhost:{port}/moto-api/config", method="POST",
+        data=json.dumps({"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}).encode()))
+    from cdnow_offline.identities import Identities
+    identities = Identities("us-east-1")
+    if sys.argv[1] == "fixed":
+        from cdnow_offline.moto_defects import apply_moto_fixes
+        apply_moto_fixes(role_credentials=identities.role)
+    s3, sns, lam, sfn, iam = (boto3.client(s) for s in ("s3", "sns", "lambda", "stepfunctions", "iam"))
+    s3.create_bucket(Bucket="bkt")
+    topic = sns.create_topic(Name="t")["TopicArn"]
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]}, "Action": "sts:AssumeRole"}]})
+    role = iam.create_role(RoleName="probe", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    function = lam.create_function(FunctionName="f", Runtime="python3.12", Role=role, Handler="app.handler",
+                                   Code={"ZipFile": b"PK\\x05\\x06" + b"\\x00" * 18})["FunctionArn"]
+    iam.put_role_policy(RoleName="probe", PolicyName="grants", PolicyDocument=json.dumps({"Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "sns:Publish", "Resource": topic},
+            {"Effect": "Allow", "Action": ["lambda:InvokeFunction", "lambda:GetFunction"], "Resource": function},
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], "Resource": "arn:aws:s3:::bkt/runs/*"},
+        ]}))
+    s3.put_object(Bucket="bkt", Key="runs/a", Body=b"a")
+    s3.put_object(Bucket="bkt", Key="tables/b", Body=b"b")
+    identities.start()  # enforced from here on: every call below is the role's
+    credentials = identities.role(role)
+    session = boto3.session.Session(aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"], aws_session_token=credentials["SessionToken"])
+    once = Config(retries={"max_attempts": 1})
+    results = {}
+    def attempt(name, call):
+        try:
+            call()
+            results[name] = "ok"
+        except ClientError as error:
+            results[name] = error.response["Error"]
+    attempt("publish_to_the_granted_topic", lambda: session.client("sns").publish(TopicArn=topic, Message="m"))
+    attempt("invoke_the_granted_function", lambda: session.client("lambda", config=once).invoke(FunctionName="f", Payload=b"{}"))
+    attempt("get_the_granted_function", lambda: session.client("lambda", config=once).get_function(FunctionName="f"))
+    attempt("get_databases", lambda: session.client("glue", config=once).get_databases())
+    attempt("get_tables_b", lambda: session.client("s3").get_object(Bucket="bkt", Key="tables/b"))
+    deleted = session.client("s3").delete_objects(Bucket="bkt", Delete={"Objects": [{"Key": "runs/a"}, {"Key": "tables/b"}]})
+    results["delete_objects"] = {"deleted": sorted(d["Key"] for d in deleted.get("Deleted", [])),
+                                 "errors": sorted(e["Key"] for e in deleted.get("Errors", []))}
+    s3v4 = session.client("s3", config=Config(signature_version="s3v4"))
+    s3v4.put_object(Bucket="bkt", Key="runs/p", Body=b"presigned")
+    for name, key in (("presigned_granted", "runs/p"), ("presigned_not_granted", "tables/b")):
+        url = s3v4.generate_presigned_url("get_object", Params={"Bucket": "bkt", "Key": key}, ExpiresIn=60)
+        try:
+            results[name] = urllib.request.urlopen(url).read().decode()
+        except urllib.error.HTTPError as error:
+            results[name] = error.code
+    sfn = boto3.client("stepfunctions")  # the administrator's, now that only known keys are served
+    machine = sfn.create_state_machine(name="m", roleArn=role, definition=json.dumps({"StartAt": "N", "States": {
+        "N": {"Type": "Task", "Resource": "arn:aws:states:::sns:publish",
+              "Parameters": {"TopicArn": topic, "Message": "done"}, "End": True}}}))["stateMachineArn"]
+    arn = sfn.start_execution(stateMachineArn=machine)["executionArn"]
+    deadline = time.monotonic() + 30
+    while (execution := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    results["state_machine_publish"] = {"status": execution["status"], "error": execution.get("error"),
+                                        "cause": (execution.get("cause") or "")[:300]}
+    identities.stop()
+    print(json.dumps(results))
+''')
+
+
+@pytest.fixture(scope="module")
+def enforced(root):
+    return {mode: run_case(IAM_ENFORCED, mode, root) for mode in ("defect", "fixed")}
+
+
+def test_requests_outside_s3_sqs_iam_have_no_resource(enforced):
+    """A grant on the topic's ARN is denied (moto authorizes SNS against "*"), then allowed."""
+    assert enforced["defect"]["publish_to_the_granted_topic"]["Code"] == "AccessDenied"
+    assert enforced["fixed"]["publish_to_the_granted_topic"] == "ok"
+
+
+def test_actions_named_after_the_signing_name(enforced):
+    denied = enforced["defect"]["invoke_the_granted_function"]
+    assert "is not authorized to perform: lambda:Invoke</Message>" in denied["Message"], denied
+    assert enforced["fixed"]["invoke_the_granted_function"] == "ok"
+
+
+def test_access_denied_names_nothing(enforced):
+    defect, fixed = enforced["defect"]["get_databases"], enforced["fixed"]["get_databases"]
+    assert defect["Message"].startswith("<?xml")  # the whole XML as the message
+    assert fixed["Code"] == "AccessDeniedException"
+    assert ":assumed-role/probe/" in fixed["Message"] and "is not authorized to perform: glue:GetDatabases" in fixed["Message"]
+    assert enforced["defect"]["get_tables_b"]["Message"] == "Access Denied"
+    assert "s3:GetObject on resource: arn:aws:s3:::bkt/tables/b" in enforced["fixed"]["get_tables_b"]["Message"]
+
+
+def test_delete_objects_authorized_on_the_bucket(enforced):
+    assert enforced["defect"]["delete_objects"] == {"deleted": [], "errors": ["runs/a", "tables/b"]}
+    assert enforced["fixed"]["delete_objects"] == {"deleted": ["runs/a"], "errors": ["tables/b"]}
+
+
+def test_bodiless_requests_signed_over_their_headers(enforced):
+    assert "<Code>SignatureDoesNotMatch</Code>" in enforced["defect"]["get_the_granted_function"]["Message"]
+    assert enforced["fixed"]["get_the_granted_function"] == "ok"
+
+
+def test_presigned_requests_fail_under_enforcement(enforced):
+    assert enforced["defect"]["presigned_granted"] == 500
+    assert enforced["fixed"]["presigned_granted"] == "presigned"
+    assert enforced["fixed"]["presigned_not_granted"] == 403
+
+
+def test_step_functions_tasks_ignore_the_state_machine_role(enforced):
+    defect, fixed = enforced["defect"]["state_machine_publish"], enforced["fixed"]["state_machine_publish"]
+    assert defect["status"] == "FAILED" and "RequestId" in defect["cause"], defect  # key "ak" refused
+    assert fixed == {"status": "SUCCEEDED", "error": None, "cause": ""}, fixed
