@@ -2,7 +2,8 @@
 
 Served in-process (`ThreadedMotoServer`), because the Lambda and Glue adapters patch moto's
 objects, which a separate `moto_server` process would not see. Everything talks to it over HTTP
-through `AWS_ENDPOINT_URL`, exactly as the code talks to AWS.
+through `AWS_ENDPOINT_URL`, exactly as the code talks to AWS, and IAM is enforced: every function,
+the Glue job and the state machine sign with their own role's credentials (identities.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from . import spark
 from .glue_runner import LocalGlueRunner
+from .identities import Identities
 from .lambda_runner import LocalLambdaRunner
 from .moto_defects import apply_moto_fixes
 from .provision import Provisioner, Stack
@@ -41,6 +43,7 @@ class Emulator:
         self.endpoint: str | None = None
         self.lambdas: LocalLambdaRunner | None = None
         self.glue: LocalGlueRunner | None = None
+        self.identities: Identities | None = None
         self._stacks: list[Stack] = []
         self._saved_environ: dict[str, str] = {}
 
@@ -56,14 +59,13 @@ class Emulator:
         port = self._server.get_host_and_port()[1]
         # moto parses S3 paths from the host name: use localhost, never 127.0.0.1, in the URL.
         self.endpoint = f"http://localhost:{port}"
-        # What every function's runtime sees: the region and credentials Lambda sets, and offline
-        # the endpoint; no X-Ray daemon offline, so traces would only be discarded, noisily.
+        # What every function's runtime sees: the region Lambda sets (the role's credentials are
+        # the runner's, per function), and offline the endpoint; no X-Ray daemon offline, so
+        # traces would only be discarded, noisily.
         runtime_environment = {
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "offline",
-            "AWS_SECRET_ACCESS_KEY": "offline",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "AWS_XRAY_SDK_ENABLED": "false",
         }
@@ -78,14 +80,16 @@ class Emulator:
         # moto's backends are per process: a new emulator starts from an empty account.
         self._moto_api("reset", {})
         self._moto_api("config", MOTO_CONFIG)
-        apply_moto_fixes()
+        self.identities = Identities(REGION)
+        apply_moto_fixes(role_credentials=self.identities.role)
+        self.identities.start()
         self.lambdas = LocalLambdaRunner({
             "POWERTOOLS_LOG_LEVEL": self._log_level,
             # Metrics are CloudWatch embedded-format lines on stdout: only noise offline.
             "POWERTOOLS_METRICS_DISABLED": "true",
-        }, shipped=self.shipped, runtime_environment=runtime_environment)
+        }, shipped=self.shipped, runtime_environment=runtime_environment, identities=self.identities)
         self.lambdas.install()
-        self.glue = LocalGlueRunner(spark.session)
+        self.glue = LocalGlueRunner(spark.session, identities=self.identities)
         self.glue.install()
         return self
 
@@ -96,7 +100,7 @@ class Emulator:
         urllib.request.urlopen(request).read()  # noqa: S310 - loopback only
 
     def provision(self, stack_name: str, parameters: dict[str, str] | None = None) -> Stack:
-        stack = Provisioner(self.root, REGION, self.lambdas, self.glue).provision(stack_name, parameters)
+        stack = Provisioner(self.root, REGION, self.lambdas, self.glue, self.identities).provision(stack_name, parameters)
         for relay in stack.relays:
             relay.start()
         self._stacks.append(stack)
@@ -120,6 +124,9 @@ class Emulator:
         self._stacks.clear()
         if self.lambdas is not None:
             self.lambdas.stop()
+        if self.identities is not None:
+            self.identities.stop()
+            self.identities = None
         if self._server is not None:
             self._server.stop()
             self._server = None

@@ -31,6 +31,8 @@ import boto3
 from cdnow.storage import split_s3_uri
 from moto.glue.models import FakeJob, FakeJobRun
 
+from .identities import Identities
+
 _SPARK_SIDE_FILES = (".crc",)
 # moto's own methods, kept before any patching so that a second install never wraps the first.
 _MOTO_START_JOB_RUN = FakeJob.start_job_run
@@ -38,9 +40,11 @@ _MOTO_JOB_RUN_AS_DICT = FakeJobRun.as_dict
 
 
 class LocalGlueRunner:
-    def __init__(self, spark: Callable[[], Any], staging_root: Path | None = None):
-        """`spark` returns the shared SparkSession (it may block until the JVM is up)."""
+    def __init__(self, spark: Callable[[], Any], staging_root: Path | None = None, identities: Identities | None = None):
+        """`spark` returns the shared SparkSession (it may block until the JVM is up). With
+        `identities` the job (its staging included) runs with credentials of the job's role."""
         self._spark = spark
+        self._identities = identities
         self._staging_root = staging_root or Path(tempfile.mkdtemp(prefix="cdnow-glue-"))
         self.scripts: dict[str, Path] = {}
         self._modules: dict[Path, ModuleType] = {}
@@ -59,7 +63,7 @@ class LocalGlueRunner:
             job_run.status = "RUNNING"
             job_run.error_message = None
             threading.Thread(
-                target=runner.run, args=(job.name, job_run), name=f"glue-{job.name}", daemon=True
+                target=runner.run, args=(job.name, job_run, job.role), name=f"glue-{job.name}", daemon=True
             ).start()
             return run_id
 
@@ -84,7 +88,14 @@ class LocalGlueRunner:
                 self._modules[script] = module
             return self._modules[script]
 
-    def run(self, job_name: str, job_run: FakeJobRun) -> None:
+    def run(self, job_name: str, job_run: FakeJobRun, role: str | None = None) -> None:
+        if self._identities is not None and role:
+            with self._identities.acting_as(role if role.startswith("arn:") else
+                                            f"arn:aws:iam::{self._identities.account}:role/{role}"):
+                return self._run(job_name, job_run)
+        return self._run(job_name, job_run)
+
+    def _run(self, job_name: str, job_run: FakeJobRun) -> None:
         staging = Path(tempfile.mkdtemp(prefix=f"{job_run.job_run_id[:12]}-", dir=self._staging_root))
         try:
             argv = [part for key, value in job_run.arguments.items() for part in (key, str(value))]
@@ -116,8 +127,10 @@ class LocalGlueRunner:
             bucket, key = split_s3_uri(value)
             try:
                 s3.head_object(Bucket=bucket, Key=key)
-            except s3.exceptions.ClientError:
-                continue  # an output location or a prefix, not an input object
+            except s3.exceptions.ClientError as error:
+                if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                    continue  # an output location or a prefix, not an input object
+                raise  # a denied read (403) is the job's failure, as Spark's read would be on Glue
             target = staging / bucket / key
             target.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, key, str(target))
@@ -139,7 +152,11 @@ class LocalGlueRunner:
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix + "/"):
                 keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
                 if keys:
-                    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+                    # DeleteObjects answers 200 with an error per key it did not delete.
+                    errors = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys}).get("Errors", [])
+                    if errors:
+                        raise PermissionError(f"s3://{bucket}/{errors[0]['Key']} (and {len(errors) - 1} more) "
+                                              f"not replaced: {errors[0]['Code']}: {errors[0]['Message']}")
         for path in written:
             bucket, _, key = path.relative_to(staging).as_posix().partition("/")
             s3.upload_file(str(path), bucket, key)

@@ -22,6 +22,7 @@ and the runtime's (`shipped.py`), with only its own environment, and with its `T
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -39,6 +40,8 @@ from types import ModuleType
 from typing import Any
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
+
+from .identities import Identities
 
 _DELETED = object()
 
@@ -147,13 +150,15 @@ class LocalLambdaRunner:
     instance serves the whole emulator."""
 
     def __init__(self, environment_overrides: dict[str, str] | None = None, shipped: bool = False,
-                 runtime_environment: dict[str, str] | None = None) -> None:
+                 runtime_environment: dict[str, str] | None = None, identities: Identities | None = None) -> None:
         """`environment_overrides` win over every function's own variables (offline log level).
-        `runtime_environment` is what Lambda's runtime sets for every function (region,
-        credentials; offline, the endpoint too): in-process it is the process's environment, a
-        shipped environment gets it explicitly, with nothing else of this process."""
+        `runtime_environment` is what Lambda's runtime sets for every function (region; offline,
+        the endpoint too): in-process it is the process's environment, a shipped environment gets
+        it explicitly, with nothing else of this process. With `identities` each function runs
+        with credentials of its own role, as Lambda sets them (identities.py)."""
         self.functions: dict[str, LocalFunction] = {}
         self.shipped = shipped
+        self._identities = identities
         self._overrides = dict(environment_overrides or {})
         self._runtime_environment = dict(runtime_environment or {})
         self._modules: dict[str, ModuleType] = {}
@@ -224,22 +229,24 @@ class LocalLambdaRunner:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "LAMBDA_TASK_ROOT": str(function.code_dir),
+            **(self._identities.role_environment(fn.role) if self._identities else {}),
             **(fn.environment_vars or {}),
             **self._overrides,
         }
         if self.shipped:
             result, error = self._invoke_shipped(function, fn, event, context, variables)
         else:
-            result, error = self._invoke_in_process(function, event, context, variables)
+            result, error = self._invoke_in_process(function, fn, event, context, variables)
         if error is not None:
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps(error).encode()
         return result.encode()
 
-    def _invoke_in_process(self, function, event, context, variables) -> tuple[str | None, dict | None]:
+    def _invoke_in_process(self, function, fn, event, context, variables) -> tuple[str | None, dict | None]:
         self._environ.enter(variables)
         try:
-            return json.dumps(self._handler(function)(event, context), default=str), None
+            with self._identities.acting_as(fn.role) if self._identities else contextlib.nullcontext():
+                return json.dumps(self._handler(function)(event, context), default=str), None
         except Exception as exc:  # noqa: BLE001 - every handler error becomes Lambda's error payload
             return None, {"errorMessage": str(exc), "errorType": type(exc).__name__,
                           "stackTrace": traceback.format_exception(exc)}

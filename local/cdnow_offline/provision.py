@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 
 from .glue_runner import LocalGlueRunner
+from .identities import Identities
 from .lambda_runner import LocalFunction, LocalLambdaRunner
 from .moto_defects import EventBridgeDropsStepFunctionsTargets
 from .template import (
@@ -27,7 +28,7 @@ from .template import (
 
 # Types that change nothing a local run can observe: moto has no alarm evaluation (and no metrics
 # offline: Powertools metrics are switched off), and nothing invokes a function through a permission.
-# Everything else, IAM included, is created in the emulator as on AWS (moto does not enforce IAM).
+# Everything else, IAM included, is created in the emulator as on AWS (and IAM enforced: identities.py).
 _NOT_EMULATED = {"AWS::Lambda::Permission", "AWS::CloudWatch::Alarm"}
 
 
@@ -48,8 +49,10 @@ class Stack:
 
 
 class Provisioner:
-    def __init__(self, root: Path, region: str, lambdas: LocalLambdaRunner, glue_jobs: LocalGlueRunner):
+    def __init__(self, root: Path, region: str, lambdas: LocalLambdaRunner, glue_jobs: LocalGlueRunner,
+                 identities: Identities | None = None):
         self.root = root
+        self.identities = identities
         self.region = region
         self.lambdas = lambdas
         self.glue_jobs = glue_jobs
@@ -273,7 +276,10 @@ class Provisioner:
         targets = []
         for target in props.get("Targets", []):
             if target["Arn"].startswith("arn:aws:states:"):
-                relay = EventBridgeDropsStepFunctionsTargets(target["Arn"], queue_name=f"{name}-sfn-relay")
+                relay = EventBridgeDropsStepFunctionsTargets(
+                    target["Arn"], queue_name=f"{name}-sfn-relay", role_arn=target.get("RoleArn"),
+                    acting_as=self.identities.acting_as if self.identities else None,
+                )
                 stack.relays.append(relay)
                 targets.append({"Id": target["Id"], "Arn": relay.queue_arn})
             else:

@@ -4,8 +4,9 @@ Each test drops files under incoming/ and lets S3 -> EventBridge -> the state ma
 with a fault injected where it happens on AWS: a step that raises (the handler's code), an S3
 error answered to the function's own SDK call (botocore's before-send hook on the default
 session, which the handlers' clients and awswrangler use), a Lambda service error answered by
-the Lambda API itself, a Glue job that fails. The published tables are checked through the
-catalog, where their partitions point, as Athena reads them.
+the Lambda API itself, a Glue job that fails. A role narrowed by mistake fails the run as it would on AWS: IAM is enforced
+offline. The published tables are checked through the catalog, where their partitions point, as
+Athena reads them.
 """
 
 from __future__ import annotations
@@ -224,6 +225,32 @@ def test_an_s3_error_in_publish_leaves_the_published_tables_as_they_were(stack, 
     # The attempt's files went with it: under this run's id no table folder holds anything.
     run_id = message["run"]["run_id"]
     assert not [key for key in objects_under(stack.curated, "tables/") if f"/run_id={run_id}/" in key]
+
+
+def test_a_role_without_an_action_its_function_calls_fails_the_run_naming_it(stack, sample, first_run):
+    """IAM is enforced offline: the Publish role without s3:PutObject on tables/ (a policy
+    narrowed by mistake) fails the run in Publish, with AWS's denial naming role, action and
+    object, and the published tables stay as they were."""
+    iam = boto3.client("iam")
+    role = boto3.client("lambda").get_function_configuration(
+        FunctionName="cdnow-faults-PublishFunction")["Role"].rsplit("/", 1)[1]
+    document = iam.get_role_policy(RoleName=role, PolicyName="publish")["PolicyDocument"]
+    document = json.loads(document) if isinstance(document, str) else document
+    narrowed = json.loads(json.dumps(document))
+    (grant,) = [s for s in narrowed["Statement"] if s.get("Sid") == "WritePublishedTables"]
+    grant["Action"] = [action for action in grant["Action"] if action != "s3:PutObject"]
+    before = catalog()
+    iam.put_role_policy(RoleName=role, PolicyName="publish", PolicyDocument=json.dumps(narrowed))
+    try:
+        (result,) = stack.drop((sample, "narrowed-role.txt"))
+    finally:
+        iam.put_role_policy(RoleName=role, PolicyName="publish", PolicyDocument=json.dumps(document))
+    message = result["message"]
+    assert result["execution"]["status"] == "FAILED" and message["failed_state"] == "Publish", message
+    assert f"assumed-role/{role}/" in message["cause"], message["cause"]
+    assert f"is not authorized to perform: s3:PutObject on resource: arn:aws:s3:::{stack.curated}/tables/" in (
+        message["cause"])
+    assert_catalog_unchanged(before, stack)
 
 
 def test_a_failing_publish_rerun_keeps_the_run_it_was_replacing(stack, sample, first_run, monkeypatch):

@@ -25,9 +25,10 @@ def _machine(root, stack, name: str, start: str, states: list[str]) -> str:
     text = text.replace("${ReportFunctionArn}", report_arn)
     full = json.loads(text)
     definition = {"StartAt": start, "States": {state: full["States"][state] for state in states}}
-    return boto3.client("stepfunctions").create_state_machine(
-        name=name, definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/offline"
-    )["stateMachineArn"]
+    sfn = boto3.client("stepfunctions")
+    # The stack's state machine role: its tasks sign with it (IAM is enforced offline).
+    role = sfn.describe_state_machine(stateMachineArn=stack.outputs["StateMachineArn"])["roleArn"]
+    return sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=role)["stateMachineArn"]
 
 
 def _run(machine_arn: str, document: dict) -> dict:

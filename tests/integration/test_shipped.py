@@ -7,16 +7,13 @@ functions created in the same emulator show what such an environment holds and t
 hold.
 """
 
-import json
 import sys
-import textwrap
 
 import boto3
 import pytest
+from probes import ROLE_PROBE, assert_signed_as_its_role, invoke, probe
 
 from cdnow_offline.emulator import Emulator
-from cdnow_offline.lambda_runner import LocalFunction
-from cdnow_offline.provision import _placeholder_zip
 
 
 @pytest.fixture(scope="module")
@@ -24,31 +21,6 @@ def shipped(root):
     with Emulator(root, shipped=True) as emulator:
         stack = emulator.provision("cdnow-shipped")
         yield emulator, stack
-
-
-def invoke(name: str, event: dict | None = None) -> tuple[dict, str | None]:
-    response = boto3.client("lambda").invoke(FunctionName=name, Payload=json.dumps(event or {}).encode())
-    return json.loads(response["Payload"].read()), response.get("FunctionError")
-
-
-def probe(emulator, tmp_path, name: str, code: str, like: str, memory_mb: int = 256, timeout_s: int = 30) -> str:
-    """A function of our own, with `code` as its app.py and the same role, layers and requirements
-    as the stack's function `like`, created in the emulator and registered with the runner."""
-    template = emulator.lambdas.functions[like]
-    folder = tmp_path / name
-    folder.mkdir()
-    (folder / "app.py").write_text(textwrap.dedent(code))
-    lambdas = boto3.client("lambda")
-    lambdas.create_function(
-        FunctionName=name, Runtime="python3.12", Handler="app.handler", Code={"ZipFile": _placeholder_zip()},
-        Role=lambdas.get_function_configuration(FunctionName=like)["Role"], Timeout=timeout_s,
-        MemorySize=memory_mb,
-    )
-    emulator.lambdas.register(LocalFunction(
-        name=name, code_dir=folder, handler="app.handler", layer_dirs=template.layer_dirs,
-        memory_mb=memory_mb, timeout_s=timeout_s, requirements=template.requirements,
-    ))
-    return name
 
 
 def test_every_handler_imports_and_runs_in_its_shipped_environment(shipped):
@@ -144,3 +116,12 @@ def test_the_functions_memory_size_is_enforced(shipped, tmp_path):
     assert error == "Unhandled"
     assert body["errorType"] == "Runtime.OutOfMemory", body
     assert "over the function's 128 MB" in body["errorMessage"]
+
+
+def test_a_shipped_function_signs_as_its_own_role_and_gets_only_what_it_grants(shipped, tmp_path):
+    emulator, stack = shipped
+    name = probe(emulator, tmp_path, "probe-role", ROLE_PROBE, like="cdnow-shipped-IngestFunction")
+    body, error = invoke(name, {"curated": stack.outputs["CuratedBucketName"]})
+    assert error is None, body
+    role = boto3.client("lambda").get_function_configuration(FunctionName=name)["Role"]
+    assert_signed_as_its_role(body, role, stack.outputs["CuratedBucketName"])
