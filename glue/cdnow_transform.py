@@ -3,9 +3,10 @@
 Runs unchanged on AWS Glue 5.0 (plain PySpark, no ``awsglue``) and in-process offline, where
 the Glue adapter calls ``main(argv, spark=shared_session, spark_path=staging_mapper)``.
 
-Every physical line after the header is exactly one row, either accepted or quarantined with
-a reason code, so ``read == accepted + quarantined`` always holds and a bad row can be traced
-back to its line in the file.
+Every record after the header is exactly one row, either accepted or quarantined with a reason
+code, so ``read == accepted + quarantined`` always holds and a bad row can be traced back to its
+line in the file. A record is a line, except that delimited text is RFC 4180 CSV: a quoted field
+may hold line breaks, and its record then spans lines and is numbered by its first.
 
 Inputs: CDNOW master and sample fixed-width text; delimited text with a header (comma, tab,
 semicolon or pipe; common column names recognized, or a ``--column_mapping``); any of those
@@ -19,6 +20,7 @@ a later line that is not valid UTF-8 or holds control characters is quarantined 
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import re
@@ -39,6 +41,7 @@ log = logging.getLogger("cdnow.transform")
 REASONS = (
     "blank_line",
     "unparseable_line",
+    "unclosed_quote",
     "wrong_field_count",
     "missing_customer_id",
     "invalid_date",
@@ -85,6 +88,9 @@ class Format:
     amount_field: int
     # None: fields are separated by runs of white space (the CDNOW files); else the delimiter.
     separator: str | None = None
+    # Delimited text from a header: RFC 4180 quoting (a separator, a line break or a doubled
+    # quote inside double quotes). Parquet's tab-joined values are never quoted.
+    quoted: bool = False
 
     @property
     def has_header(self) -> bool:
@@ -113,17 +119,26 @@ def detect_format(first_line: str, source: str, column_mapping: dict[str, str] |
         return CDNOW_MASTER
     if len(tokens) == 5 and _is_yyyymmdd(tokens[2]):
         return CDNOW_SAMPLE
-    counts = {sep: line.count(sep) for sep in SEPARATORS}
+    counts = {sep: _outside_quotes(line).count(sep) for sep in SEPARATORS}
     separator = max(counts, key=lambda sep: counts[sep])
     if counts[separator]:
-        names = [name.strip().strip('"') for name in line.split(separator)]
+        (names,) = csv.reader([line], delimiter=separator, quotechar='"', doublequote=True)
+        names = [name.strip().strip('"') for name in names]
         positions = column_positions(names, source, f"header {line[:80]!r}", column_mapping)
-        return Format(SEPARATORS[separator], len(names), *positions, separator=separator)
+        return Format(SEPARATORS[separator], len(names), *positions, separator=separator, quoted=True)
     raise ValueError(
         f"{source}: unrecognized first line {line[:80]!r}: expected a CDNOW fixed-width row "
         "(customer_id YYYYMMDD quantity amount, optionally with a sample id) or a header of "
         "comma-, tab-, semicolon- or pipe-separated column names"
     )
+
+
+# A quoted field, doubled quotes inside it included (RFC 4180).
+_QUOTED_FIELD = r'"(?:[^"]|"")*"'
+
+
+def _outside_quotes(line: str) -> str:
+    return re.sub(_QUOTED_FIELD, "", line)
 
 
 def _is_yyyymmdd(token: str) -> bool:
@@ -317,6 +332,71 @@ def read_lines(spark: SparkSession, input_path: str, source: str, rows: DataFram
     return NumberedLines(lines, line_count, first_number, first_line)
 
 
+# A quoted field may hold line breaks: a record whose quote is still open at the end of a line
+# goes on over the next lines, at most this many lines in all; past that its quote is unclosed.
+MAX_RECORD_LINES = 100
+
+
+def pair_quotes(odd_lines: Sequence[tuple[int, bool]], max_lines: int = MAX_RECORD_LINES
+                ) -> tuple[list[tuple[int, int]], list[int]]:
+    """Records over several lines, from the lines holding an odd number of double quotes (in
+    order, each with whether it opens a quoted field: a quote at a field's start that the line
+    does not close). An opener and the next odd line within ``max_lines`` are one record's first
+    and last line; an opener without one is unclosed; an odd line outside a record that opens no
+    field is a stray quote inside a value (``3.5" disk``) and parses on its own."""
+    spans, unclosed, start = [], [], None
+    for number, opens in odd_lines:
+        if start is not None:
+            if number - start < max_lines:
+                spans.append((start, number))
+                start = None
+                continue
+            unclosed.append(start)
+            start = None
+        if opens:
+            start = number
+    if start is not None:
+        unclosed.append(start)
+    return spans, unclosed
+
+
+def join_quoted_records(spark: SparkSession, lines: DataFrame, fmt: Format) -> tuple[DataFrame, int]:
+    """Data lines as records (``line_number``: the record's first line, ``raw_line``: its lines
+    joined by LF, ``unclosed_quote``), and the number of records that span lines.
+
+    Only lines with an odd number of quotes can open or close a multi-line record: those few are
+    collected, paired on the driver (``pair_quotes``) and joined back by line number, so a file
+    without line breaks inside quotes costs one filtered scan more and stays splittable (Spark's
+    ``multiLine`` CSV mode would read it as one task)."""
+    plain = lines.withColumn("unclosed_quote", F.lit(False))
+    if not fmt.quoted:
+        return plain, 0
+    raw = F.col("raw_line")
+    odd = ((F.length(raw) - F.length(F.regexp_replace(raw, '"', ""))) % 2) == 1
+    opens = F.regexp_replace(raw, _QUOTED_FIELD, "").rlike(f'(^|{re.escape(fmt.separator)})\\s*"')
+    odd_lines = (lines.where(odd & F.col("line_number").isNotNull())
+                 .select("line_number", opens.alias("opens")).orderBy("line_number").collect())
+    spans, unclosed = pair_quotes([(row.line_number, row.opens) for row in odd_lines])
+    if not spans and not unclosed:
+        return plain, 0
+    members = spark.createDataFrame(
+        [(number, start, False) for start, end in spans for number in range(start, end + 1)]
+        + [(number, number, True) for number in unclosed],
+        "line_number long, record_start long, unclosed_quote boolean",
+    )
+    tagged = lines.join(F.broadcast(members), "line_number", "left")
+    single = tagged.where(F.col("record_start").isNull() | F.col("unclosed_quote")).select(
+        "line_number", "raw_line", F.coalesce("unclosed_quote", F.lit(False)).alias("unclosed_quote"))
+    in_order = F.array_sort(F.collect_list(F.struct("line_number", "raw_line")))
+    joined = (
+        tagged.where(F.col("record_start").isNotNull() & ~F.col("unclosed_quote"))
+        .groupBy("record_start")
+        .agg(F.array_join(F.transform(in_order, lambda line: line["raw_line"]), "\n").alias("raw_line"))
+        .select(F.col("record_start").alias("line_number"), "raw_line", F.lit(False).alias("unclosed_quote"))
+    )
+    return single.unionByName(joined), len(spans)
+
+
 def parse_transactions(
     spark: SparkSession,
     lines_df: DataFrame,
@@ -334,10 +414,22 @@ def parse_transactions(
     copy an expensive expression into each use (one merged tree was measured 3x slower).
     """
     delimited = fmt.separator is not None
-    if delimited:
+    raw = F.col("raw_line")
+    if fmt.quoted:
+        # Values by Spark's CSV parser (quotes, doubled quotes, separators and line breaks inside
+        # quotes); the field count from the separators outside quoted fields.
+        schema = ", ".join(f"f{i} string" for i in range(fmt.field_count))
+        values = F.from_csv(raw, schema, {"sep": fmt.separator, "quote": '"', "escape": '"', "mode": "PERMISSIVE"})
+        fields = F.array(*[values[f"f{i}"] for i in range(fmt.field_count)])
+        outside_quotes = F.when(raw.contains('"'), F.regexp_replace(raw, _QUOTED_FIELD, "")).otherwise(raw)
+        field_count = F.size(F.split(outside_quotes, re.escape(fmt.separator), -1))
+    elif delimited:
         fields = F.split("raw_line", re.escape(fmt.separator), -1)
+        field_count = F.size("fields")
     else:
         fields = F.split(F.regexp_replace("raw_line", r"^\s+|\s+$", ""), r"\s+", -1)
+        field_count = F.size("fields")
+    unclosed_quote = F.col("unclosed_quote") if "unclosed_quote" in lines_df.columns else F.lit(False)
 
     def field(position: int) -> Column:
         # get() gives null past the end even under ANSI mode.
@@ -359,13 +451,16 @@ def parse_transactions(
             F.col("line_number").cast("long").alias("line_number"),
             "raw_line",
             fields.alias("fields"),
+            field_count.alias("field_count"),
+            unclosed_quote.alias("is_unclosed_quote"),
         )
         .select(
             "line_number",
             "raw_line",
             F.col("raw_line").rlike(r"^\s*$").alias("is_blank"),
             unparseable.alias("is_unparseable"),
-            F.size("fields").alias("field_count"),
+            "is_unclosed_quote",
+            "field_count",
             field(fmt.customer_field).alias("customer_id"),
             field(fmt.date_field).alias("date_text"),
             field(fmt.quantity_field).alias("quantity_text"),
@@ -404,6 +499,7 @@ def parse_transactions(
     reason = (
         F.when(F.col("is_blank"), "blank_line")
         .when(F.col("is_unparseable"), "unparseable_line")
+        .when(F.col("is_unclosed_quote"), "unclosed_quote")
         .when(F.col("field_count") != fmt.field_count, "wrong_field_count")
         .when(F.col("customer_id") == "", "missing_customer_id")
         .when(~F.col("is_real_date"), "invalid_date")
@@ -477,7 +573,8 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
     # A line left unnumbered must reach the count below, which rejects it, not vanish here.
     line_number = F.col("line_number")
     data_lines = numbered.lines.where(line_number.isNull() | (line_number > header_line_number))
-    parsed = parse_transactions(spark, data_lines, fmt, source_uri, min_date, max_date).cache()
+    records, multi_line_records = join_quoted_records(spark, data_lines, fmt)
+    parsed = parse_transactions(spark, records, fmt, source_uri, min_date, max_date).cache()
     try:
         # One pass fills the cache and gives every count and the date span; both writes then
         # read the cache. A global aggregate, not a groupBy: no shuffle stage for 8 numbers.
@@ -555,6 +652,7 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
         "quarantined": quarantined,
         "by_reason": by_reason,
         "zero_amount_rows": counts.zero_amount,
+        "multi_line_records": multi_line_records,
         "identical_rows": identical,
         "first_order_date": _iso(counts.first_order_date),
         "last_order_date": _iso(counts.last_order_date),

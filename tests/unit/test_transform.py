@@ -120,6 +120,7 @@ def test_master_rows_are_typed_and_numbered(spark, tmp_path):
         "quarantined": 0,
         "by_reason": {},
         "zero_amount_rows": 0,
+        "multi_line_records": 0,
         "identical_rows": 0,
         "first_order_date": "1997-01-01",
         "last_order_date": "1997-01-12",
@@ -447,3 +448,41 @@ def test_transactions_are_written_grouped_by_customer_in_id_order(spark, tmp_pat
     written = read_parquet(transactions).to_pylist()  # in file and row order, as readers get it
     keys = [(row["customer_id"], row["order_date"]) for row in written]
     assert keys == sorted(keys) and len(keys) == 12
+
+
+# --- RFC 4180 quoting ---------------------------------------------------------------------
+
+
+def test_pairing_quotes_into_records_over_several_lines():
+    from cdnow_transform import pair_quotes
+
+    # (line, opens a quoted field): 5 opens and 7 closes; 9 is a stray inch mark; 12 never closes
+    spans, unclosed = pair_quotes([(5, True), (7, False), (9, False), (12, True)])
+    assert spans == [(5, 7)] and unclosed == [12]
+    # A closer further than the limit: the opener is unclosed, the far line parses on its own
+    # (or opens a record itself).
+    assert pair_quotes([(2, True), (200, False)], max_lines=100) == ([], [2])
+    assert pair_quotes([(2, True), (200, True), (201, False)], max_lines=100) == ([(200, 201)], [2])
+
+
+def test_quoted_fields_hold_separators_quotes_and_line_breaks(spark, tmp_path):
+    lines = [
+        'Invoice,Description,customer_id,date,quantity,amount',  # 1
+        '1,"RED, WHITE AND BLUE",1,19970101,1,11.77',  # 2: a comma inside quotes
+        '2,"THE ""BEST"" MUG",2,19970101,2,"3.50"',  # 3: doubled quotes; a quoted number
+        '3,"TWO',  # 4: a line break inside quotes: lines 4-6 are one record, numbered 4
+        '',  # 5: a blank line inside the quoted value is part of it
+        'LINES",3,19970102,1,2.00',  # 6
+        '4,3.5" DISK,4,19970103,1,1.00',  # 7: a stray quote inside an unquoted value
+        '5,"DESCRIPTION, NO CLOSING QUOTE,5,19970104,1,1.00',  # 8: unclosed
+        '6,PLAIN,6,19970105,1,1.00,EXTRA',  # 9: one field too many, outside quotes
+    ]
+    summary, transactions, quarantine = run_transform(
+        spark, tmp_path, "\n".join(lines) + "\n", name="quoted.csv", max_bad_share=1.0)
+    accepted = rows(transactions)
+    assert [(r["line_number"], r["customer_id"], r["quantity"], r["amount"]) for r in accepted] == [
+        (2, "1", 1, 11.77), (3, "2", 2, 3.5), (4, "3", 1, 2.0), (7, "4", 1, 1.0)]
+    assert reasons_by_line(quarantine) == {8: "unclosed_quote", 9: "wrong_field_count"}
+    # A record counts once, under its first line: read = accepted + quarantined, 6 records of 8 lines.
+    assert summary["read"] == 6 == summary["accepted"] + summary["quarantined"]
+    assert summary["multi_line_records"] == 1
