@@ -133,6 +133,11 @@ def detect_format(first_line: str, source: str, column_mapping: dict[str, str] |
     )
 
 
+# YYYY-MM-DD, optionally with a time of day (after T or a space: hours, minutes, seconds and a
+# fraction) and a zone (Z or an offset).
+ISO_DATE_TIME = (r"^(\d{4})-(\d{2})-(\d{2})"
+                 r"(?:[T ](?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$")
+
 # A quoted field, doubled quotes inside it included (RFC 4180).
 _QUOTED_FIELD = r'"(?:[^"]|"")*"'
 
@@ -441,7 +446,8 @@ def parse_transactions(
 
     date_digits = F.col("date_text")
     if delimited:
-        date_digits = F.regexp_replace(date_digits, r"^(\d{4})-(\d{2})-(\d{2})$", "$1$2$3")
+        # ISO dates and date-times: the day is the date as written (a time and zone are dropped).
+        date_digits = F.regexp_replace(date_digits, ISO_DATE_TIME, "$1$2$3")
     # A line that was not UTF-8 (its bad bytes are U+FFFD now) or holds control characters is no
     # transaction whatever its fields look like: one character class, one pass over the line.
     unparseable = F.col("raw_line").rlike("[\\x00-\\x08\\x0b\\x0e-\\x1f\\x7f\ufffd]")
@@ -461,7 +467,8 @@ def parse_transactions(
             unparseable.alias("is_unparseable"),
             "is_unclosed_quote",
             "field_count",
-            field(fmt.customer_field).alias("customer_id"),
+            # An integer id written with a zero decimal part (a spreadsheet's 17850.0) is the integer.
+            F.regexp_replace(field(fmt.customer_field), r"^(\d+)\.0+$", "$1").alias("customer_id"),
             field(fmt.date_field).alias("date_text"),
             field(fmt.quantity_field).alias("quantity_text"),
             field(fmt.amount_field).alias("amount_text"),

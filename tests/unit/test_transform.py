@@ -486,3 +486,21 @@ def test_quoted_fields_hold_separators_quotes_and_line_breaks(spark, tmp_path):
     # A record counts once, under its first line: read = accepted + quarantined, 6 records of 8 lines.
     assert summary["read"] == 6 == summary["accepted"] + summary["quarantined"]
     assert summary["multi_line_records"] == 1
+
+
+def test_iso_date_times_and_float_written_ids(spark, tmp_path):
+    lines = [
+        "Invoice,customer_id,date,quantity,amount",
+        "1,17850.0,2010-12-01 08:26:00,6,15.30",  # a time of day: the day as written
+        "2,17850.00,2010-12-01T23:59:59.123Z,1,1.00",
+        "3,00042,2010-12-02T00:30+02:00,1,1.00",  # an offset: still the date as written
+        "4, 13047 ,2010-12-03 8:05,1,1.00",  # a one-digit hour; spaces around the id
+        "5,1.5,2010-12-04,1,1.00",  # not an integer: kept as written
+        "6,12345,2010-12-05 25:00,1,1.00",  # no 25 o'clock
+    ]
+    summary, transactions, quarantine = run_transform(
+        spark, tmp_path, "\n".join(lines) + "\n", name="times.csv", max_bad_share=1.0)
+    assert [(r["customer_id"], r["order_date"].isoformat()) for r in rows(transactions)] == [
+        ("17850", "2010-12-01"), ("17850", "2010-12-01"), ("00042", "2010-12-02"), ("13047", "2010-12-03"),
+        ("1.5", "2010-12-04")]
+    assert reasons_by_line(quarantine) == {7: "invalid_date"}
