@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from benchlib import timed
-from cdnow.clv import BetaGeoModel, GammaGammaModel, value_from_inputs, value_inputs
-from cdnow.features import default_analysis_date
+from cdnow.domain.clv import BetaGeoModel, GammaGammaModel, value_from_inputs, value_inputs
+from cdnow.domain.features import default_analysis_date
 from cdnow_offline.datasets import MASTER, read_cdnow, replicate
 
 TIME_UNIT_DAYS = 7

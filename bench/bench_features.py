@@ -5,7 +5,7 @@
 The log is CDNOW master resampled ``--scale`` times (customers drawn with replacement under new
 ids; 100 gives about 7 M rows and 2.36 M customers). In one process, on the same frame:
 
-  ours       cdnow.features.customer_features on the log as an export lists it (date order), and
+  ours       cdnow.domain.features.customer_features on the log as an export lists it (date order), and
              on the Transform job's output order (sorted by customer and date), the pipeline's case
   naive      the reference notebook's way: pandas group-by with Python lambdas
   lifetimes  lifetimes.utils.summary_data_from_transaction_data (frequency, recency, T, monetary)
@@ -24,7 +24,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from cdnow.features import customer_features, default_analysis_date
+from cdnow.domain.features import customer_features, default_analysis_date
 from cdnow_offline.datasets import read_cdnow, resample_customers
 
 

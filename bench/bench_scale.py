@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CODE = """
 import json, resource, sys, time
-from cdnow.features import customer_features
+from cdnow.domain.features import customer_features
 from cdnow_offline.datasets import read_cdnow, resample_customers
 started = time.perf_counter()
 log = resample_customers(read_cdnow(), float(sys.argv[1]), seed=0)

@@ -15,8 +15,8 @@ import argparse
 from pathlib import Path
 
 from benchlib import peak_rss_mb, timed
-from cdnow.features import customer_features, default_analysis_date
-from cdnow.segments import segment_customers
+from cdnow.domain.features import customer_features, default_analysis_date
+from cdnow.domain.segments import segment_customers
 from cdnow_offline.datasets import MASTER, read_cdnow, replicate
 
 

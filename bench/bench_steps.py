@@ -83,8 +83,8 @@ def prepare(scale: float, run: dict) -> int:
     import awswrangler as wr
     import boto3
 
-    from cdnow.runs import RunLayout
-    from cdnow.storage import write_json
+    from cdnow.adapters.storage import write_json
+    from cdnow.domain.runs import RunLayout
     from cdnow_offline.datasets import read_cdnow, resample_customers
 
     log = resample_customers(read_cdnow(), scale, seed=0)

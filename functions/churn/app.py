@@ -1,7 +1,7 @@
 """Churn: a classifier trained on a temporal split, scoring every customer."""
 
 from cdnow import pipeline
-from cdnow.observability import handler, logger, metrics
+from cdnow.adapters.observability import handler, logger, metrics
 
 
 @handler

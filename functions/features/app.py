@@ -1,7 +1,7 @@
 """Features: one row per customer as of the run's analysis date."""
 
 from cdnow import pipeline
-from cdnow.observability import handler, logger, metrics
+from cdnow.adapters.observability import handler, logger, metrics
 
 
 @handler

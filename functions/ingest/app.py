@@ -3,8 +3,8 @@
 import os
 
 from cdnow import pipeline
-from cdnow.observability import bind_run, handler, logger, metrics
-from cdnow.runs import DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_MAX_BAD_ROW_SHARE, parse_run_request
+from cdnow.adapters.observability import bind_run, handler, logger, metrics
+from cdnow.domain.runs import DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_MAX_BAD_ROW_SHARE, parse_run_request
 
 
 @handler

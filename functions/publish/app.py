@@ -3,7 +3,7 @@
 import os
 
 from cdnow import pipeline
-from cdnow.observability import handler, logger, metrics
+from cdnow.adapters.observability import handler, logger, metrics
 
 
 @handler

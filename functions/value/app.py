@@ -1,7 +1,7 @@
 """Value: BG/NBD + Gamma-Gamma lifetime value per customer, with a holdout check."""
 
 from cdnow import pipeline
-from cdnow.observability import handler, logger, metrics
+from cdnow.adapters.observability import handler, logger, metrics
 
 
 @handler

@@ -221,7 +221,7 @@ def _summary(args, stack_outputs: StackOutputs) -> tuple[dict, Path | None]:
 
 
 def _show(args, stack_outputs: StackOutputs) -> int:
-    from cdnow.messages import email_text
+    from cdnow.presentation.messages import email_text
 
     summary, run_dir = _summary(args, stack_outputs)
     if args.json:

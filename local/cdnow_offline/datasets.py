@@ -1,8 +1,8 @@
 """The bundled CDNOW files as transaction frames, and larger logs made from them.
 
 For tests and benchmarks of the domain logic, which start from a transaction frame
-(customer_id, order_date, quantity, amount; see ``cdnow.features``). The pipeline itself never
-reads files this way: parsing, typing and quarantine are the Glue transform's job
+(customer_id, order_date, quantity, amount; see ``cdnow.domain.features``). The pipeline itself
+never reads files this way: parsing, typing and quarantine are the Glue transform's job
 (``glue/cdnow_transform.py``); this reader trusts the two well-formed bundled files.
 """
 

@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import Any
 
 import boto3
-from cdnow.storage import split_s3_uri
+from cdnow.adapters.storage import split_s3_uri
 from moto.glue.models import FakeJob, FakeJobRun
 
 from .identities import Identities

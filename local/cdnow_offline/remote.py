@@ -270,8 +270,8 @@ def run_folder(out_root: Path, summary: Mapping, execution_arn: str) -> Path:
 
 
 def download_charts(outputs: Mapping[str, str], run_id: str, run_dir: Path) -> None:
-    from cdnow.runs import RunLayout
-    from cdnow.storage import split_s3_uri
+    from cdnow.adapters.storage import split_s3_uri
+    from cdnow.domain.runs import RunLayout
 
     bucket, prefix = split_s3_uri(RunLayout(outputs["CuratedBucketName"], run_id).charts)
     s3 = boto3.client("s3")
@@ -285,8 +285,8 @@ def download_charts(outputs: Mapping[str, str], run_id: str, run_dir: Path) -> N
 def download_report(outputs: Mapping[str, str], run_id: str, run_dir: Path) -> Path | None:
     """The run's report (reports/<run_id>.html) to run_dir/report.html; None when there is none."""
     from botocore.exceptions import ClientError
-    from cdnow.runs import RunLayout
-    from cdnow.storage import split_s3_uri
+    from cdnow.adapters.storage import split_s3_uri
+    from cdnow.domain.runs import RunLayout
 
     bucket, key = split_s3_uri(RunLayout(outputs["CuratedBucketName"], run_id).report)
     path = run_dir / REPORT
@@ -301,15 +301,15 @@ def download_report(outputs: Mapping[str, str], run_id: str, run_dir: Path) -> P
 
 
 def report_link(outputs: Mapping[str, str], run_id: str, expires_s: int = 3600) -> str:
-    from cdnow.runs import RunLayout
-    from cdnow.storage import presign_get
+    from cdnow.adapters.storage import presign_get
+    from cdnow.domain.runs import RunLayout
 
     return presign_get(RunLayout(outputs["CuratedBucketName"], run_id).report, expires_s)
 
 
 def published_runs(outputs: Mapping[str, str]) -> list[dict]:
     """The stack's ``runs`` table, newest first (only published runs are in it)."""
-    from cdnow.storage import read_published_table
+    from cdnow.adapters.storage import read_published_table
 
     frame = read_published_table(outputs["DatabaseName"], "runs")
     if frame is None or frame.empty:
@@ -321,8 +321,8 @@ def published_runs(outputs: Mapping[str, str]) -> list[dict]:
 
 def published_summary(outputs: Mapping[str, str], run_id: str) -> dict | None:
     from botocore.exceptions import ClientError
-    from cdnow.runs import RunLayout
-    from cdnow.storage import read_json
+    from cdnow.adapters.storage import read_json
+    from cdnow.domain.runs import RunLayout
 
     try:
         return read_json(RunLayout(outputs["CuratedBucketName"], run_id).run_summary)

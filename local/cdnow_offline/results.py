@@ -74,7 +74,7 @@ def local_report(run_dir: Path) -> Path:
     path = run_dir / REPORT
     if path.is_file():
         return path
-    from cdnow.report import chart_name, render_report
+    from cdnow.presentation.report import chart_name, render_report
 
     summary = read_summary(run_dir)
     charts = {chart_name(uri): (run_dir / "charts" / f"{chart_name(uri)}.svg").read_text()

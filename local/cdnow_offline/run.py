@@ -48,7 +48,7 @@ def _receive_notification(queue_url: str, timeout_s: float) -> dict | None:
 
 
 def export_tables(summary: dict, run_dir: Path) -> None:
-    from cdnow.storage import read_published_run
+    from cdnow.adapters.storage import read_published_run
 
     tables_dir = run_dir / "tables"
     tables_dir.mkdir(parents=True, exist_ok=True)

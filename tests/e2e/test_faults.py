@@ -109,7 +109,7 @@ def objects_under(bucket: str, prefix: str) -> list[str]:
 
 
 def published_rows(table: str, run_id: str) -> int:
-    from cdnow.storage import read_published_run
+    from cdnow.adapters.storage import read_published_run
 
     return len(read_published_run(DATABASE, table, run_id))
 
@@ -256,10 +256,10 @@ def test_a_role_without_an_action_its_function_calls_fails_the_run_naming_it(sta
 def test_a_failing_publish_rerun_keeps_the_run_it_was_replacing(stack, sample, first_run, monkeypatch):
     # The same object again (same run_id), with the last catalog switch failing: every table
     # keeps pointing at the first run's files, which are still there.
-    import cdnow.storage
+    import cdnow.adapters.storage
 
     before = catalog()
-    real, calls = cdnow.storage.point_partition, []
+    real, calls = cdnow.adapters.storage.point_partition, []
 
     def point_partition(columns, database, table, *args, **kwargs):
         calls.append(table)
@@ -267,7 +267,7 @@ def test_a_failing_publish_rerun_keeps_the_run_it_was_replacing(stack, sample, f
             raise ConnectionError("injected: the catalog went away")
         return real(columns, database, table, *args, **kwargs)
 
-    monkeypatch.setattr(cdnow.storage, "point_partition", point_partition)
+    monkeypatch.setattr(cdnow.adapters.storage, "point_partition", point_partition)
     (result,) = stack.drop((sample, "first.txt"))
     assert result["message"]["run"]["run_id"] == first_run
     assert result["execution"]["status"] == "FAILED" and result["message"]["failed_state"] == "Publish"
@@ -313,7 +313,7 @@ def test_the_same_file_twice_is_one_run_that_replaces_its_own_rows(stack, sample
     assert result["execution"]["status"] == "SUCCEEDED"
     assert result["message"]["run_id"] == first_run
     for table in ("customer_features", "customer_segments", "churn_scores", "customer_value"):
-        from cdnow.storage import read_published_run
+        from cdnow.adapters.storage import read_published_run
 
         rows = read_published_run(DATABASE, table, first_run)
         assert len(rows) == SAMPLE_CUSTOMERS and rows["customer_id"].is_unique, table

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from cdnow import messages
+from cdnow.presentation import messages
 from cdnow_offline.cli import main
 from cdnow_offline.run import run_local
 

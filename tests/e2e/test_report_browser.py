@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cdnow.report import chart_name
+from cdnow.presentation.report import chart_name
 from cdnow_offline.cli import main
 from cdnow_offline.run import run_local
 

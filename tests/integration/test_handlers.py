@@ -151,7 +151,7 @@ def test_features_models_and_publish(stack, transformed, modelled):
 
     # Publishing the same run again replaces its partition: still one row per customer.
     invoke("PublishFunction", {"run": transformed, "transform": {}, "features": features, "models": models})
-    from cdnow.storage import read_published_run
+    from cdnow.adapters.storage import read_published_run
 
     scores = read_published_run("cdnow_analytics", "churn_scores", transformed["run_id"])
     assert len(scores) == SAMPLE_CUSTOMERS and scores["customer_id"].is_unique
@@ -162,8 +162,8 @@ def test_features_models_and_publish(stack, transformed, modelled):
 def test_report_step_writes_a_report_a_link_opens_and_a_readable_message(stack, transformed, modelled):
     import urllib.request
 
-    from cdnow import messages
-    from cdnow.report import chart_name
+    from cdnow.presentation import messages
+    from cdnow.presentation.report import chart_name
 
     features, models = modelled
     summary, error = invoke("PublishFunction", {"run": transformed, "transform": {}, "features": features,
@@ -186,8 +186,8 @@ def test_report_step_writes_a_report_a_link_opens_and_a_readable_message(stack, 
 
 
 def test_a_later_run_reports_segment_migration_against_the_published_one(stack, transformed, modelled):
-    from cdnow.runs import RunLayout
-    from cdnow.storage import read_published_run, read_table, stage_table
+    from cdnow.adapters.storage import read_published_run, read_table, stage_table
+    from cdnow.domain.runs import RunLayout
 
     features, models = modelled
     published = invoke("PublishFunction", {"run": transformed, "transform": {}, "features": features, "models": models})[0]

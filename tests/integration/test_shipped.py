@@ -62,7 +62,7 @@ def test_a_package_the_artifact_does_not_ship_fails_the_import(shipped, tmp_path
     assert "moto" in sys.modules
     emulator, _ = shipped
     name = probe(emulator, tmp_path, "probe-unshipped-import", """
-        import cdnow.runs
+        import cdnow.domain.runs
         import moto
         def handler(event, context):
             return {}

@@ -3,7 +3,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from cdnow import charts
+from cdnow.presentation import charts
 
 SVG = "{http://www.w3.org/2000/svg}"
 SEGMENTS = ["Champions", "Loyal", "New or promising", "At risk", "Lost"]

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cdnow.churn import (
+from cdnow.domain.churn import (
     CANDIDATE_MODELS,
     CHURN_FEATURES,
     CHURN_INPUTS,
@@ -27,7 +27,7 @@ from cdnow.churn import (
     risk_band,
     train_and_score,
 )
-from cdnow.features import FEATURE_COLUMNS, OUTPUT_COLUMNS, customer_features, default_analysis_date
+from cdnow.domain.features import FEATURE_COLUMNS, OUTPUT_COLUMNS, customer_features, default_analysis_date
 from cdnow_offline.datasets import MASTER, read_cdnow
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import approx_fprime
 
-from cdnow.clv import (
+from cdnow.domain.clv import (
     CUSTOMER_VALUE_COLUMNS,
     BetaGeoModel,
     GammaGammaModel,
@@ -25,7 +25,7 @@ from cdnow.clv import (
     p_alive_scores,
     value_inputs,
 )
-from cdnow.features import customer_features
+from cdnow.domain.features import customer_features
 from cdnow_offline.datasets import MASTER, SAMPLE, read_cdnow
 
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from cdnow.features import customer_features
+from cdnow.domain.features import customer_features
 from cdnow_offline.datasets import read_cdnow, replicate, resample_customers
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cdnow.features import (
+from cdnow.domain.features import (
     FEATURE_COLUMNS,
     OUTPUT_COLUMNS,
     customer_features,

@@ -62,7 +62,7 @@ def test_the_glue_script_imports_only_what_glue_provides(root):
 def test_an_import_glue_does_not_provide_is_found(root, tmp_path):
     script = tmp_path / "job.py"
     script.write_text("import json\nfrom pyspark.sql import functions as F\n\n"
-                      "def parse(rows):\n    import pandas\n    from cdnow.features import customer_features\n")
+                      "def parse(rows):\n    import pandas\n    from cdnow.domain.features import customer_features\n")
     assert not_on_glue(script, root) == {"pandas": 5, "cdnow": 6}
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from cdnow import observability, pipeline
+from cdnow import pipeline
+from cdnow.adapters import observability
 
 FUNCTIONS = ("ingest", "features", "segment", "churn", "value", "publish")
 # What each step returns, so the handler runs without AWS (the steps have their own tests).

@@ -8,9 +8,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from cdnow import charts, messages
 from cdnow.pipeline import run_summary
-from cdnow.report import CHART_SECTIONS, chart_name, render_report
+from cdnow.presentation import charts, messages
+from cdnow.presentation.report import CHART_SECTIONS, chart_name, render_report
 
 VOID = {"meta", "link", "br", "img", "input", "hr", "col", "area", "base", "source", "wbr"}
 
@@ -189,7 +189,7 @@ def test_message_is_json_for_machines_and_text_for_email(summary):
 
 
 def test_formatting_of_missing_and_negative_numbers():
-    from cdnow import formatting as fmt
+    from cdnow.presentation import formatting as fmt
 
     assert fmt.count(None) == fmt.percent(float("nan")) == fmt.dollars(math.inf) == "\u2013"
     assert fmt.percent(-0.156) == "\u221215.6%" and fmt.dollars(-3.5, 2) == "\u2212$3.50"

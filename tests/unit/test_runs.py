@@ -1,8 +1,8 @@
-"""Run identity and run requests (pure logic of cdnow.runs)."""
+"""Run identity and run requests (pure logic of cdnow.domain.runs)."""
 
 import pytest
 
-from cdnow.runs import InvalidRunRequest, RunLayout, derive_run_id, parse_run_request
+from cdnow.domain.runs import InvalidRunRequest, RunLayout, derive_run_id, parse_run_request
 
 
 def test_run_id_is_stable_per_object_version_and_readable():

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import silhouette_score
 
-from cdnow import segments
-from cdnow.features import FEATURE_COLUMNS, customer_features, default_analysis_date
-from cdnow.segments import (
+from cdnow.domain import segments
+from cdnow.domain.features import FEATURE_COLUMNS, customer_features, default_analysis_date
+from cdnow.domain.segments import (
     NOT_IN_CURRENT,
     NOT_IN_PREVIOUS,
     SegmentationResult,

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
 
-from cdnow import storage
+from cdnow.adapters import storage
 
 
 def _parquet(table: pa.Table) -> bytes:

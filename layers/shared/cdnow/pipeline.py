@@ -1,8 +1,10 @@
 """One function per pipeline step: read the run's inputs, call the domain logic, stage the output.
 
 Handlers (functions/<step>/app.py) only parse the event and call these; the domain modules
-(features, segments, churn) never see S3; storage is the only module that talks to AWS. Each
-step returns a small, JSON-ready dict: states pass locations and summaries, never data.
+(``domain/``: features, segments, churn, clv, runs) never see S3; ``adapters/storage`` is the
+only module that talks to AWS; ``presentation/`` draws the charts and writes the report and the
+message. This seam is the one module that imports all three. Each step returns a small,
+JSON-ready dict: states pass locations and summaries, never data.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import json
 from datetime import date
 
-from . import storage
-from .runs import DEFAULT_CHURN_HORIZON_DAYS, INCOMING_PREFIX, InvalidRunRequest, RunLayout, RunRequest, derive_run_id
+from .adapters import storage
+from .domain.runs import (
+    DEFAULT_CHURN_HORIZON_DAYS, INCOMING_PREFIX, InvalidRunRequest, RunLayout, RunRequest, derive_run_id,
+)
 
 TRANSACTION_COLUMNS = ["customer_id", "order_date", "quantity", "amount"]
 TABLES = ("customer_features", "customer_segments", "segment_profiles", "churn_scores", "customer_value",
@@ -65,7 +69,7 @@ def _layout(run: dict) -> RunLayout:
 
 
 def build_features(run: dict) -> dict:
-    from .features import customer_features, default_analysis_date
+    from .domain.features import customer_features, default_analysis_date
 
     layout = _layout(run)
     transform = storage.read_json(layout.transform_summary)
@@ -122,8 +126,8 @@ def _previous_segments(run: dict, database: str):
 
 
 def segment(run: dict, database: str) -> dict:
-    from .figures import segment_figures
-    from .segments import segment_customers, segment_migration
+    from .domain.segments import segment_customers, segment_migration
+    from .presentation.figures import segment_figures
 
     layout = _layout(run)
     features = storage.read_table(layout.staged("customer_features"))
@@ -158,8 +162,8 @@ def segment(run: dict, database: str) -> dict:
 def churn(run: dict, analysis_date: str) -> dict:
     import pandas as pd
 
-    from .churn import NO_PURCHASE_IN_HORIZON, bgnbd_baselines, train_and_score
-    from .figures import churn_figures
+    from .domain.churn import NO_PURCHASE_IN_HORIZON, bgnbd_baselines, train_and_score
+    from .presentation.figures import churn_figures
 
     layout = _layout(run)
     transactions = storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS)
@@ -182,8 +186,8 @@ def churn(run: dict, analysis_date: str) -> dict:
 def value(run: dict, analysis_date: str) -> dict:
     import pandas as pd
 
-    from .clv import customer_value, default_calibration_end, holdout_check
-    from .figures import value_figures
+    from .domain.clv import customer_value, default_calibration_end, holdout_check
+    from .presentation.figures import value_figures
 
     layout = _layout(run)
     transactions = storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS)
@@ -327,8 +331,8 @@ def report(run: dict, link_expiry_s: int) -> dict:
     """
     from datetime import datetime, timedelta, timezone
 
-    from .messages import run_complete_message, subject
-    from .report import chart_name, render_report
+    from .presentation.messages import run_complete_message, subject
+    from .presentation.report import chart_name, render_report
 
     layout = _layout(run)
     summary = storage.read_json(layout.run_summary)

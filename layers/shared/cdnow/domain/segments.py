@@ -1,8 +1,9 @@
 """K-Means customer segments with names a marketing team can act on.
 
-Pure logic on the customer_features table (see ``cdnow.features``); no I/O. The entry point is
-``segment_customers(features, n_clusters=None)``, which returns a ``SegmentationResult``;
-``segment_migration(previous, current)`` compares the assignments of two runs.
+Pure logic on the customer_features table (see ``cdnow.domain.features``); no I/O. The entry
+point is ``segment_customers(features, n_clusters=None)``, which returns a
+``SegmentationResult``; ``segment_migration(previous, current)`` compares the assignments of
+two runs.
 
 Clustering inputs (why these, and why transformed so)
     Three columns, the classic RFM triple: recency_days, purchase_days, monetary_total.

@@ -116,7 +116,7 @@ def value_figures(customer_value, features, holdout: dict) -> dict[str, str]:
     """The 12-month CLV distribution, mean P(alive) by recency and purchase days, and the
     holdout check (``clv.customer_value`` table, the customer_features rows it values, and
     ``clv.holdout_check``'s result)."""
-    from .segments import PURCHASE_DAYS_BINS, RECENCY_BINS, bin_codes
+    from ..domain.segments import PURCHASE_DAYS_BINS, RECENCY_BINS, bin_codes
 
     clv = customer_value["clv_12m"].to_numpy(dtype=np.float64)
     # Spend is heavy-tailed: bins of equal width in log10 dollars, everything under 10 cents in
