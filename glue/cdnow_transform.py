@@ -410,10 +410,11 @@ def parse_transactions(
     min_date: date,
     max_date: date,
 ) -> DataFrame:
-    """Typed rows with a ``reason`` (null when the row is valid) from ``line_number, raw_line``.
+    """Typed rows with a ``reason`` (null when the row is valid) from ``line_number, raw_line,
+    unclosed_quote``.
 
-    ``lines_df`` holds data rows only (no CSV header), as ``read_lines`` numbers them; ``spark`` is unused, kept so every step
-    of the job takes the session first. Regular expressions decide validity, and every cast
+    ``lines_df`` holds data records only (no CSV header), as ``join_quoted_records`` gives them;
+    ``spark`` is unused, kept so every step of the job takes the session first. Regular expressions decide validity, and every cast
     runs only on text they accepted, so ANSI mode cannot fail the job on a bad row.
     Each step is its own projection: Spark keeps projections apart when merging them would
     copy an expensive expression into each use (one merged tree was measured 3x slower).
@@ -429,15 +430,15 @@ def parse_transactions(
         has_quote = raw.contains('"')
         fields = F.when(has_quote, F.array(*[values[f"f{i}"] for i in range(fmt.field_count)])).otherwise(
             F.split(raw, re.escape(fmt.separator), -1))
-        outside_quotes = F.when(has_quote, F.regexp_replace(raw, _QUOTED_FIELD, "")).otherwise(raw)
-        field_count = F.size(F.split(outside_quotes, re.escape(fmt.separator), -1))
+        field_count = F.when(
+            has_quote, F.size(F.split(F.regexp_replace(raw, _QUOTED_FIELD, ""), re.escape(fmt.separator), -1))
+        ).otherwise(F.size("fields"))
     elif delimited:
         fields = F.split("raw_line", re.escape(fmt.separator), -1)
         field_count = F.size("fields")
     else:
         fields = F.split(F.regexp_replace("raw_line", r"^\s+|\s+$", ""), r"\s+", -1)
         field_count = F.size("fields")
-    unclosed_quote = F.col("unclosed_quote") if "unclosed_quote" in lines_df.columns else F.lit(False)
 
     def field(position: int) -> Column:
         # get() gives null past the end even under ANSI mode.
@@ -460,8 +461,7 @@ def parse_transactions(
             F.col("line_number").cast("long").alias("line_number"),
             "raw_line",
             fields.alias("fields"),
-            field_count.alias("field_count"),
-            unclosed_quote.alias("is_unclosed_quote"),
+            F.col("unclosed_quote").alias("is_unclosed_quote"),
         )
         .select(
             "line_number",
@@ -469,7 +469,7 @@ def parse_transactions(
             F.col("raw_line").rlike(r"^\s*$").alias("is_blank"),
             unparseable.alias("is_unparseable"),
             "is_unclosed_quote",
-            "field_count",
+            field_count.alias("field_count"),
             # An integer id written with a zero decimal part (a spreadsheet's 17850.0) is the integer.
             F.regexp_replace(field(fmt.customer_field), r"^(\d+)\.0+$", "$1").alias("customer_id"),
             field(fmt.date_field).alias("date_text"),

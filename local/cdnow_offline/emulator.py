@@ -83,13 +83,13 @@ class Emulator:
         self.identities = Identities(REGION)
         apply_moto_fixes(role_credentials=self.identities.role)
         self.identities.start()
-        self.lambdas = LocalLambdaRunner({
+        self.lambdas = LocalLambdaRunner(self.identities, {
             "POWERTOOLS_LOG_LEVEL": self._log_level,
             # Metrics are CloudWatch embedded-format lines on stdout: only noise offline.
             "POWERTOOLS_METRICS_DISABLED": "true",
-        }, shipped=self.shipped, runtime_environment=runtime_environment, identities=self.identities)
+        }, shipped=self.shipped, runtime_environment=runtime_environment)
         self.lambdas.install()
-        self.glue = LocalGlueRunner(spark.session, identities=self.identities)
+        self.glue = LocalGlueRunner(spark.session, self.identities)
         self.glue.install()
         return self
 

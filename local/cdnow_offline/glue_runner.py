@@ -40,9 +40,9 @@ _MOTO_JOB_RUN_AS_DICT = FakeJobRun.as_dict
 
 
 class LocalGlueRunner:
-    def __init__(self, spark: Callable[[], Any], staging_root: Path | None = None, identities: Identities | None = None):
-        """`spark` returns the shared SparkSession (it may block until the JVM is up). With
-        `identities` the job (its staging included) runs with credentials of the job's role."""
+    def __init__(self, spark: Callable[[], Any], identities: Identities, staging_root: Path | None = None):
+        """`spark` returns the shared SparkSession (it may block until the JVM is up); the job
+        (its staging included) runs with credentials of the job's role from `identities`."""
         self._spark = spark
         self._identities = identities
         self._staging_root = staging_root or Path(tempfile.mkdtemp(prefix="cdnow-glue-"))
@@ -88,12 +88,9 @@ class LocalGlueRunner:
                 self._modules[script] = module
             return self._modules[script]
 
-    def run(self, job_name: str, job_run: FakeJobRun, role: str | None = None) -> None:
-        if self._identities is not None and role:
-            with self._identities.acting_as(role if role.startswith("arn:") else
-                                            f"arn:aws:iam::{self._identities.account}:role/{role}"):
-                return self._run(job_name, job_run)
-        return self._run(job_name, job_run)
+    def run(self, job_name: str, job_run: FakeJobRun, role: str) -> None:
+        with self._identities.acting_as(role):
+            self._run(job_name, job_run)
 
     def _run(self, job_name: str, job_run: FakeJobRun) -> None:
         staging = Path(tempfile.mkdtemp(prefix=f"{job_run.job_run_id[:12]}-", dir=self._staging_root))

@@ -111,11 +111,13 @@ class Identities:
                 "AWS_SESSION_TOKEN": credentials["SessionToken"]}
 
     @contextmanager
-    def acting_as(self, role_arn: str | None) -> Iterator[None]:
-        """This thread's calls through the default session sign as the role (None: unchanged)."""
+    def acting_as(self, role: str | None) -> Iterator[None]:
+        """This thread's calls through the default session sign as the role, given by ARN or by
+        name as Glue takes it (None: unchanged)."""
         previous = getattr(self._thread, "credentials", None)
-        if role_arn is not None:
-            self._thread.credentials = self.role(role_arn)
+        if role is not None:
+            self._thread.credentials = self.role(role if role.startswith("arn:")
+                                                 else f"arn:aws:iam::{self.account}:role/{role}")
         try:
             yield
         finally:

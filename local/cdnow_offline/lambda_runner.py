@@ -22,7 +22,6 @@ and the runtime's (`shipped.py`), with only its own environment, and with its `T
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -149,13 +148,13 @@ class LocalLambdaRunner:
     """Runs registered functions' handlers, in-process or each in its shipped environment; one
     instance serves the whole emulator."""
 
-    def __init__(self, environment_overrides: dict[str, str] | None = None, shipped: bool = False,
-                 runtime_environment: dict[str, str] | None = None, identities: Identities | None = None) -> None:
+    def __init__(self, identities: Identities, environment_overrides: dict[str, str] | None = None,
+                 shipped: bool = False, runtime_environment: dict[str, str] | None = None) -> None:
         """`environment_overrides` win over every function's own variables (offline log level).
         `runtime_environment` is what Lambda's runtime sets for every function (region; offline,
         the endpoint too): in-process it is the process's environment, a shipped environment gets
-        it explicitly, with nothing else of this process. With `identities` each function runs
-        with credentials of its own role, as Lambda sets them (identities.py)."""
+        it explicitly, with nothing else of this process. Each function runs with credentials of
+        its own role from `identities`, as Lambda sets them (identities.py)."""
         self.functions: dict[str, LocalFunction] = {}
         self.shipped = shipped
         self._identities = identities
@@ -229,7 +228,7 @@ class LocalLambdaRunner:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "LAMBDA_TASK_ROOT": str(function.code_dir),
-            **(self._identities.role_environment(fn.role) if self._identities else {}),
+            **self._identities.role_environment(fn.role),
             **(fn.environment_vars or {}),
             **self._overrides,
         }
@@ -245,7 +244,7 @@ class LocalLambdaRunner:
     def _invoke_in_process(self, function, fn, event, context, variables) -> tuple[str | None, dict | None]:
         self._environ.enter(variables)
         try:
-            with self._identities.acting_as(fn.role) if self._identities else contextlib.nullcontext():
+            with self._identities.acting_as(fn.role):
                 return json.dumps(self._handler(function)(event, context), default=str), None
         except Exception as exc:  # noqa: BLE001 - every handler error becomes Lambda's error payload
             return None, {"errorMessage": str(exc), "errorType": type(exc).__name__,

@@ -145,8 +145,6 @@ class EventBridgeDropsStepFunctionsTargets:
             self._thread.join(timeout=5)
 
 
-
-
 # --------------------------------------------------------------------------- IAM enforcement
 # moto enforces identity policies once its allowance of unsigned calls is spent
 # (identities.py switches that on). What stands in the way of enforcing the template's own roles,

@@ -50,7 +50,7 @@ class Stack:
 
 class Provisioner:
     def __init__(self, root: Path, region: str, lambdas: LocalLambdaRunner, glue_jobs: LocalGlueRunner,
-                 identities: Identities | None = None):
+                 identities: Identities):
         self.root = root
         self.identities = identities
         self.region = region
@@ -278,7 +278,7 @@ class Provisioner:
             if target["Arn"].startswith("arn:aws:states:"):
                 relay = EventBridgeDropsStepFunctionsTargets(
                     target["Arn"], queue_name=f"{name}-sfn-relay", role_arn=target.get("RoleArn"),
-                    acting_as=self.identities.acting_as if self.identities else None,
+                    acting_as=self.identities.acting_as,
                 )
                 stack.relays.append(relay)
                 targets.append({"Id": target["Id"], "Arn": relay.queue_arn})
