@@ -3,13 +3,17 @@
 Runs unchanged on AWS Glue 5.0 (plain PySpark, no ``awsglue``) and in-process offline, where
 the Glue adapter calls ``main(argv, spark=shared_session, spark_path=staging_mapper)``.
 
-Every record after the header is exactly one row, either accepted or quarantined with a reason
-code, so ``read == accepted + quarantined`` always holds and a bad row can be traced back to its
-line in the file. A record is a line, except that delimited text is RFC 4180 CSV: a quoted field
-may hold line breaks, and its record then spans lines and is numbered by its first.
+Every record after the header is exactly one row, either accepted, excluded (valid input the
+analysis leaves out: a line without a customer id, a guest checkout) or quarantined with a
+reason code, so ``read == accepted + excluded + quarantined`` always holds and a bad row can be
+traced back to its line in the file. A record is a line, except that delimited text is RFC 4180
+CSV: a quoted field may hold line breaks, and its record then spans lines and is numbered by its
+first. A return (a negative quantity, or a line of a cancelled order) is accepted with a negative
+quantity and amount and counted.
 
 Inputs: CDNOW master and sample fixed-width text; delimited text with a header (comma, tab,
-semicolon or pipe; common column names recognized, or a ``--column_mapping``); any of those
+semicolon or pipe; the columns of each role found by their common names (``ROLE_ALIASES``) or
+a ``--column_mapping``; the money as a line amount or a unit price); any of those
 gzip-compressed (``.gz``); parquet (a row's number is its position in the file, its raw line
 the tab-joined values). Text must be UTF-8, with or without a BOM, LF or CRLF line ends. The
 first 64 KiB decide what the file is (``sniff``): UTF-16/32, binary data, a non-UTF-8 text
@@ -27,7 +31,7 @@ import re
 import sys
 import zlib
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Callable, Sequence
 
 import boto3
@@ -38,14 +42,17 @@ from pyspark.sql import functions as F
 log = logging.getLogger("cdnow.transform")
 
 # Reason codes in the order they are checked: a row is reported with the first one it fails.
+# A row without a customer id is excluded (counted, never quarantined nor a bad row); it is
+# checked after wrong_field_count and before invalid_date.
+EXCLUSIONS = ("no_customer_id",)
 REASONS = (
     "blank_line",
     "unparseable_line",
     "unclosed_quote",
     "wrong_field_count",
-    "missing_customer_id",
     "invalid_date",
     "date_out_of_range",
+    "date_in_future",
     "invalid_quantity",
     "invalid_amount",
 )
@@ -54,20 +61,38 @@ DEFAULT_MIN_DATE = date(1900, 1, 1)
 DEFAULT_MAX_DATE = date(2100, 12, 31)
 DEFAULT_MAX_BAD_SHARE = 0.05
 
-# Column names a CSV header may use for each field, matched case-insensitively; an earlier
-# alias wins when a header carries two of them (e.g. both "customer_id" and "id").
-CSV_COLUMN_ALIASES = {
-    "customer_id": ("customer_id", "customer", "cust_id", "id"),
-    "order_date": ("date", "order_date", "purchase_date"),
-    "quantity": ("quantity", "qty", "cds"),
-    "amount": ("price", "amount", "dollars", "dollar_value", "revenue", "sales"),
+# Column names a header may use for each role, compared with case, spaces, underscores and
+# hyphens ignored ("Customer ID" is customer_id); an earlier alias wins when a header carries two
+# of them (e.g. both "customer_id" and "id"). The money is either a line amount or a unit price
+# (line amount = |quantity| x unit price); the bare name "price" is read as described at
+# ``AMBIGUOUS_PRICE``. README's "Input formats" table lists the same names.
+ROLE_ALIASES = {
+    "customer_id": ("customer_id", "customer", "cust_id", "customer_no", "customer_number", "client_id", "id"),
+    "order_date": ("date", "order_date", "invoice_date", "purchase_date", "transaction_date", "order_time",
+                   "created_at", "timestamp"),
+    "quantity": ("quantity", "qty", "units", "cds"),
+    "amount": ("amount", "line_total", "line_amount", "total", "sales", "revenue", "dollars", "dollar_value"),
+    "unit_price": ("unit_price", "price_each", "item_price"),
+    "order_id": ("order_id", "invoice", "invoice_no", "invoice_number", "order_no", "order_number",
+                 "transaction_id"),
 }
+ROLES = tuple(ROLE_ALIASES)
+REQUIRED_ROLES = ("customer_id", "order_date", "quantity")
+MONEY_ROLES = ("amount", "unit_price")
+# "price" alone is the row's amount (the reference notebook's customer_id,date,quantity,price
+# CSV), unless the file has an order-id column: order lines give the unit price.
+AMBIGUOUS_PRICE = "price"
+# An order id of this letter followed by a digit is a cancellation (Online Retail's C489449):
+# its lines are returns whatever the sign of their quantity.
+CANCELLATION_PREFIX = "C"
 
 # About 20 MB of parquet per file: a handful of files even for a 10M-row log.
 ROWS_PER_OUTPUT_FILE = 2_000_000
 MAX_OUTPUT_FILES = 8
 
-TRANSACTION_COLUMNS = ("customer_id", "order_date", "quantity", "amount", "line_number")
+# The accepted rows: quantity and amount are signed (a return's are negative), order_id is null
+# when the file has none.
+TRANSACTION_COLUMNS = ("customer_id", "order_date", "quantity", "amount", "is_return", "order_id", "line_number")
 QUARANTINE_COLUMNS = ("line_number", "raw_line", "reason", "source_uri")
 
 _BOM = "\ufeff"
@@ -85,27 +110,32 @@ class Format:
     customer_field: int
     date_field: int
     quantity_field: int
-    amount_field: int
+    money_field: int
     # None: fields are separated by runs of white space (the CDNOW files); else the delimiter.
     separator: str | None = None
     # Delimited text from a header: RFC 4180 quoting (a separator, a line break or a doubled
     # quote inside double quotes). Parquet's tab-joined values are never quoted.
     quoted: bool = False
+    order_field: int | None = None
+    # The money field holds a unit price, not the line's amount.
+    unit_price: bool = False
+    # Role -> the column's name in the file (empty for the fixed-width CDNOW files), and why the
+    # money column is read as it is: what the run summary reports.
+    columns: tuple[tuple[str, str], ...] = ()
+    money_reading: str = "the fourth field is the line amount (CDNOW layout)"
 
     @property
     def has_header(self) -> bool:
         return self.separator is not None and self.name != "parquet"
 
 
-CDNOW_MASTER = Format("cdnow_master", 4, customer_field=0, date_field=1, quantity_field=2, amount_field=3)
+CDNOW_MASTER = Format("cdnow_master", 4, customer_field=0, date_field=1, quantity_field=2, money_field=3)
 # The sample's second field is its own renumbered id; the master id is the customer.
-CDNOW_SAMPLE = Format("cdnow_sample", 5, customer_field=0, date_field=2, quantity_field=3, amount_field=4)
-# Parquet rows are turned into lines of their four columns in this order, tab-separated.
-PARQUET = Format("parquet", 4, customer_field=0, date_field=1, quantity_field=2, amount_field=3, separator="\t")
+CDNOW_SAMPLE = Format("cdnow_sample", 5, customer_field=0, date_field=2, quantity_field=3, money_field=4,
+                      money_reading="the fifth field is the line amount (CDNOW sample layout)")
 
 # A header's delimiter: the one of these it holds most of (ties: earlier wins).
 SEPARATORS = {",": "csv", "\t": "tsv", ";": "csv", "|": "csv"}
-ROLES = tuple(CSV_COLUMN_ALIASES)
 
 
 def detect_format(first_line: str, source: str, column_mapping: dict[str, str] | None = None) -> Format:
@@ -124,8 +154,8 @@ def detect_format(first_line: str, source: str, column_mapping: dict[str, str] |
     if counts[separator]:
         (names,) = csv.reader([line], delimiter=separator, quotechar='"', doublequote=True)
         names = [name.strip().strip('"') for name in names]
-        positions = column_positions(names, source, f"header {line[:80]!r}", column_mapping)
-        return Format(SEPARATORS[separator], len(names), *positions, separator=separator, quoted=True)
+        roles = find_columns(names, source, f"header {line[:80]!r}", column_mapping)
+        return roles.format(SEPARATORS[separator], len(names), separator=separator, quoted=True)
     raise ValueError(
         f"{source}: unrecognized first line {line[:80]!r}: expected a CDNOW fixed-width row "
         "(customer_id YYYYMMDD quantity amount, optionally with a sample id) or a header of "
@@ -135,8 +165,13 @@ def detect_format(first_line: str, source: str, column_mapping: dict[str, str] |
 
 # YYYY-MM-DD, optionally with a time of day (after T or a space: hours, minutes, seconds and a
 # fraction) and a zone (Z or an offset).
-ISO_DATE_TIME = (r"^(\d{4})-(\d{2})-(\d{2})"
-                 r"(?:[T ](?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$")
+_TIME_OF_DAY = r"(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,9})?)?"
+ISO_DATE_TIME = rf"^(\d{{4}})-(\d{{2}})-(\d{{2}})(?:[T ]{_TIME_OF_DAY}(?:Z|[+-]\d{{2}}:?\d{{2}})?)?$"
+# Slashed dates, with or without a time of day (12/1/2010 8:26, 01/12/2010 08:26:00 PM): day and
+# month in the order the file uses (``decide_date_order``), or year first (2010/12/01).
+SLASHED_DATE = rf"^(\d{{1,2}})/(\d{{1,2}})/(\d{{4}})(?:[T ]{_TIME_OF_DAY}(?:\s?[AaPp][Mm])?)?$"
+YEAR_FIRST_SLASHED_DATE = rf"^(\d{{4}})/(\d{{1,2}})/(\d{{1,2}})(?:[T ]{_TIME_OF_DAY})?$"
+DATE_ORDERS = ("day_first", "month_first")
 
 # A quoted field, doubled quotes inside it included (RFC 4180).
 _QUOTED_FIELD = r'"(?:[^"]|"")*"'
@@ -151,33 +186,87 @@ def _is_yyyymmdd(token: str) -> bool:
 
 
 def _normalized(name: str) -> str:
-    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+    return re.sub(r"[\s_\-]+", "", name.strip().lower())
 
 
-def column_positions(names: Sequence[str], source: str, what: str,
-                     column_mapping: dict[str, str] | None = None) -> tuple[int, int, int, int]:
-    """Positions of customer_id, order_date, quantity and amount among column ``names``:
-    the mapped name for a role in ``column_mapping``, else the first alias present."""
+@dataclass(frozen=True)
+class Columns:
+    """Which column of a header plays each role, and how its money column is read."""
+
+    names: dict[str, str]  # role -> the column's name as the file writes it
+    positions: dict[str, int]
+    unit_price: bool
+    money_reading: str
+
+    def format(self, name: str, field_count: int, **layout) -> Format:
+        money = "unit_price" if self.unit_price else "amount"
+        return Format(
+            name, field_count, self.positions["customer_id"], self.positions["order_date"],
+            self.positions["quantity"], self.positions[money], order_field=self.positions.get("order_id"),
+            unit_price=self.unit_price, columns=tuple(self.names.items()), money_reading=self.money_reading,
+            **layout)
+
+
+def find_columns(names: Sequence[str], source: str, what: str,
+                 column_mapping: dict[str, str] | None = None) -> Columns:
+    """The role of each needed column among ``names``: the mapped name for a role in
+    ``column_mapping``, else the first alias present; the money column as a line amount or a
+    unit price (a mapping of either decides; else a line-amount name, a unit-price name, then
+    ``AMBIGUOUS_PRICE``)."""
     mapping = column_mapping or {}
     unknown = sorted(set(mapping) - set(ROLES))
     if unknown:
         raise ValueError(f"{source}: column_mapping names unknown field(s) {unknown}; "
                          f"the fields are {', '.join(ROLES)}")
+    if all(role in mapping for role in MONEY_ROLES):
+        raise ValueError(f"{source}: column_mapping maps both amount and unit_price; map one of them")
     normalized = [_normalized(name) for name in names]
-    positions, missing = [], []
-    for role, aliases in CSV_COLUMN_ALIASES.items():
+    positions: dict[str, int] = {}
+    missing = []
+    for role, aliases in ROLE_ALIASES.items():
         if role in mapping:
             wanted = [_normalized(mapping[role])]
             label = f"{mapping[role]!r} (column_mapping)"
         else:
-            wanted, label = list(aliases), f"one of {', '.join(aliases)}"
+            wanted, label = [_normalized(alias) for alias in aliases], f"one of {', '.join(aliases)}"
         found = next((normalized.index(name) for name in wanted if name in normalized), None)
-        if found is None:
+        if found is not None:
+            positions[role] = found
+        elif role in mapping or role in REQUIRED_ROLES:
             missing.append(f"{role} ({label})")
-        positions.append(found)
+    mapped_money = next((role for role in MONEY_ROLES if role in mapping), None)
+    if mapped_money:
+        for role in MONEY_ROLES:
+            if role != mapped_money:
+                positions.pop(role, None)
+        unit_price = mapped_money == "unit_price"
+        reading = f"column_mapping names {names[positions[mapped_money]]!r} as the {mapped_money}" \
+            if mapped_money in positions else ""
+    elif "amount" in positions:
+        positions.pop("unit_price", None)
+        unit_price, reading = False, f"{names[positions['amount']]!r} is the line amount"
+    elif "unit_price" in positions:
+        unit_price, reading = True, f"{names[positions['unit_price']]!r} is the unit price"
+    elif AMBIGUOUS_PRICE in normalized:
+        price = normalized.index(AMBIGUOUS_PRICE)
+        if "order_id" in positions:
+            unit_price = True
+            positions["unit_price"] = price
+            reading = (f"{names[price]!r} is the unit price: the file has an order-id column "
+                       f"({names[positions['order_id']]!r}); map it as amount if it is the line amount")
+        else:
+            unit_price = False
+            positions["amount"] = price
+            reading = (f"{names[price]!r} is the line amount: the file has no order-id column; "
+                       "map it as unit_price if it is a unit price")
+    else:
+        unit_price, reading = False, ""
+        if not mapped_money:
+            missing.append(f"amount (one of {', '.join(ROLE_ALIASES['amount'])}, or {AMBIGUOUS_PRICE}) or "
+                           f"unit_price (one of {', '.join(ROLE_ALIASES['unit_price'])})")
     if missing:
         raise ValueError(f"{source}: {what} has no column for {'; '.join(missing)}")
-    return tuple(positions)
+    return Columns({role: names[position] for role, position in positions.items()}, positions, unit_price, reading)
 
 
 # --- what the file is (pure: bytes in, a decision or a clear error out) -------------------
@@ -260,10 +349,11 @@ def read_head(spark: SparkSession, input_path: str, size: int = HEAD_BYTES) -> b
 
 def read_parquet_rows(spark: SparkSession, input_path: str, source: str,
                       column_mapping: dict[str, str] | None) -> tuple[DataFrame, Format]:
-    """A parquet file as lines (``value``: its four columns tab-joined, in PARQUET's order), so
-    that the same numbering and validation apply; dates and timestamps become YYYY-MM-DD."""
+    """A parquet file as lines (``value``: the columns of its roles tab-joined: customer, date,
+    quantity, money, then the order id if it has one), so that the same numbering and validation
+    apply; dates and timestamps become YYYY-MM-DD."""
     frame = spark.read.parquet(input_path)
-    positions = column_positions(frame.columns, source, f"parquet columns {frame.columns}", column_mapping)
+    roles = find_columns(frame.columns, source, f"parquet columns {frame.columns}", column_mapping)
     types = dict(frame.dtypes)
 
     def text(name: str) -> Column:
@@ -272,8 +362,13 @@ def read_parquet_rows(spark: SparkSession, input_path: str, source: str,
             column = F.date_format(column, "yyyy-MM-dd")
         return F.coalesce(column.cast("string"), F.lit(""))
 
-    names = [frame.columns[i] for i in positions]
-    return frame.select(F.concat_ws("\t", *[text(name) for name in names]).alias("value")), PARQUET
+    order = ["customer_id", "order_date", "quantity", "unit_price" if roles.unit_price else "amount"]
+    if "order_id" in roles.names:
+        order.append("order_id")
+    in_line = Columns({role: roles.names[role] for role in order}, {role: i for i, role in enumerate(order)},
+                      roles.unit_price, roles.money_reading)
+    value = F.concat_ws("\t", *[text(roles.names[role]) for role in order]).alias("value")
+    return frame.select(value), in_line.format("parquet", len(order), separator="\t")
 
 
 def read_lines(spark: SparkSession, input_path: str, source: str, rows: DataFrame | None = None) -> NumberedLines:
@@ -402,23 +497,14 @@ def join_quoted_records(spark: SparkSession, lines: DataFrame, fmt: Format) -> t
     return single.unionByName(joined), len(spans)
 
 
-def parse_transactions(
-    spark: SparkSession,
-    lines_df: DataFrame,
-    fmt: Format,
-    source_uri: str,
-    min_date: date,
-    max_date: date,
-) -> DataFrame:
-    """Typed rows with a ``reason`` (null when the row is valid) from ``line_number, raw_line,
-    unclosed_quote``.
+def record_fields(records: DataFrame, fmt: Format) -> DataFrame:
+    """Each record's raw fields as text: ``line_number, raw_line``, the structural checks
+    (``is_blank``, ``is_unparseable``, ``is_unclosed_quote``, ``field_count``) and ``customer_id``,
+    ``date_text``, ``quantity_text``, ``money_text``, ``order_id`` (null without an order column).
 
-    ``lines_df`` holds data records only (no CSV header), as ``join_quoted_records`` gives them;
-    ``spark`` is unused, kept so every step of the job takes the session first. Regular expressions decide validity, and every cast
-    runs only on text they accepted, so ANSI mode cannot fail the job on a bad row.
+    ``records`` holds data records only (no CSV header), as ``join_quoted_records`` gives them.
     Each step is its own projection: Spark keeps projections apart when merging them would
-    copy an expensive expression into each use (one merged tree was measured 3x slower).
-    """
+    copy an expensive expression into each use (one merged tree was measured 3x slower)."""
     delimited = fmt.separator is not None
     raw = F.col("raw_line")
     if fmt.quoted:
@@ -448,16 +534,18 @@ def parse_transactions(
             token = F.regexp_extract(token, r'^\s*"?(.*?)"?\s*$', 1)
         return F.coalesce(token, F.lit(""))
 
-    date_digits = F.col("date_text")
-    if delimited:
-        # ISO dates and date-times: the day is the date as written (a time and zone are dropped).
-        date_digits = F.regexp_replace(date_digits, ISO_DATE_TIME, "$1$2$3")
+    def identifier(position: int) -> Column:
+        # An integer id written with a zero decimal part (a spreadsheet's 17850.0) is the integer.
+        return F.regexp_replace(field(position), r"^(\d+)\.0+$", "$1")
+
     # A line that was not UTF-8 (its bad bytes are U+FFFD now) or holds control characters is no
     # transaction whatever its fields look like: one character class, one pass over the line.
     unparseable = F.col("raw_line").rlike("[\\x00-\\x08\\x0b\\x0e-\\x1f\\x7f\ufffd]")
-
-    tokens = (
-        lines_df.select(
+    order_id = F.lit(None).cast("string")
+    if fmt.order_field is not None:
+        order_id = F.nullif(identifier(fmt.order_field), F.lit(""))
+    return (
+        records.select(
             F.col("line_number").cast("long").alias("line_number"),
             "raw_line",
             fields.alias("fields"),
@@ -470,14 +558,93 @@ def parse_transactions(
             unparseable.alias("is_unparseable"),
             "is_unclosed_quote",
             field_count.alias("field_count"),
-            # An integer id written with a zero decimal part (a spreadsheet's 17850.0) is the integer.
-            F.regexp_replace(field(fmt.customer_field), r"^(\d+)\.0+$", "$1").alias("customer_id"),
+            identifier(fmt.customer_field).alias("customer_id"),
             field(fmt.date_field).alias("date_text"),
             field(fmt.quantity_field).alias("quantity_text"),
-            field(fmt.amount_field).alias("amount_text"),
+            field(fmt.money_field).alias("money_text"),
+            order_id.alias("order_id"),
         )
-        .withColumn("date_digits", F.when(date_digits.rlike(r"^\d{8}$"), date_digits))
     )
+
+
+# Rows read before a slashed date decides whether the file's dates need a day/month order.
+DATE_ORDER_SAMPLE_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class DateOrder:
+    """How a file writes day and month in a slashed date: ``order`` is one of DATE_ORDERS (None:
+    the file has no such dates), ``decided_by`` "data" or "date_order option"."""
+
+    order: str | None = None
+    decided_by: str | None = None
+
+
+def date_order_of(fields: DataFrame, source: str, option: str | None) -> DateOrder:
+    """The day/month order of a file whose first rows carry slashed dates (d/m/yyyy or
+    m/d/yyyy): a first part above 12 anywhere in the file makes it day first, a second part above
+    12 month first (both: the more frequent wins, the other rows are invalid dates); a file where
+    neither occurs takes the ``date_order`` option, and without one it is refused."""
+    sample = [row.date_text for row in fields.select("date_text").limit(DATE_ORDER_SAMPLE_ROWS).collect()]
+    if not any(re.match(SLASHED_DATE, text) for text in sample):
+        return DateOrder(option, "date_order option" if option else None)
+    text = F.col("date_text")
+    slashed = text.rlike(SLASHED_DATE)
+    first, second = (F.regexp_extract(text, SLASHED_DATE, group).cast("int") for group in (1, 2))
+    evidence = fields.agg(
+        F.count_if(slashed & (first > 12) & (second <= 12)).alias("day_first"),
+        F.count_if(slashed & (second > 12) & (first <= 12)).alias("month_first"),
+        F.first(F.when(slashed, text), ignorenulls=True).alias("example"),
+    ).first()
+    if evidence.day_first or evidence.month_first:
+        order = "day_first" if evidence.day_first >= evidence.month_first else "month_first"
+        return DateOrder(order, "data")
+    if option:
+        return DateOrder(option, "date_order option")
+    raise ValueError(
+        f"{source}: slashed dates such as {evidence.example!r} can be read day first or month first "
+        "and no date in the file has a day above 12 to tell; set the date_order option to "
+        f"{' or '.join(DATE_ORDERS)}")
+
+
+def parse_transactions(
+    spark: SparkSession,
+    fields: DataFrame,
+    fmt: Format,
+    source_uri: str,
+    min_date: date,
+    max_date: date,
+    date_order: DateOrder = DateOrder(),
+    latest_date: date | None = None,
+) -> DataFrame:
+    """Typed rows with a ``reason`` (null when the row is accepted) from ``record_fields``.
+
+    ``spark`` is unused, kept so every step of the job takes the session first. Regular
+    expressions decide validity, and every cast runs only on text they accepted, so ANSI mode
+    cannot fail the job on a bad row. A row dated after ``latest_date`` is ``date_in_future``.
+    A negative quantity or a cancelled order (``CANCELLATION_PREFIX``) makes the row a return:
+    accepted with a negative quantity and amount."""
+    date_digits = F.col("date_text")
+    if fmt.separator is not None:
+        # ISO dates and date-times: the day is the date as written (a time and zone are dropped);
+        # slashed dates in the file's day/month order, and year first.
+        text = date_digits
+        two = lambda column: F.lpad(column, 2, "0")  # noqa: E731
+        part = lambda pattern, group: F.regexp_extract(text, pattern, group)  # noqa: E731
+        slashed = F.lit(None)
+        if date_order.order:
+            day_group, month_group = (1, 2) if date_order.order == "day_first" else (2, 1)
+            slashed = F.concat(part(SLASHED_DATE, 3), two(part(SLASHED_DATE, month_group)),
+                               two(part(SLASHED_DATE, day_group)))
+        date_digits = (
+            F.when(text.rlike(ISO_DATE_TIME), F.regexp_replace(text, ISO_DATE_TIME, "$1$2$3"))
+            .when(text.rlike(SLASHED_DATE), slashed)
+            .when(text.rlike(YEAR_FIRST_SLASHED_DATE),
+                  F.concat(part(YEAR_FIRST_SLASHED_DATE, 1), two(part(YEAR_FIRST_SLASHED_DATE, 2)),
+                           two(part(YEAR_FIRST_SLASHED_DATE, 3))))
+            .otherwise(text)
+        )
+    tokens = fields.withColumn("date_digits", F.when(date_digits.rlike(r"^\d{8}$"), date_digits))
 
     year, month, day = F.col("year"), F.col("month"), F.col("day")
     leap_year = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
@@ -503,28 +670,39 @@ def parse_transactions(
         .withColumn("order_date", F.when(F.col("is_real_date"), F.make_date(year, month, day)))
     )
 
-    # An integral quantity may arrive as "2.0" from a spreadsheet; a sign is never valid.
-    quantity_is_valid = F.col("quantity_text").rlike(r"^\d{1,18}(\.0*)?$")
-    amount_is_valid = F.col("amount_text").rlike(r"^(\d+(\.\d*)?|\.\d+)$")
+    # An integral quantity may arrive as "2.0" from a spreadsheet; a minus sign is a return.
+    quantity_is_valid = F.col("quantity_text").rlike(r"^-?\d{1,18}(\.0*)?$")
+    quantity = F.when(quantity_is_valid, F.regexp_extract("quantity_text", r"^(-?\d+)", 1).cast("long"))
+    money_is_number = F.col("money_text").rlike(r"^-?(\d+(\.\d*)?|\.\d+)$")
+    money = F.when(money_is_number, F.col("money_text").cast("double"))
+    cancelled = F.coalesce(F.col("order_id").rlike(f"^{re.escape(CANCELLATION_PREFIX)}\\d"), F.lit(False))
+    is_return = F.coalesce(quantity < 0, F.lit(False)) | cancelled
+    # A negative amount is a return's; on a sale, or as a unit price, it is no valid amount.
+    amount_is_valid = money_is_number & ((money >= 0) | (F.col("is_return") & F.lit(not fmt.unit_price)))
+    line_amount = F.abs(money) * F.abs(quantity) if fmt.unit_price else F.abs(money)
+    future = F.lit(False) if latest_date is None else F.col("order_date") > F.lit(latest_date)
     reason = (
         F.when(F.col("is_blank"), "blank_line")
         .when(F.col("is_unparseable"), "unparseable_line")
         .when(F.col("is_unclosed_quote"), "unclosed_quote")
         .when(F.col("field_count") != fmt.field_count, "wrong_field_count")
-        .when(F.col("customer_id") == "", "missing_customer_id")
+        .when(F.col("customer_id") == "", "no_customer_id")
         .when(~F.col("is_real_date"), "invalid_date")
         .when(~F.col("order_date").between(F.lit(min_date), F.lit(max_date)), "date_out_of_range")
+        .when(future, "date_in_future")
         .when(~quantity_is_valid, "invalid_quantity")
         .when(~amount_is_valid, "invalid_amount")
     )
-    return dated.select(
+    sign = F.when(F.col("is_return"), -1).otherwise(1)
+    return dated.withColumn("is_return", is_return).select(
         "line_number",
         "raw_line",
         "customer_id",
         "order_date",
-        F.when(quantity_is_valid, F.regexp_extract("quantity_text", r"^(\d+)", 1).cast("long"))
-        .alias("quantity"),
-        F.when(amount_is_valid, F.col("amount_text").cast("double")).alias("amount"),
+        (F.abs(quantity) * sign).alias("quantity"),
+        F.when(amount_is_valid, line_amount * sign).alias("amount"),
+        "is_return",
+        "order_id",
         reason.alias("reason"),
         F.lit(source_uri).alias("source_uri"),
     )
@@ -542,12 +720,18 @@ def transform(
     max_date: date = DEFAULT_MAX_DATE,
     max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
     column_mapping: dict[str, str] | None = None,
+    date_order: str | None = None,
+    last_modified_date: date | None = None,
 ) -> dict:
-    """Read, validate and write one input file; the run summary, or ValueError for a bad file."""
+    """Read, validate and write one input file; the run summary, or ValueError for a bad file.
+
+    ``last_modified_date`` is the object's last-modified day (UTC): a row dated more than one
+    day after it is ``date_in_future``."""
     try:
         return _transform(spark, input_path, transactions_path, quarantine_path, run_id=run_id,
                           source_uri=source_uri, min_date=min_date, max_date=max_date,
-                          max_bad_share=max_bad_share, column_mapping=column_mapping)
+                          max_bad_share=max_bad_share, column_mapping=column_mapping,
+                          date_order=date_order, last_modified_date=last_modified_date)
     except Py4JJavaError as exc:
         # The JVM could not read the file (a truncated .gz, a damaged parquet footer): say so
         # with the file's name and the innermost Java cause, not a page of stack trace.
@@ -562,7 +746,7 @@ def _java_cause(exc: Py4JJavaError) -> str:
 
 
 def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id, source_uri,
-               min_date, max_date, max_bad_share, column_mapping) -> dict:
+               min_date, max_date, max_bad_share, column_mapping, date_order, last_modified_date) -> dict:
     container = sniff(read_head(spark, input_path), source_uri)
     if container == PARQUET_FILE:
         rows, fmt = read_parquet_rows(spark, input_path, source_uri, column_mapping)
@@ -584,29 +768,41 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
     line_number = F.col("line_number")
     data_lines = numbered.lines.where(line_number.isNull() | (line_number > header_line_number))
     records, multi_line_records = join_quoted_records(spark, data_lines, fmt)
-    parsed = parse_transactions(spark, records, fmt, source_uri, min_date, max_date).cache()
+    fields = record_fields(records, fmt)
+    order = date_order_of(fields, source_uri, date_order) if fmt.separator is not None else DateOrder()
+    latest_date = None if last_modified_date is None else last_modified_date + timedelta(days=1)
+    parsed = parse_transactions(spark, fields, fmt, source_uri, min_date, max_date,
+                                date_order=order, latest_date=latest_date).cache()
+    accepted_row = F.col("reason").isNull()
     try:
         # One pass fills the cache and gives every count and the date span; both writes then
-        # read the cache. A global aggregate, not a groupBy: no shuffle stage for 8 numbers.
-        accepted_date = F.when(F.col("reason").isNull(), F.col("order_date"))
+        # read the cache. A global aggregate, not a groupBy: no shuffle stage for a few numbers.
+        accepted_date = F.when(accepted_row, F.col("order_date"))
+        returned = accepted_row & F.col("is_return")
         counts = parsed.agg(
-            F.count_if(F.col("reason").isNull()).alias("accepted"),
+            F.count_if(accepted_row).alias("accepted"),
             F.count_if(F.col("line_number").isNull()).alias("unnumbered"),
             F.min(accepted_date).alias("first_order_date"),
             F.max(accepted_date).alias("last_order_date"),
-            F.count_if(F.col("reason").isNull() & (F.col("amount") == 0)).alias("zero_amount"),
-            *[F.count_if(F.col("reason") == reason).alias(reason) for reason in REASONS],
+            F.count_if(accepted_row & (F.col("amount") == 0)).alias("zero_amount"),
+            F.count_if(returned).alias("return_lines"),
+            F.sum(F.when(returned, -F.col("amount"))).alias("returned_amount"),
+            *[F.count_if(F.col("reason") == reason).alias(reason) for reason in REASONS + EXCLUSIONS],
+            *[F.sum(F.when(F.col("reason") == reason, F.col("amount"))).alias(f"{reason}_amount")
+              for reason in EXCLUSIONS],
         ).first()
         if counts.unnumbered:
             raise RuntimeError(f"{source_uri}: the file's splits changed between passes; rerun the job")
 
         accepted = counts.accepted
         by_reason = {reason: counts[reason] for reason in REASONS if counts[reason]}
+        excluded = {reason: counts[reason] for reason in EXCLUSIONS if counts[reason]}
+        excluded_amount = {reason: round(counts[f"{reason}_amount"] or 0.0, 2) for reason in excluded}
         quarantined = sum(by_reason.values())
-        read = accepted + quarantined
+        read = accepted + sum(excluded.values()) + quarantined
         log.info(
-            "run_id=%s %s: format %s, %d rows read, %d quarantined",
-            run_id, source_uri, fmt.name, read, quarantined,
+            "run_id=%s %s: format %s, %d rows read, %d excluded, %d quarantined",
+            run_id, source_uri, fmt.name, read, sum(excluded.values()), quarantined,
         )  # fmt: skip
 
         # Readers list a table's prefix and should find only data files there.
@@ -614,8 +810,9 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
         hadoop_conf.set("mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
         # The quarantine is written even when the file is then rejected: it is what explains
         # the rejection. The summary is not, so a rejected run leaves no sign of success.
+        # Excluded rows are valid input the analysis leaves out: counted, not quarantined.
         (
-            parsed.where(F.col("reason").isNotNull())
+            parsed.where(F.col("reason").isin(*REASONS))
             .select(*QUARANTINE_COLUMNS)
             .coalesce(1)
             .write.mode("overwrite")
@@ -629,18 +826,21 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
                 f"{source_uri}: {quarantined} of {read} rows quarantined ({bad_share:.2%}), "
                 f"above max_bad_share {max_bad_share:.2%}; top reasons: {top_reasons}"
             )
-        # Kept and counted, never dropped: the log has no order id, so a row identical to another
-        # (same customer, day, quantity and amount) is another order, as are zero amounts.
+        if not accepted:
+            raise ValueError(f"{source_uri}: no row is left to analyse ({read} rows read, "
+                             f"{sum(excluded.values())} excluded, {quarantined} quarantined)")
+        # Kept and counted, never dropped: a row identical to another (same customer, day,
+        # quantity, amount and order) is another order line, as are zero amounts.
         identical = (
-            parsed.where(F.col("reason").isNull())
-            .groupBy("customer_id", "order_date", "quantity", "amount").count()
+            parsed.where(accepted_row)
+            .groupBy("customer_id", "order_date", "quantity", "amount", "is_return", "order_id").count()
             .agg(F.sum(F.col("count") - 1).alias("identical")).first().identical
         ) or 0
         output_files = max(1, min(MAX_OUTPUT_FILES, -(-accepted // ROWS_PER_OUTPUT_FILE)))
         # Grouped by customer in id order (files in key ranges, each sorted): the per-customer
         # work downstream then finds each customer's rows with one pass of comparisons instead
         # of hashing millions of ids. The sort is O(transactions) work, Spark's share.
-        accepted_rows = parsed.where(F.col("reason").isNull()).select(*TRANSACTION_COLUMNS)
+        accepted_rows = parsed.where(accepted_row).select(*TRANSACTION_COLUMNS)
         # One file needs no key ranges: one partition, sorted (no sampling job, no shuffle).
         grouped = (accepted_rows.coalesce(1) if output_files == 1
                    else accepted_rows.repartitionByRange(output_files, "customer_id"))
@@ -657,15 +857,26 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
         "source_uri": source_uri,
         "format": fmt.name,
         "compression": "gzip" if container == GZIP else None,
+        "columns": dict(fmt.columns) or None,
+        "amount_from": "unit_price" if fmt.unit_price else "amount",
+        "money_reading": fmt.money_reading,
+        "order_ids": fmt.order_field is not None,
+        "date_order": order.order,
+        "date_order_decided_by": order.decided_by,
         "read": read,
         "accepted": accepted,
+        "excluded": excluded,
+        "excluded_amount": excluded_amount,
         "quarantined": quarantined,
         "by_reason": by_reason,
+        "return_lines": counts.return_lines,
+        "returned_amount": round(counts.returned_amount or 0.0, 2),
         "zero_amount_rows": counts.zero_amount,
         "multi_line_records": multi_line_records,
         "identical_rows": identical,
         "first_order_date": _iso(counts.first_order_date),
         "last_order_date": _iso(counts.last_order_date),
+        "latest_allowed_date": _iso(latest_date),
         "max_bad_share": max_bad_share,
     }
 
@@ -710,6 +921,8 @@ def parse_args(argv: Sequence[str]) -> dict:
         "max_date": _argument(given, "max_date", date.fromisoformat, DEFAULT_MAX_DATE),
         "max_bad_share": _argument(given, "max_bad_share", float, DEFAULT_MAX_BAD_SHARE),
         "column_mapping": _argument(given, "column_mapping", _column_mapping, None),
+        "date_order": _argument(given, "date_order", _date_order, None),
+        "last_modified_date": _argument(given, "last_modified_date", date.fromisoformat, None),
     }
     if args["min_date"] > args["max_date"]:
         raise ValueError(f"--min_date {args['min_date']} is after --max_date {args['max_date']}")
@@ -726,6 +939,15 @@ def _column_mapping(text: str) -> dict[str, str] | None:
     if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
         raise ValueError(text)
     return mapping
+
+
+def _date_order(text: str) -> str | None:
+    """One of DATE_ORDERS; "" or "null" for none."""
+    if text in ("", "null"):
+        return None
+    if text not in DATE_ORDERS:
+        raise ValueError(text)
+    return text
 
 
 def _argument(given: dict[str, str], key: str, parse: Callable, default):
@@ -759,6 +981,8 @@ def main(
         max_date=args["max_date"],
         max_bad_share=args["max_bad_share"],
         column_mapping=args["column_mapping"],
+        date_order=args["date_order"],
+        last_modified_date=args["last_modified_date"],
     )
     bucket, _, prefix = run_prefix.removeprefix("s3://").partition("/")
     boto3.client("s3").put_object(

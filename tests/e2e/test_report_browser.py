@@ -29,7 +29,7 @@ BAD_LINES = [
     (202, " 00004 0001 1997011  2   29.33", "invalid_date"),
     (303, " 00004 0001 19970101  2", "wrong_field_count"),
     (404, "not a transaction line at all", "wrong_field_count"),
-    (505, " 00004 0001 19970101  -2   29.33", "invalid_quantity"),
+    (505, " 00004 0001 19970101  2.5   29.33", "invalid_quantity"),
     (606, " 00004 0001 19970101  2   $29.33", "invalid_amount"),
     (707, " 00004 0001 18970101  2   29.33", "date_out_of_range"),
     (808, "", "blank_line"),

@@ -18,7 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdnow_transform import (
-    CSV_COLUMN_ALIASES,
+    MONEY_ROLES,
+    REQUIRED_ROLES,
+    ROLE_ALIASES,
     GZIP,
     PARQUET_FILE,
     TEXT,
@@ -77,23 +79,25 @@ def test_a_character_cut_by_the_end_of_the_head_is_not_an_error():
 @given(st.data())
 @settings(max_examples=300)
 def test_header_columns_are_found_in_any_order_and_case(data):
-    chosen = {role: data.draw(st.sampled_from(aliases), label=role)
-              for role, aliases in CSV_COLUMN_ALIASES.items()}
+    money = data.draw(st.sampled_from(MONEY_ROLES), label="money")
+    chosen = {role: data.draw(st.sampled_from(ROLE_ALIASES[role]), label=role) for role in REQUIRED_ROLES + (money,)}
     extra = data.draw(st.lists(st.sampled_from(["note", "store", "channel"]), max_size=2, unique=True))
     columns = data.draw(st.permutations(list(chosen.values()) + extra))
     spelled = [data.draw(st.sampled_from([c, c.upper(), c.title(), f' "{c}" '])) for c in columns]
     separator = data.draw(st.sampled_from([",", "\t", ";", "|"]))
     fmt = detect_format(separator.join(spelled), SOURCE)
     assert fmt.separator == separator and fmt.field_count == len(columns)
-    found = (fmt.customer_field, fmt.date_field, fmt.quantity_field, fmt.amount_field)
+    found = (fmt.customer_field, fmt.date_field, fmt.quantity_field, fmt.money_field)
     assert [columns[i] for i in found] == list(chosen.values())
+    assert fmt.unit_price == (money == "unit_price") and fmt.order_field is None
 
 
 # --- the whole parser against an oracle --------------------------------------------------------
 
 customer_ids = st.text(alphabet="0123456789ABCDEFabcdef", min_size=1, max_size=8)
 days = st.dates(min_value=dt.date(1990, 1, 1), max_value=dt.date(2030, 12, 31))
-quantities = st.integers(min_value=0, max_value=10_000)
+# A negative quantity is a return: accepted, its amount negative.
+quantities = st.integers(min_value=-10_000, max_value=10_000)
 cents = st.integers(min_value=0, max_value=10_000_000)
 
 
@@ -113,7 +117,7 @@ BREAKS = {
     "wrong_field_count": lambda row: fixed_width_line(*row, "") + " 9",
     "invalid_date": lambda row: fixed_width_line(*row, "").replace(f"{row[1]:%Y%m%d}", f"{row[1]:%Y}1332"),
     "date_out_of_range": lambda row: fixed_width_line(*row, "").replace(f"{row[1]:%Y%m%d}", "18991231"),
-    "invalid_quantity": lambda row: fixed_width_line(row[0], row[1], -1 - row[2], row[3], ""),
+    "invalid_quantity": lambda row: fixed_width_line(row[0], row[1], f"{row[2]}.5", row[3], ""),
     "invalid_amount": lambda row: fixed_width_line(*row[:3], 0, "").rsplit(" ", 1)[0] + " 1.2.3",
 }
 
@@ -155,6 +159,8 @@ def test_every_line_is_accepted_with_its_values_or_quarantined_with_its_reason(s
     for n, (customer, day, quantity, amount_cents) in expected_ok.items():
         row = accepted[n]
         assert (row["customer_id"], row["order_date"], row["quantity"]) == (customer, day, quantity)
-        assert row["amount"] == pytest.approx(amount_cents / 100, abs=1e-9)
+        sign = -1 if quantity < 0 else 1
+        assert row["amount"] == pytest.approx(sign * amount_cents / 100, abs=1e-9)
+        assert row["is_return"] == (quantity < 0)
     for n, row in quarantined.items():
         assert row["raw_line"] == text_lines[n - 1].rstrip("\r")

@@ -27,6 +27,8 @@ TRANSACTION_SCHEMA = pa.schema(
         ("order_date", pa.date32()),
         ("quantity", pa.int64()),
         ("amount", pa.float64()),
+        ("is_return", pa.bool_()),
+        ("order_id", pa.string()),
         ("line_number", pa.int64()),
     ]
 )
@@ -90,7 +92,8 @@ def test_detects_csv_columns_case_insensitively_in_any_order():
     fmt = detect_format('\ufeffSales,"Cust_ID",Extra,Purchase Date,QTY', "s3://b/k")
     assert fmt.name == "csv"
     assert fmt.field_count == 5
-    assert (fmt.customer_field, fmt.date_field, fmt.quantity_field, fmt.amount_field) == (1, 3, 4, 0)
+    assert (fmt.customer_field, fmt.date_field, fmt.quantity_field, fmt.money_field) == (1, 3, 4, 0)
+    assert (fmt.unit_price, fmt.order_field) == (False, None)
 
 
 def test_csv_header_missing_a_column_names_file_and_column():
@@ -115,22 +118,34 @@ def test_master_rows_are_typed_and_numbered(spark, tmp_path):
         "source_uri": "s3://raw/incoming/input.txt",
         "format": "cdnow_master",
         "compression": None,
+        "columns": None,
+        "amount_from": "amount",
+        "money_reading": "the fourth field is the line amount (CDNOW layout)",
+        "order_ids": False,
+        "date_order": None,
+        "date_order_decided_by": None,
         "read": 3,
         "accepted": 3,
+        "excluded": {},
+        "excluded_amount": {},
         "quarantined": 0,
         "by_reason": {},
+        "return_lines": 0,
+        "returned_amount": 0.0,
         "zero_amount_rows": 0,
         "multi_line_records": 0,
         "identical_rows": 0,
         "first_order_date": "1997-01-01",
         "last_order_date": "1997-01-12",
+        "latest_allowed_date": None,
         "max_bad_share": 0.05,
     }
     assert column_types(read_parquet(transactions).schema) == column_types(TRANSACTION_SCHEMA)
+    sale = {"is_return": False, "order_id": None}
     assert rows(transactions) == [
-        {"customer_id": "00001", "order_date": dt.date(1997, 1, 1), "quantity": 1, "amount": 11.77, "line_number": 1},
-        {"customer_id": "00002", "order_date": dt.date(1997, 1, 12), "quantity": 1, "amount": 12.0, "line_number": 2},
-        {"customer_id": "00002", "order_date": dt.date(1997, 1, 12), "quantity": 5, "amount": 77.0, "line_number": 3},
+        {"customer_id": "00001", "order_date": dt.date(1997, 1, 1), "quantity": 1, "amount": 11.77, **sale, "line_number": 1},
+        {"customer_id": "00002", "order_date": dt.date(1997, 1, 12), "quantity": 1, "amount": 12.0, **sale, "line_number": 2},
+        {"customer_id": "00002", "order_date": dt.date(1997, 1, 12), "quantity": 5, "amount": 77.0, **sale, "line_number": 3},
     ]
     # An empty quarantine is still a table a reader can open.
     assert column_types(read_parquet(quarantine).schema) == column_types(QUARANTINE_SCHEMA)
@@ -194,14 +209,14 @@ def test_every_reason_code_and_first_failing_check_wins(spark, tmp_path, ansi_mo
         "   ",  # 4
         "1,19970101,1",  # 5
         "1,19970101,1,11.77,",  # 6 trailing comma is a fifth field
-        ",19970101,1,11.77",  # 7
+        ",19970101,1,11.77",  # 7 no customer: excluded, not quarantined
         "1,19970230,1,11.77",  # 8 no 30 February
         "1,19000229,1,11.77",  # 9 1900 is not a leap year
         "1,1997011,1,11.77",  # 10
         "1,18991231,1,11.77",  # 11
-        "1,19970101,-1,11.77",  # 12
+        "1,19970101,-1,11.77",  # 12 valid: a return
         "1,19970101,1.5,11.77",  # 13
-        "1,19970101,1,-3.00",  # 14
+        "1,19970101,1,-3.00",  # 14 a negative amount on a sale
         "1,19970101,1,12,5",  # 15 a decimal comma splits the row
         "1,19970101,1,abc",  # 16
         "1,abc,x,y",  # 17 everything after the customer is wrong: the date is reported
@@ -217,12 +232,10 @@ def test_every_reason_code_and_first_failing_check_wins(spark, tmp_path, ansi_mo
         4: "blank_line",
         5: "wrong_field_count",
         6: "wrong_field_count",
-        7: "missing_customer_id",
         8: "invalid_date",
         9: "invalid_date",
         10: "invalid_date",
         11: "date_out_of_range",
-        12: "invalid_quantity",
         13: "invalid_quantity",
         14: "invalid_amount",
         15: "wrong_field_count",
@@ -230,17 +243,19 @@ def test_every_reason_code_and_first_failing_check_wins(spark, tmp_path, ansi_mo
         17: "invalid_date",
         19: "invalid_date",
     }
-    assert [r["line_number"] for r in rows(transactions)] == [2, 18]
+    assert [(r["line_number"], r["quantity"], r["amount"], r["is_return"]) for r in rows(transactions)] == [
+        (2, 1, 11.77, False), (12, -1, -11.77, True), (18, 2, 0.0, False)]
     assert summary["by_reason"] == {
         "blank_line": 2,
         "wrong_field_count": 3,
-        "missing_customer_id": 1,
         "invalid_date": 5,
         "date_out_of_range": 1,
-        "invalid_quantity": 2,
+        "invalid_quantity": 1,
         "invalid_amount": 2,
     }
-    assert summary["read"] == summary["accepted"] + summary["quarantined"] == len(lines) - 1
+    assert (summary["excluded"], summary["excluded_amount"]) == ({"no_customer_id": 1}, {"no_customer_id": 11.77})
+    assert (summary["return_lines"], summary["returned_amount"]) == (1, 11.77)
+    assert summary["read"] == summary["accepted"] + 1 + summary["quarantined"] == len(lines) - 1
 
 
 def test_fixed_width_blank_and_short_lines_and_date_window(spark, tmp_path):
@@ -364,6 +379,8 @@ def test_parse_args_ignores_glue_system_arguments():
         "max_date": dt.date(2100, 12, 31),
         "max_bad_share": 0.1,
         "column_mapping": None,
+        "date_order": None,
+        "last_modified_date": None,
     }
     mapped = parse_args(["--run_id", "r", "--input_uri", "s3://raw/k", "--run_prefix", "s3://c/r/",
                          "--column_mapping", '{"customer_id": "Kunde"}'])

@@ -33,6 +33,37 @@ def fixed_width(rows) -> str:
     return "".join(f" {c} {d} {q:2d} {a:>8}\n" for c, d, q, a in rows)
 
 
+def order_lines() -> list[tuple[str, str, str, int, str, str, str, str]]:
+    """Order lines as the Online Retail II data set writes them: invoice, stock code, a
+    description (some hold commas), quantity, a date-time, unit price, a customer id written as a
+    float or left empty (a guest checkout), country; invoices "C..." cancel with a negative
+    quantity."""
+    rng = random.Random(8)
+    descriptions = ["WHITE HANGING HEART T-LIGHT HOLDER", "SET 7 BABUSHKA NESTING BOXES",
+                    "GLASS STAR FROSTED T-LIGHT HOLDER", "HAND WARMER RED POLKA DOT",
+                    "RED, WHITE AND BLUE BUNTING", 'THE "BEST" MUG, LARGE']
+    lines = []
+    for order in range(60):
+        invoice = str(489434 + order)
+        customer = "" if order % 5 == 4 else f"{13000 + order % 9}.0"
+        stamp = f"2010-{1 + order % 12:02d}-{1 + order % 27:02d} {8 + order % 10:02d}:{order % 60:02d}:00"
+        for line in range(1 + order % 3):
+            quantity = 1 + rng.randrange(24)
+            price = f"{rng.randrange(10, 1000) / 100:.2f}"
+            lines.append((invoice, f"{85000 + line}", rng.choice(descriptions), quantity, stamp, price, customer,
+                          "United Kingdom"))
+        if order % 7 == 3 and customer:  # a cancellation of the order's first line
+            first = lines[-1 - order % 3]
+            lines.append((f"C{invoice}", first[1], first[2], -first[3], stamp.replace(":00:00", ":30:00"),
+                          first[5], customer, first[7]))
+    return lines
+
+
+def csv_field(text: str) -> str:
+    """RFC 4180: quoted when it holds a comma, a semicolon or a quote, quotes doubled."""
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',;"') else text
+
+
 def write(name: str, data: bytes | str) -> None:
     (HERE / name).write_bytes(data if isinstance(data, bytes) else data.encode())
 
@@ -65,7 +96,7 @@ def main() -> None:
         " 00902 19970105  1   10.00  7\n",          # wrong_field_count
         " 00903 19970230  1   10.00\n",             # invalid_date (30 February)
         " 00904 21500101  1   10.00\n",             # date_out_of_range
-        " 00905 19970105 -1   10.00\n",             # invalid_quantity (negative)
+        " 00905 19970105 -1   10.00\n",             # accepted: a negative quantity is a return
         " 00906 19970105  x   10.00\n",             # invalid_quantity (not a number)
         " 00907 19970105  1   -3.50\n",             # invalid_amount (negative)
         " 00908 19970105  1   ten\n",               # invalid_amount (not a number)
@@ -75,7 +106,25 @@ def main() -> None:
     write("dirty.txt", good[: len(good) // 2] + bad + good[len(good) // 2:])
     csv_bad = "customer_id,date,quantity,price\n" + "".join(
         f"{c},{d},{q},{a}\n" for c, d, q, a in master_rows(100, seed=2)) + ",19970105,1,10.00\n"
-    write("missing_customer.csv", csv_bad)                 # missing_customer_id
+    write("missing_customer.csv", csv_bad)                 # excluded: no_customer_id
+    # Dated after the object was delivered (the tests give its last-modified day, 1998-07-01).
+    write("future_dated.txt", fixed_width(master_rows(100, seed=7)) + " 00950 20990101  1   10.00\n"
+          + " 00951 19980703  1   10.00\n" + " 00952 19980702  1   10.00\n")
+
+    # --- order-line exports: the Online Retail II layout, and the same lines under German names
+    retail = order_lines()
+    write("online_retail_ii.csv", "Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country\n"
+          + "".join(f"{i},{s},{csv_field(d)},{q},{t},{p},{c},{n}\n" for i, s, d, q, t, p, c, n in retail))
+    write("bestellungen.csv", "Rechnung;Artikel;Beschreibung;Menge;Rechnungsdatum;Stückpreis;Kundennummer;Land\n"
+          + "".join(f"{i};{s};{csv_field(d)};{q};{t};{p};{c};{n}\n"
+                    for i, s, d, q, t, p, c, n in retail))
+    # Slashed dates: a day above 12 decides the order; a file where none is needs the option.
+    write("slashed_day_first.csv", "customer_id,date,quantity,amount\n1,1/2/2010,1,1.00\n"
+          "2,25/12/2010 08:26,1,2.00\n3,3/4/2011 8:26 PM,1,3.00\n")
+    write("slashed_month_first.csv", "customer_id,date,quantity,amount\n1,1/2/2010,1,1.00\n"
+          "2,12/25/2010 8:26,1,2.00\n3,3/4/2011,1,3.00\n")
+    write("slashed_undecidable.csv", "customer_id,date,quantity,amount\n1,1/2/2010,1,1.00\n"
+          "2,12/11/2010,1,2.00\n")
     # A Latin-1 byte past the first 64 KiB: the file is text, that one line is not UTF-8.
     long_good = fixed_width(master_rows(3000, seed=3))
     write("latin1_late_line.txt", long_good.encode() + " 0099\xe9 19970105  1   10.00\n".encode("latin-1")
