@@ -242,3 +242,55 @@ def test_customer_ids_sort_as_text():
 def test_missing_column_is_an_error():
     with pytest.raises(ValueError, match="amount"):
         customer_features(tiny_transactions().drop(columns="amount"), ANALYSIS_DATE)
+
+
+def order_lines(rows) -> pd.DataFrame:
+    """Rows (customer, date, quantity, amount, is_return, order_id) as the Transform writes them."""
+    frame = pd.DataFrame(rows, columns=["customer_id", "order_date", "quantity", "amount", "is_return", "order_id"])
+    frame["order_date"] = pd.to_datetime(frame["order_date"])
+    frame["quantity"] = frame["quantity"].astype("int64")
+    return frame
+
+
+def test_returns_net_spend_and_quantity_but_make_no_purchase_day():
+    transactions = order_lines([
+        ("A", "1997-01-01", 2, 20.00, False, "1001"),
+        ("A", "1997-01-01", 1, 5.00, False, "1001"),    # another line of the same order
+        ("A", "1997-01-10", -1, -10.00, True, "C1002"),  # a cancellation: nets, is no purchase day
+        ("A", "1997-01-20", 1, 7.50, False, "1003"),
+        ("B", "1997-01-05", 1, 3.00, False, "1004"),
+        ("B", "1997-01-06", -1, -8.00, True, "C1005"),  # returns more than bought: net below zero
+        ("R", "1997-01-07", -2, -4.00, True, "C1006"),  # returns only: no customer of the analysis
+    ])
+    features = customer_features(transactions, ANALYSIS_DATE)
+    assert features.attrs["customers_without_purchase"] == 1
+    by_id = features.set_index("customer_id")
+    assert list(by_id.index) == ["A", "B"]
+    a, b = by_id.loc["A"], by_id.loc["B"]
+    # Two purchase days (01-01, 01-20): the return on 01-10 is neither a purchase day nor the last.
+    assert (a["purchase_days"], a["repeat_purchases"], a["orders"]) == (2, 1, 2)
+    assert (a["first_purchase_date"], a["last_purchase_date"]) == (pd.Timestamp("1997-01-01"),
+                                                                   pd.Timestamp("1997-01-20"))
+    assert (a["quantity_total"], a["monetary_total"]) == (3, 22.50)
+    assert a["monetary_avg_per_purchase"] == pytest.approx(11.25)
+    assert (b["purchase_days"], b["orders"], b["quantity_total"], b["monetary_total"]) == (1, 1, 0, -5.00)
+
+
+def test_orders_count_distinct_order_ids_and_rows_without_one():
+    transactions = order_lines([
+        ("A", "1997-01-01", 1, 1.00, False, "1"),
+        ("A", "1997-01-01", 1, 1.00, False, "1"),
+        ("A", "1997-01-02", 1, 1.00, False, "2"),
+        ("B", "1997-01-01", 1, 1.00, False, "1"),   # an order id is counted per customer
+        ("B", "1997-01-03", 1, 1.00, False, None),  # no order id: an order of its own
+        ("B", "1997-01-03", 1, 1.00, False, None),
+    ])
+    features = customer_features(transactions, ANALYSIS_DATE).set_index("customer_id")
+    assert features["orders"].to_dict() == {"A": 2, "B": 3}
+    assert features["purchase_days"].to_dict() == {"A": 2, "B": 2}
+
+
+def test_a_window_with_only_returns_gives_an_empty_table_and_counts_them():
+    transactions = order_lines([("R", "1997-01-07", -2, -4.00, True, "C1")])
+    features = customer_features(transactions, ANALYSIS_DATE)
+    assert features.empty and features.attrs["customers_without_purchase"] == 1

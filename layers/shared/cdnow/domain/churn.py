@@ -330,7 +330,10 @@ def churn_training_set(transactions: pd.DataFrame, cutoff, horizon_days: int,
     features = customer_features(transactions, cutoff_day)
     check_features_as_of(features, cutoff_day)
     start, end = _day_number(cutoff_day), _day_number(window_end)
+    # Only a purchase in the window is activity: a return there is not.
     in_window = (days >= start) & (days < end)
+    if "is_return" in transactions.columns:
+        in_window &= ~transactions["is_return"].to_numpy(dtype=bool)
     ids = transactions["customer_id"].astype("str")
     active = ids.iloc[in_window].unique()
     # pyarrow's is_in: pandas' isin on pyarrow strings builds a Python list of the values

@@ -95,7 +95,9 @@ from scipy.linalg import eigh_tridiagonal
 from scipy.optimize import minimize
 from scipy.special import digamma, expit, gammaln, hyp2f1
 
-from .features import _as_day, _check_columns, _customer_codes, _day_number, _day_numbers, customer_features
+from .features import (
+    _as_day, _check_columns, _customer_codes, _day_number, _day_numbers, customer_features, purchase_rows,
+)
 
 DAYS_PER_YEAR = 365
 CLV_MONTHS = 12
@@ -567,6 +569,10 @@ def value_inputs(transactions: pd.DataFrame, calibration_end,
 
     features = customer_features(transactions, cal_day)
     out = features[["customer_id", "frequency", "recency", "T"]].copy()
+    # The spend per purchase comes from the purchases; a customer's returns scale it by their
+    # net share of the gross spend in the calibration window, floored at zero.
+    gross = transactions
+    transactions = purchase_rows(transactions)
     n = len(out)
     holdout = observation_end is not None
     if n == 0:
@@ -605,7 +611,12 @@ def value_inputs(transactions: pd.DataFrame, calibration_end,
                                minlength=n)
     frequency = out["frequency"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["monetary_value"] = np.where(frequency > 0, repeat_total / frequency, np.nan)
+        monetary_value = np.where(frequency > 0, repeat_total / frequency, np.nan)
+        if transactions is not gross:
+            spent = np.bincount(customer[in_cal], weights=amount[in_cal], minlength=n)
+            net = features["monetary_total"].to_numpy(dtype=np.float64)
+            monetary_value *= np.where(spent > 0, np.clip(net / spent, 0.0, 1.0), 1.0)
+        out["monetary_value"] = monetary_value
 
     out = out[VALUE_INPUT_COLUMNS]
     if holdout:

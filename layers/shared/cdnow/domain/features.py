@@ -7,8 +7,17 @@ the ids (only the distinct ids are sorted), or, for rows already grouped by cust
 order as the Transform job writes them, from one pass of adjacent comparisons.
 
 Input (``transactions``): customer_id (string), order_date (datetime64 or ``date`` objects;
-normalized to the day), quantity (int), amount (float). Every row counts: same-day rows,
-zero amounts and rows identical to another row are separate orders (the log has no order id).
+normalized to the day), quantity (int), amount (float), and optionally ``is_return`` (bool) and
+``order_id`` (string, null where the file has none). Without order ids every row counts as an
+order: same-day rows, zero amounts and rows identical to another row are separate orders; with
+them, ``orders`` counts a customer's distinct order ids among their purchases.
+
+A return (``is_return``; its quantity and amount are negative) nets against the customer's
+``quantity_total`` and ``monetary_total`` but never makes a purchase day or an order, so a
+customer's totals may be below zero (the spend models floor them: segments clip at zero, the
+value model scales its spend per purchase by the customer's net share, floored at zero). A
+customer with returns but no purchase in the window is no customer of the analysis: left out,
+and counted in the frame's ``attrs["customers_without_purchase"]``.
 
 The analysis date is the *exclusive* end of the observation window: only rows with
 ``order_date < analysis_date`` are used, and ages are measured up to it, so a customer who
@@ -16,9 +25,10 @@ bought on the last day of the window has ``recency_days == 1``. With that conven
 ``T = analysis_date - first purchase``, as in Fader & Hardie's CDNOW calibration (39 weeks
 ending 1997-10-01 exclusive).
 
-A *purchase day* is a (customer, date) pair. The probabilistic-model counts (purchase_days,
-repeat_purchases, frequency, recency, avg_days_between_purchases) use purchase days; orders,
-quantities and amounts keep every row.
+A *purchase day* is a (customer, date) pair of a purchase row. The probabilistic-model counts
+(purchase_days, repeat_purchases, frequency, recency, avg_days_between_purchases) use purchase
+days, also where the file has order ids (two orders on one day are one purchase day, as in the
+published BTYD fits); quantities and amounts keep every row.
 """
 
 from __future__ import annotations
@@ -131,6 +141,14 @@ def _customer_codes(customer_ids: pd.Series) -> tuple[np.ndarray, pa.Array]:
     return rank[encoded.indices.to_numpy(zero_copy_only=False)], first_seen.take(pa.array(order))
 
 
+def purchase_rows(transactions: pd.DataFrame) -> pd.DataFrame:
+    """The rows that are purchases: all of them unless an ``is_return`` column marks returns."""
+    if "is_return" not in transactions.columns:
+        return transactions
+    returns = transactions["is_return"].to_numpy(dtype=bool)
+    return transactions.loc[~returns] if returns.any() else transactions
+
+
 def customer_features(transactions: pd.DataFrame, analysis_date) -> pd.DataFrame:
     """One row per customer with a purchase before ``analysis_date``, sorted by customer_id.
 
@@ -142,31 +160,49 @@ def customer_features(transactions: pd.DataFrame, analysis_date) -> pd.DataFrame
 
     days = _day_numbers(transactions["order_date"])
     keep = days < end
-    if not keep.any():
-        return _empty_features()
+    purchase = np.ones(len(days), dtype=bool)
+    if "is_return" in transactions.columns:
+        purchase = ~transactions["is_return"].to_numpy(dtype=bool)
+    if not (keep & purchase).any():
+        empty = _empty_features()
+        empty.attrs["customers_without_purchase"] = int(transactions["customer_id"].iloc[keep].nunique())
+        return empty
 
     customer_ids = transactions["customer_id"]
     quantity = transactions["quantity"].to_numpy(dtype=np.int64)
     amount = transactions["amount"].to_numpy(dtype=np.float64)
+    order_ids = transactions["order_id"] if "order_id" in transactions.columns else None
     if not keep.all():
         days, customer_ids, quantity, amount = days[keep], customer_ids.iloc[keep], quantity[keep], amount[keep]
+        purchase = purchase[keep]
+        order_ids = None if order_ids is None else order_ids.iloc[keep]
     codes, uniques = _customer_codes(customer_ids)
     n_customers = len(uniques)
 
     # Every feature is a per-customer reduction, so the rows are never reordered: counts and
     # sums are bincounts by customer code, and first day, last day and purchase days come from
-    # the sorted values of one int64 key per row, customer * span + day (customers x days stays
-    # far below 2**63): a customer's keys are contiguous there, days ascending, and distinct
-    # keys are distinct purchase days. Sorting values is several times cheaper than argsort.
-    orders = np.bincount(codes, minlength=n_customers).astype(np.int64, copy=False)
+    # the sorted values of one int64 key per purchase row, customer * span + day (customers x
+    # days stays far below 2**63): a customer's keys are contiguous there, days ascending, and
+    # distinct keys are distinct purchase days. Sorting values is several times cheaper than
+    # argsort.
+    all_purchases = bool(purchase.all())
+    purchase_codes = codes if all_purchases else codes[purchase]
+    purchase_row_count = np.bincount(purchase_codes, minlength=n_customers).astype(np.int64, copy=False)
+    orders = purchase_row_count
+    if order_ids is not None and order_ids.notna().any():
+        orders = _distinct_orders(purchase_codes, order_ids if all_purchases else order_ids.iloc[purchase],
+                                  n_customers)
     quantity_total = np.bincount(codes, weights=quantity, minlength=n_customers).astype(np.int64)
     monetary_total = np.round(np.bincount(codes, weights=amount, minlength=n_customers), 2)
-    first_day_in_data = int(days.min())
-    span = int(days.max()) - first_day_in_data + 1
-    keys = np.sort(codes * span + (days - first_day_in_data))
-    starts = np.r_[0, np.cumsum(orders)[:-1]]
-    first_day = keys[starts] % span + first_day_in_data
-    last_day = keys[starts + orders - 1] % span + first_day_in_data
+    purchase_days_of_rows = days if all_purchases else days[purchase]
+    first_day_in_data = int(purchase_days_of_rows.min())
+    span = int(purchase_days_of_rows.max()) - first_day_in_data + 1
+    keys = np.sort(purchase_codes * span + (purchase_days_of_rows - first_day_in_data))
+    buyers = purchase_row_count > 0
+    starts = np.r_[0, np.cumsum(purchase_row_count)[:-1]]
+    # A customer without a purchase row has no keys: its start is the next customer's, masked below.
+    first_day = keys[np.minimum(starts, len(keys) - 1)] % span + first_day_in_data
+    last_day = keys[np.maximum(starts + purchase_row_count - 1, 0)] % span + first_day_in_data
     new_day = np.r_[True, keys[1:] != keys[:-1]]
     purchase_days = np.bincount(keys[new_day] // span, minlength=n_customers).astype(np.int64, copy=False)
     del keys, new_day
@@ -182,7 +218,7 @@ def customer_features(transactions: pd.DataFrame, analysis_date) -> pd.DataFrame
 
     # copy=False: each column keeps its own array (no stacking into 2-D blocks, which costs a copy
     # of the whole table); the ids go from arrow to pandas' "str" without Python objects.
-    return pd.DataFrame({
+    features = pd.DataFrame({
         "customer_id": pa.table({"customer_id": uniques}).to_pandas()["customer_id"],
         "first_purchase_date": _days_to_dates(first_day),
         "last_purchase_date": _days_to_dates(last_day),
@@ -191,7 +227,7 @@ def customer_features(transactions: pd.DataFrame, analysis_date) -> pd.DataFrame
         "repeat_purchases": repeat_purchases,
         "orders": orders,
         "monetary_total": monetary_total,
-        "monetary_avg_per_purchase": monetary_total / purchase_days,
+        "monetary_avg_per_purchase": monetary_total / np.maximum(purchase_days, 1),
         "quantity_total": quantity_total,
         "tenure_days": tenure_days,
         "avg_days_between_purchases": avg_days_between,
@@ -201,3 +237,22 @@ def customer_features(transactions: pd.DataFrame, analysis_date) -> pd.DataFrame
         "recency": recency,
         "T": tenure_days.copy(),
     }, copy=False)[OUTPUT_COLUMNS]
+    without_purchase = int(n_customers - buyers.sum())
+    if without_purchase:
+        features = features[buyers].reset_index(drop=True)
+    features.attrs["customers_without_purchase"] = without_purchase
+    return features
+
+
+def _distinct_orders(codes: np.ndarray, order_ids: pd.Series, n_customers: int) -> np.ndarray:
+    """Per customer code, the number of distinct order ids among its rows (a row without an
+    order id is an order of its own)."""
+    order_codes, _ = pd.factorize(order_ids, use_na_sentinel=True)
+    order_codes = order_codes.astype(np.int64)
+    missing = order_codes < 0
+    n_orders = int(order_codes.max()) + 1
+    if missing.any():
+        order_codes[missing] = n_orders + np.arange(int(missing.sum()))
+        n_orders += int(missing.sum())
+    distinct = np.unique(codes.astype(np.int64) * n_orders + order_codes)
+    return np.bincount(distinct // n_orders, minlength=n_customers).astype(np.int64)
