@@ -10,7 +10,7 @@ import textwrap
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from .results import REPORT
+from .results import REPORT, rows_text
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -124,8 +124,7 @@ def _print_run_end(status: str, summary: dict, seconds: float, run_dir: Path, re
     if status == "SUCCEEDED":
         rows = summary["rows"]
         print(
-            f"SUCCEEDED run {summary['run_id']} in {seconds:.1f} s: {rows['read']:,} rows read, "
-            f"{rows['accepted']:,} accepted, {rows['quarantined']:,} quarantined; "
+            f"SUCCEEDED run {summary['run_id']} in {seconds:.1f} s: {rows_text(rows)}; "
             f"{summary['customers']:,} customers as of {summary['analysis_date']}"
         )
         files = sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir())

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import boto3
 
-from .results import REPORT, SUMMARY
+from .results import REPORT, SUMMARY, rows_text
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 REQUIRED_OUTPUTS = ("RawBucketName", "CuratedBucketName", "StateMachineArn", "DatabaseName")
@@ -70,8 +70,7 @@ def progress_note(state: str, output: dict) -> str | None:
         if state == "Features":
             features = output["steps"]["features"]
             rows = features["rows"]
-            return (f"{_count(rows['read'])} rows read, {_count(rows['accepted'])} accepted, "
-                    f"{_count(rows['quarantined'])} quarantined; {_count(features['customers'])} customers "
+            return (f"{rows_text(rows)}; {_count(features['customers'])} customers "
                     f"as of {features['analysis_date']}")
         if state == "Segment":
             segments = sorted(output["segments"].items(), key=lambda item: item[1]["segment_rank"])

@@ -19,6 +19,18 @@ NOTIFICATION = "notification.json"
 EMAIL = "notification-email.txt"
 
 
+def rows_text(rows: dict) -> str:
+    """A run's row counts in a few words: read, accepted (returns among them), excluded, quarantined."""
+    accepted = f"{rows['accepted']:,} accepted"
+    if rows.get("return_lines"):
+        accepted += f" ({rows['return_lines']:,} returns)"
+    parts = [f"{rows['read']:,} rows read", accepted]
+    for reason, n in sorted((rows.get("excluded") or {}).items()):
+        parts.append(f"{n:,} excluded ({reason})")
+    parts.append(f"{rows['quarantined']:,} quarantined")
+    return ", ".join(parts)
+
+
 def run_dirs(out_root: Path) -> list[Path]:
     if not out_root.is_dir():
         return []

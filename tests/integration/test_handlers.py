@@ -1,6 +1,7 @@
 """Each step against the emulator, invoked the way the state machine invokes it (Lambda Invoke,
 Glue StartJobRun), in pipeline order on the CDNOW sample."""
 
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -55,10 +56,13 @@ def test_ingest_derives_a_stable_run_and_writes_its_manifest(stack, root, ingest
         Bucket=stack.outputs["CuratedBucketName"], Key=f"runs/run_id={ingested['run_id']}/manifest.json"
     )
     assert json.loads(manifest["Body"].read())["input_uri"] == ingested["input_uri"]
-    # What the state machine hands the Glue job: strings only, the stack's bad-row share.
+    head = boto3.client("s3").head_object(Bucket=stack.outputs["RawBucketName"], Key="incoming/sample-handlers.txt")
+    # What the state machine hands the Glue job: strings only, the stack's bad-row share, the
+    # object's last-modified day (UTC) that bounds the dates of its rows.
     assert ingested["transform_arguments"] == {
         "--run_id": ingested["run_id"], "--input_uri": ingested["input_uri"],
         "--run_prefix": ingested["run_prefix"], "--max_bad_share": "0.05", "--column_mapping": "null",
+        "--last_modified_date": head["LastModified"].astimezone(dt.timezone.utc).date().isoformat(),
     }
 
 

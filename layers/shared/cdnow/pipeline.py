@@ -10,14 +10,21 @@ JSON-ready dict: states pass locations and summaries, never data.
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timezone
 
 from .adapters import storage
 from .domain.runs import (
     DEFAULT_CHURN_HORIZON_DAYS, INCOMING_PREFIX, InvalidRunRequest, RunLayout, RunRequest, derive_run_id,
 )
 
-TRANSACTION_COLUMNS = ["customer_id", "order_date", "quantity", "amount"]
+# The Transform's accepted rows (glue/cdnow_transform.py's TRANSACTION_COLUMNS but the line number).
+TRANSACTION_COLUMNS = ["customer_id", "order_date", "quantity", "amount", "is_return", "order_id"]
+# What the Transform counted that the run summary, the notification and the report show.
+ROW_COUNTS = ("read", "accepted", "excluded", "excluded_amount", "quarantined", "by_reason", "return_lines",
+              "returned_amount", "zero_amount_rows", "identical_rows", "multi_line_records")
+# How the Transform read the file.
+INPUT_READING = ("format", "columns", "amount_from", "money_reading", "order_ids", "date_order",
+                 "date_order_decided_by")
 TABLES = ("customer_features", "customer_segments", "segment_profiles", "churn_scores", "customer_value",
           "model_metrics")
 OPTIONAL_TABLES = ("segment_migration",)
@@ -35,6 +42,8 @@ def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
     # The run is the content at this key (its ETag), not the upload: a file delivered twice is
     # one run, also on a versioned bucket where each upload is a new version.
     etag = head["ETag"].strip('"')
+    # Rows dated after the day after this are in the future (S3 keeps LastModified in UTC).
+    last_modified_day = head["LastModified"].astimezone(timezone.utc).date().isoformat()
     run_id = derive_run_id(request.bucket, request.key, etag)
     layout = RunLayout(curated_bucket, run_id)
     max_bad_share = default_max_bad_share if request.max_bad_share is None else request.max_bad_share
@@ -51,6 +60,8 @@ def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
         "churn_label": request.churn_label,
         "max_bad_share": max_bad_share,
         "column_mapping": request.column_mapping,
+        "date_order": request.date_order,
+        "input_last_modified_date": last_modified_day,
         # Glue job arguments are strings.
         "transform_arguments": {
             "--run_id": run_id,
@@ -58,8 +69,11 @@ def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
             "--run_prefix": layout.prefix,
             "--max_bad_share": repr(float(max_bad_share)),
             "--column_mapping": json.dumps(request.column_mapping),
+            "--last_modified_date": last_modified_day,
         },
     }
+    if request.date_order:
+        run["transform_arguments"]["--date_order"] = request.date_order
     storage.write_json(layout.manifest, run)
     return run
 
@@ -76,18 +90,26 @@ def build_features(run: dict) -> dict:
     transactions = storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS)
     if transactions.empty:
         raise ValueError(f"{run['input_uri']}: no valid transactions to build features from")
-    analysis_date = (
-        date.fromisoformat(run["analysis_date"]) if run.get("analysis_date")
-        else default_analysis_date(transactions).date()
-    )
+    if run.get("analysis_date"):
+        analysis_date = date.fromisoformat(run["analysis_date"])
+    else:
+        # The day after the last transaction, never later than the day after the delivery.
+        analysis_date = default_analysis_date(transactions).date()
+        if transform.get("latest_allowed_date"):
+            analysis_date = min(analysis_date, date.fromisoformat(transform["latest_allowed_date"]))
     features = customer_features(transactions, analysis_date)
+    if features.empty:
+        raise ValueError(f"{run['input_uri']}: no customer bought anything before the analysis date "
+                         f"{analysis_date.isoformat()}")
     storage.stage_table(features, layout.staged("customer_features"))
     return {
         "analysis_date": analysis_date.isoformat(),
         "customers": int(len(features)),
-        "rows": {k: transform[k] for k in ("read", "accepted", "quarantined", "by_reason",
-                                           "zero_amount_rows", "identical_rows")},
+        # Customers whose only rows in the window are returns: left out of the analysis.
+        "customers_without_purchase": int(features.attrs.get("customers_without_purchase", 0)),
+        "rows": {k: transform[k] for k in ROW_COUNTS if k in transform},
         "input_format": transform.get("format"),
+        "input_reading": {k: transform.get(k) for k in INPUT_READING},
     }
 
 
@@ -289,7 +311,9 @@ def run_summary(run: dict, features: dict, models: dict, tables: list[dict]) -> 
         "status": "SUCCEEDED",
         "input_uri": run["input_uri"],
         "rows": features["rows"],
+        "input_reading": features.get("input_reading"),
         "customers": features["customers"],
+        "customers_without_purchase": features.get("customers_without_purchase", 0),
         "analysis_date": features["analysis_date"],
         "segmentation": {k: v for k, v in models["segment"].items() if k not in ("charts", "segments")},
         "segments": models["segment"]["segments"],

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 INCOMING_PREFIX = "incoming/"
 DEFAULT_CHURN_HORIZON_DAYS = 180
 DEFAULT_MAX_BAD_ROW_SHARE = 0.05
+# The Transform job's --date_order values (glue/cdnow_transform.py's DATE_ORDERS; a test keeps them equal).
+DATE_ORDERS = ("day_first", "month_first")
 
 
 class InvalidRunRequest(ValueError):
@@ -45,6 +47,8 @@ class RunRequest:
     # Field -> column name for a delimited or parquet input whose header the Transform does not
     # recognize, e.g. {"customer_id": "Kunde", "order_date": "Datum"}.
     column_mapping: dict | None = None
+    # How the file writes slashed dates when no date in it tells (one of DATE_ORDERS).
+    date_order: str | None = None
 
     @property
     def input_uri(self) -> str:
@@ -54,7 +58,7 @@ class RunRequest:
 def parse_run_request(event: dict) -> RunRequest:
     """Accept what EventBridge sends for "Object Created" ({"detail": {"bucket", "object"}}) or a
     hand-started execution's input ({"bucket", "key", optional "analysis_date",
-    "churn_horizon_days", "churn_label", "max_bad_share", "column_mapping"})."""
+    "churn_horizon_days", "churn_label", "max_bad_share", "column_mapping", "date_order"})."""
     options = event.get("options", {}) if isinstance(event.get("options"), dict) else {}
     if "detail" in event:
         detail = event["detail"] or {}
@@ -93,8 +97,11 @@ def parse_run_request(event: dict) -> RunRequest:
     if mapping is not None and not (
             isinstance(mapping, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())):
         raise InvalidRunRequest(f"column_mapping must map field names to column names, got {mapping!r}")
+    date_order = options.get("date_order")
+    if date_order is not None and date_order not in DATE_ORDERS:
+        raise InvalidRunRequest(f"date_order must be one of {', '.join(DATE_ORDERS)}, got {date_order!r}")
     return RunRequest(bucket, key, analysis_date, int(horizon) if horizon is not None else None, label,
-                      share, mapping)
+                      share, mapping, date_order)
 
 
 @dataclass(frozen=True)

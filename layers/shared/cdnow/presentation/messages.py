@@ -79,7 +79,16 @@ def email_text(summary: Mapping[str, Any], report: Mapping[str, Any] | None = No
     if by_reason:
         reasons = sorted(by_reason.items(), key=lambda item: (-item[1], item[0]))
         lines.append("  quarantined by reason: " + ", ".join(f"{reason} {fmt.count(n)}" for reason, n in reasons))
+    for reason, n in sorted((rows.get("excluded") or {}).items()):
+        amount = (rows.get("excluded_amount") or {}).get(reason)
+        lines.append(f"  excluded ({reason}): {fmt.count(n)} lines, {fmt.dollars(amount, 2)}")
+    if rows.get("return_lines"):
+        lines.append(f"  returns and cancellations: {fmt.count(rows['return_lines'])} lines, "
+                     f"{fmt.dollars(rows.get('returned_amount'), 2)} netted against spend")
     lines.append(f"Customers: {fmt.count(customers)}")
+    if summary.get("customers_without_purchase"):
+        lines.append(f"  left out: {fmt.count(summary['customers_without_purchase'])} customers with returns "
+                     "but no purchase")
 
     segments = summary.get("segments") or {}
     if segments:

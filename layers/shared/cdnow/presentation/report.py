@@ -66,12 +66,18 @@ CHART_SECTIONS: dict[str, tuple[tuple[str, str], ...]] = {
 # What each quarantine reason code of the Transform step means (glue/cdnow_transform.py).
 QUARANTINE_REASONS = {
     "blank_line": "the line is empty",
+    "unparseable_line": "the line is not UTF-8 text or holds control characters",
+    "unclosed_quote": "a quoted field does not close within 100 lines",
     "wrong_field_count": "the line does not have the number of fields of its format",
-    "missing_customer_id": "the customer id is empty",
-    "invalid_date": "the date is not a real calendar date in YYYYMMDD (or YYYY-MM-DD) form",
+    "invalid_date": "the date is not a real calendar date in a form the Transform reads",
     "date_out_of_range": "the date is outside the accepted range",
-    "invalid_quantity": "the quantity is not a whole number of zero or more",
-    "invalid_amount": "the amount is not a number of zero or more",
+    "date_in_future": "the date is more than a day after the file was delivered",
+    "invalid_quantity": "the quantity is not a whole number",
+    "invalid_amount": "the amount is not a number, or negative on a line that is not a return",
+}
+# What each exclusion of the Transform step means: valid input the analysis leaves out.
+EXCLUSIONS = {
+    "no_customer_id": "no customer id (a guest checkout): the line cannot belong to a customer's history",
 }
 
 _BASELINES = {
@@ -248,8 +254,31 @@ def _data_quality(summary: dict, examples: Sequence[Mapping[str, Any]]) -> str:
     counts = _table(
         ["Rows", "Count", "Share of rows read"],
         [[label, fmt.count(rows.get(key)), fmt.percent(fmt.share(rows.get(key), read), 2)]
-         for label, key in (("Read", "read"), ("Accepted", "accepted"), ("Quarantined", "quarantined"))],
+         for label, key in (("Read", "read"), ("Accepted", "accepted"), ("Quarantined", "quarantined"))]
+        + [[f"Excluded: <code>{_e(reason)}</code>", fmt.count(n), fmt.percent(fmt.share(n, read), 2)]
+           for reason, n in sorted((rows.get("excluded") or {}).items())]
+        + ([["Returns and cancellations (accepted)", fmt.count(rows.get("return_lines")),
+             fmt.percent(fmt.share(rows.get("return_lines"), read), 2)]] if rows.get("return_lines") else []),
         numeric=(1, 2), caption="Rows of the input file", cls="rows")
+    notes = []
+    for reason, n in sorted((rows.get("excluded") or {}).items()):
+        amount = (rows.get("excluded_amount") or {}).get(reason)
+        notes.append(f"{fmt.count(n)} lines excluded for {_e(EXCLUSIONS.get(reason, reason))}; they hold "
+                     f"{fmt.dollars(amount, 2)} and count toward no bad-row share.")
+    if rows.get("return_lines"):
+        notes.append(f"{fmt.count(rows.get('return_lines'))} return or cancellation lines, "
+                     f"{fmt.dollars(rows.get('returned_amount'), 2)} in all, net against their customers' "
+                     "spend and quantity; a return is never a purchase day.")
+    reading = summary.get("input_reading") or {}
+    if reading.get("money_reading"):
+        notes.append(f"Money: {_e(reading['money_reading'])}.")
+    if reading.get("date_order"):
+        notes.append(f"Slashed dates read {_e(reading['date_order'].replace('_', ' '))} "
+                     f"(decided by the {_e(reading.get('date_order_decided_by') or 'data')}).")
+    if summary.get("customers_without_purchase"):
+        notes.append(f"{fmt.count(summary['customers_without_purchase'])} customers with returns but no "
+                     "purchase in the window are left out of the analysis.")
+    reading_notes = "".join(f'<p class="note">{note}</p>' for note in notes)
     by_reason = rows.get("by_reason") or {}
     if by_reason:
         reasons = _table(
@@ -275,9 +304,10 @@ def _data_quality(summary: dict, examples: Sequence[Mapping[str, Any]]) -> str:
                  f"<code>runs/run_id={_e(run_id)}/quarantine/</code> in the curated bucket.</p>")
     return _section(
         "data-quality", "Data quality",
-        "every line of the input is either accepted or quarantined with the first check it fails, so "
-        "read = accepted + quarantined; a run with more than the allowed share of bad rows fails instead.",
-        f'<div class="tables"><div>{counts}</div><div>{reasons}</div></div>', sample, where)
+        "every line of the input is accepted, excluded (valid, but left out of the analysis) or "
+        "quarantined with the first check it fails, so read = accepted + excluded + quarantined; a run "
+        "with more than the allowed share of quarantined rows fails instead.",
+        f'<div class="tables"><div>{counts}</div><div>{reasons}</div></div>', reading_notes, sample, where)
 
 
 def _profile_rows(profiles: Sequence[Mapping[str, Any]], customers: Any) -> str:
