@@ -8,6 +8,9 @@ from cdnow.adapters.observability import handler, logger, metrics
 def lambda_handler(event, context):
     run = event["run"]
     result = pipeline.churn(run, analysis_date=event["features"]["analysis_date"])
+    if result.get("skipped"):
+        logger.warning("churn model skipped", extra={"reason": result["skipped"]})
+        return result
     logger.info("churn scores staged", extra={"metrics": result["metrics"]})
     metrics.add_metric(name="ChurnValidationRocAuc", unit="None", value=result["metrics"]["roc_auc"])
     return result

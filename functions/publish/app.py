@@ -9,7 +9,8 @@ from cdnow.adapters.observability import handler, logger, metrics
 @handler
 def lambda_handler(event, context):
     run = event["run"]
-    tables = pipeline.publish(run, database=os.environ["GLUE_DATABASE"], features=event["features"])
+    tables = pipeline.publish(run, database=os.environ["GLUE_DATABASE"], features=event["features"],
+                              models=event["models"])
     summary = pipeline.run_summary(run, event["features"], event["models"], tables)
     pipeline.record_summary(run, summary)
     logger.info("run published", extra={"tables": [t["table"] for t in tables]})

@@ -10,6 +10,9 @@ from cdnow.adapters.observability import handler, logger, metrics
 def lambda_handler(event, context):
     run = event["run"]
     result = pipeline.segment(run, database=os.environ["GLUE_DATABASE"])
+    if result.get("skipped"):
+        logger.warning("segments skipped", extra={"reason": result["skipped"]})
+        return result
     logger.info("segments staged", extra={"segments": result["segments"]})
     metrics.add_metric(name="Segments", unit="Count", value=len(result["segments"]))
     return result

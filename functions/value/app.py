@@ -8,6 +8,9 @@ from cdnow.adapters.observability import handler, logger, metrics
 def lambda_handler(event, context):
     run = event["run"]
     result = pipeline.value(run, analysis_date=event["features"]["analysis_date"])
+    if result.get("skipped"):
+        logger.warning("lifetime value skipped", extra={"reason": result["skipped"]})
+        return result
     logger.info("customer value staged", extra={"metrics": result["metrics"]})
     metrics.add_metric(name="TotalClv12m", unit="None", value=result["metrics"]["total_clv_12m"])
     return result

@@ -10,6 +10,8 @@ import textwrap
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from cdnow.domain.runs import COLUMN_ROLES, DATE_ORDERS
+
 from .results import REPORT, rows_text
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
@@ -54,6 +56,12 @@ def _where(parser: argparse.ArgumentParser, required: bool) -> None:
                         help="results folder, one subfolder per run_id (default: out)")
 
 
+COLUMNS = "recognized column names (case, spaces, underscores and hyphens ignored; --column-mapping for others):\n" + \
+    "\n".join(f"  {role:<12} {', '.join(names)}" for role, names in COLUMN_ROLES.items()) + \
+    "\n  money is a line amount or a unit price (line amount = quantity x unit price); a column named\n" + \
+    "  price alone is the line amount, or the unit price when the file has an order-id column"
+
+
 def _parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -64,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
-        "run", help="run the pipeline on one file", formatter_class=formatter, epilog=EXIT_STATUS,
+        "run", help="run the pipeline on one file", formatter_class=formatter, epilog=f"{COLUMNS}\n\n{EXIT_STATUS}",
         description=_wrap("Put FILE under incoming/ in the raw bucket, follow the execution it starts (each state "
         "with its elapsed time and the counts its output makes known) and write the run to DIR/<run_id>/: "
         "run_summary.json, report.html and charts/; offline also notification.json, notification-email.txt "
@@ -74,6 +82,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--input", required=True, type=Path, metavar="FILE",
                      help="transactions: CDNOW master/sample text, delimited text with a header (comma, tab, "
                      "semicolon or pipe), parquet, or any text format gzip-compressed as .gz")
+    options = run.add_argument_group(
+        "run options", "set on the upload as its cdnow-options metadata (the same file with other options is "
+        "another run)")
+    options.add_argument("--analysis-date", metavar="YYYY-MM-DD",
+                         help="the day the analysis looks from (default: the day after the last transaction, "
+                         "never later than the day after the upload)")
+    options.add_argument("--horizon-days", type=int, metavar="DAYS",
+                         help="churn means no purchase within this many days (default: the stack's "
+                         "ChurnHorizonDays, 180)")
+    options.add_argument("--column-mapping", metavar="JSON",
+                         help="field -> column name for a header the Transform does not recognize, e.g. "
+                         '\'{"customer_id": "Kunde", "order_date": "Datum"}\'; fields: ' + ", ".join(COLUMN_ROLES))
+    options.add_argument("--max-bad-share", type=float, metavar="SHARE",
+                         help="fail the run when more than this share of rows is quarantined (default: the "
+                         "stack's MaxBadRowShare, 0.05)")
+    options.add_argument("--date-order", choices=DATE_ORDERS,
+                         help="how slashed dates (1/2/2010) read when no date in the file has a day above 12")
+    options.add_argument("--currency", metavar="CODE",
+                         help="ISO 4217 code the amounts are in, shown in the report and messages (default USD)")
     run.add_argument("--timeout", type=float, metavar="SECONDS",
                      help="give up waiting for the execution after this long (default 600 offline, 3600 on a stack)")
     run.add_argument("--shipped", action="store_true",
@@ -140,15 +167,36 @@ def _print_run_end(status: str, summary: dict, seconds: float, run_dir: Path, re
     return EXIT_RUN_FAILED
 
 
+def run_options(args) -> dict:
+    """The run options the flags set, checked as Ingest will check them (before any upload)."""
+    from cdnow.domain.runs import InvalidRunRequest, encode_options_metadata, validate_options
+
+    given = {"analysis_date": args.analysis_date, "churn_horizon_days": args.horizon_days,
+             "max_bad_share": args.max_bad_share, "date_order": args.date_order, "currency": args.currency}
+    if args.column_mapping is not None:
+        try:
+            given["column_mapping"] = json.loads(args.column_mapping)
+        except ValueError as exc:
+            raise UsageError(f"--column-mapping is not JSON: {exc}") from None
+    try:
+        options = validate_options(given, "options")
+        if options:
+            encode_options_metadata(options)
+    except InvalidRunRequest as exc:
+        raise UsageError(str(exc).replace("options: ", "", 1)) from None
+    return options
+
+
 def _run(args, stack_outputs: StackOutputs) -> int:
     input_file = args.input.resolve()
     if not input_file.is_file():
         raise UsageError(f"input file not found: {input_file}")
+    options = run_options(args)
     if args.local:
         from .run import run_local
 
         result = run_local(input_file, args.out, project_root(), timeout_s=args.timeout or 600,
-                           shipped=args.shipped)
+                           shipped=args.shipped, options=options)
         return _print_run_end(result.status, result.summary, result.seconds, result.run_dir, result.report)
     if args.shipped:
         raise UsageError("--shipped is for --local runs: a deployed stack runs what it ships anyway")
@@ -156,13 +204,14 @@ def _run(args, stack_outputs: StackOutputs) -> int:
 
     outputs = _outputs(args, stack_outputs)
     print(f"Stack {args.stack}: raw bucket {outputs['RawBucketName']}, state machine {outputs['StateMachineArn']}")
-    result = run_on_stack(outputs, input_file, args.out, timeout_s=args.timeout or 3600, poll_s=2.0)
+    result = run_on_stack(outputs, input_file, args.out, timeout_s=args.timeout or 3600, poll_s=2.0,
+                          options=options)
     return _print_run_end(result.status, result.summary, result.seconds, result.run_dir, result.report)
 
 
 _COLUMNS = (("run_id", "RUN ID"), ("status", "STATUS"), ("analysis_date", "ANALYSIS DATE"),
             ("rows_read", "ROWS READ"), ("rows_quarantined", "QUARANTINED"), ("customers", "CUSTOMERS"),
-            ("published_at", "PUBLISHED AT"))
+            ("published_at", "PUBLISHED AT"), ("warnings", "WARNINGS"))
 
 
 def _cell(value) -> str:

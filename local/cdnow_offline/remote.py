@@ -72,6 +72,8 @@ def progress_note(state: str, output: dict) -> str | None:
             rows = features["rows"]
             return (f"{rows_text(rows)}; {_count(features['customers'])} customers "
                     f"as of {features['analysis_date']}")
+        if state in ("Segment", "Churn", "Value") and output.get("skipped"):
+            return f"skipped: {output['skipped']}"
         if state == "Segment":
             segments = sorted(output["segments"].items(), key=lambda item: item[1]["segment_rank"])
             sizes = ", ".join(f"{name} {_count(s['customers'])}" for name, s in segments)
@@ -142,7 +144,8 @@ class ExecutionFollower:
                 self.echo(f"  <- {name} ({elapsed:.1f} s)" + (f": {note}" if note else ""))
             elif kind in ("TaskFailed", "LambdaFunctionFailed", "ExecutionFailed"):
                 details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
-                self.echo(f"  !! {kind}: {details.get('error', '')}: {str(details.get('cause', ''))[:300]}")
+                cause = readable_cause(details.get("cause")) or ""
+                self.echo(f"  !! {kind}: {details.get('error', '')}: {cause[:300]}")
         self._heartbeat()
 
     def _heartbeat(self) -> None:
@@ -177,11 +180,15 @@ class Upload:
     not_before: datetime  # server time, a little before the object was written
 
 
-def upload_input(outputs: Mapping[str, str], input_file: Path) -> Upload:
-    """Put the file under incoming/ in the raw bucket: the upload starts the run (EventBridge)."""
+def upload_input(outputs: Mapping[str, str], input_file: Path, options: Mapping | None = None) -> Upload:
+    """Put the file under incoming/ in the raw bucket: the upload starts the run (EventBridge).
+    The run's options ride on the upload as its ``cdnow-options`` metadata."""
+    from cdnow.domain.runs import OPTIONS_METADATA_KEY, encode_options_metadata
+
     s3 = boto3.client("s3")
     bucket, key = outputs["RawBucketName"], f"incoming/{input_file.name}"
-    s3.upload_file(str(input_file), bucket, key)
+    extra = {"Metadata": {OPTIONS_METADATA_KEY: encode_options_metadata(dict(options))}} if options else None
+    s3.upload_file(str(input_file), bucket, key, ExtraArgs=extra)
     head = s3.head_object(Bucket=bucket, Key=key)
     # LastModified is the server's clock, to the second: no skew with the execution's startDate.
     return Upload(bucket, key, head["ETag"].strip('"'), head["LastModified"] - timedelta(seconds=1))
@@ -343,11 +350,13 @@ class StackRun:
 
 
 def run_on_stack(outputs: Mapping[str, str], input_file: Path, out_root: Path,
-                 echo: Callable[[str], None] = print, timeout_s: float = 3600, poll_s: float = 1.0) -> StackRun:
-    """Upload, find the execution, follow it, and write what the run made to out_root/<run_id>/:
-    run_summary.json, report.html and charts/ (on success), run_summary.json (on failure)."""
+                 echo: Callable[[str], None] = print, timeout_s: float = 3600, poll_s: float = 1.0,
+                 options: Mapping | None = None) -> StackRun:
+    """Upload (with the run's ``options`` as the object's metadata), find the execution, follow
+    it, and write what the run made to out_root/<run_id>/: run_summary.json, report.html and
+    charts/ (on success), run_summary.json (on failure)."""
     started = time.monotonic()
-    upload = upload_input(outputs, input_file)
+    upload = upload_input(outputs, input_file, options)
     echo(f"Put {input_file} at s3://{upload.bucket}/{upload.key}")
     execution_arn = find_execution(outputs, upload)
     echo(f"Execution started: {execution_arn.rsplit(':', 1)[-1]}")

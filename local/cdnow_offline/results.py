@@ -74,6 +74,7 @@ def list_runs(out_root: Path) -> list[dict]:
             "rows_read": counts.get("read"),
             "rows_quarantined": counts.get("quarantined"),
             "customers": summary.get("customers"),
+            "warnings": "; ".join(w.get("message") or w.get("model") for w in summary.get("warnings") or []),
             "published_at": _published_at(run_dir),
             "folder": str(run_dir),
         })

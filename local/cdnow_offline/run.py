@@ -89,10 +89,11 @@ def write_email(run_dir: Path, topic_arn: str, notification: dict | None) -> Non
 
 def run_local(
     input_file: Path, out_root: Path, root: Path, echo: Callable[[str], None] = print,
-    timeout_s: float = 600, shipped: bool = False,
+    timeout_s: float = 600, shipped: bool = False, options: dict | None = None,
 ) -> RunResult:
     """Run on a stack provisioned in a fresh emulator; results go to out_root/<run_id>/. With
-    `shipped`, every function runs in its shipped environment (lambda_runner.py)."""
+    `shipped`, every function runs in its shipped environment (lambda_runner.py); ``options``
+    ride on the upload as its metadata, as on a stack."""
     started = time.monotonic()
     if not input_file.is_file():
         raise FileNotFoundError(f"input file not found: {input_file}")
@@ -103,7 +104,8 @@ def run_local(
         check_outputs(STACK_NAME, stack.outputs)
         echo(f"Stack {STACK_NAME} provisioned from template.yaml ({len(stack.physical_ids)} resources)")
         queue_url = subscribe_queue(stack.outputs["RunCompleteTopicArn"], f"{STACK_NAME}-notifications")
-        run = run_on_stack(stack.outputs, input_file, out_root, echo, timeout_s=timeout_s, poll_s=0.3)
+        run = run_on_stack(stack.outputs, input_file, out_root, echo, timeout_s=timeout_s, poll_s=0.3,
+                           options=options)
         notification = _receive_notification(queue_url, timeout_s=10)
         (run.run_dir / NOTIFICATION).write_text(json.dumps(notification, indent=2) + "\n")
         write_email(run.run_dir, stack.outputs["RunCompleteTopicArn"], notification)

@@ -21,7 +21,7 @@ STEP_RESULTS = {
     "segment": lambda run, database: {"segments": {"Champions": {"customers": 3}}},
     "churn": lambda run, analysis_date: {"metrics": {"roc_auc": 0.8}},
     "value": lambda run, analysis_date: {"metrics": {"total_clv_12m": 12.5}},
-    "publish": lambda run, database, features: [{"table": "runs"}],
+    "publish": lambda run, database, features, models: [{"table": "runs"}],
     "run_summary": lambda run, features, models, tables: {"run_id": run["run_id"]},
     "record_summary": lambda run, summary: None,
 }

@@ -194,3 +194,25 @@ def test_formatting_of_missing_and_negative_numbers():
     assert fmt.count(None) == fmt.percent(float("nan")) == fmt.dollars(math.inf) == "\u2013"
     assert fmt.percent(-0.156) == "\u221215.6%" and fmt.dollars(-3.5, 2) == "\u2212$3.50"
     assert fmt.count(23570) == "23,570" and fmt.share(1, 0) is None
+
+
+def test_a_skipped_model_is_a_warning_in_the_summary_report_and_message(root, svgs):
+    """A model the data cannot support: the run publishes the rest, and every reader is told."""
+    from cdnow.pipeline import required_tables
+
+    event = json.loads((root / "events" / "publish.json").read_text())
+    reason = "the history (2010-12-01 .. 2011-01-29, 60 days) is not longer than the churn horizon of 180 days"
+    models = {**event["models"], "churn": {"skipped": reason, "charts": []}}
+    assert "churn_scores" not in required_tables(models) and "customer_value" in required_tables(models)
+    tables = [{"table": t, "database": "cdnow_analytics", "rows": 2357,
+               "location": f"s3://CURATED_BUCKET/tables/{t}/run_id=x/"} for t in ("customer_features", "runs")]
+    skipped = run_summary(event["run"], event["features"], models, tables)
+    assert skipped["warnings"] == [{"model": "churn", "reason": reason, "message": f"Churn model skipped: {reason}"}]
+    assert skipped["churn"] is None and skipped["value"]
+    charts = {name: svg for name, svg in svgs.items() if not name.startswith("churn_")}
+    html = render_report(skipped, charts)
+    assert "Churn model skipped: the history" in html and f"<strong>Skipped:</strong> {reason}." in html
+    assert 'id="value"' in html and "churn_roc" not in html
+    text = messages.email_text(skipped)
+    assert f"  Churn model skipped: {reason}" in text and "Churn within" not in text
+    assert messages.subject(skipped).endswith(", 1 warning")

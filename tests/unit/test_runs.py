@@ -2,7 +2,12 @@
 
 import pytest
 
-from cdnow.domain.runs import InvalidRunRequest, RunLayout, derive_run_id, parse_run_request
+from urllib.parse import quote
+
+from cdnow.domain.runs import (
+    OPTIONS_METADATA_KEY, RUN_OPTIONS, InvalidRunRequest, RunLayout, decode_options_metadata, derive_run_id,
+    encode_options_metadata, parse_run_request,
+)
 
 
 def test_run_id_is_stable_per_object_version_and_readable():
@@ -13,14 +18,63 @@ def test_run_id_is_stable_per_object_version_and_readable():
     assert a != derive_run_id("raw", "incoming/other/CDNOW_master.txt", "etag1")
 
 
+def test_run_id_hashes_the_options_so_other_options_are_another_run():
+    plain = derive_run_id("raw", "incoming/CDNOW_master.txt", "etag1")
+    assert derive_run_id("raw", "incoming/CDNOW_master.txt", "etag1", {}) == plain
+    horizon = derive_run_id("raw", "incoming/CDNOW_master.txt", "etag1", {"churn_horizon_days": 90})
+    assert horizon != plain and horizon.startswith("cdnow-master-")
+    # Canonical: the order of the keys and unset options do not matter.
+    both = {"churn_horizon_days": 90, "analysis_date": "1998-01-01"}
+    assert derive_run_id("raw", "k", "e", both) == derive_run_id(
+        "raw", "k", "e", {"analysis_date": "1998-01-01", "currency": None, "churn_horizon_days": 90})
+
+
 def test_parses_eventbridge_object_created_and_direct_input():
     event = {"detail-type": "Object Created", "detail": {"bucket": {"name": "raw"}, "object": {"key": "incoming/a.txt"}}}
     assert parse_run_request(event).input_uri == "s3://raw/incoming/a.txt"
-    direct = parse_run_request({"bucket": "raw", "key": "incoming/a.txt", "analysis_date": "1998-07-01", "churn_horizon_days": 90})
-    assert (direct.analysis_date, direct.churn_horizon_days) == ("1998-07-01", 90)
-    assert direct.churn_label is None
+    direct = parse_run_request({"bucket": "raw", "key": "incoming/a.txt", "analysis_date": "1998-07-01",
+                                "churn_horizon_days": "90", "currency": "gbp"})
+    assert direct.options == {"analysis_date": "1998-07-01", "churn_horizon_days": 90, "currency": "GBP"}
+    assert direct.option("churn_label") is None
     label = {"feature": "recency_days", "threshold": 90}
-    assert parse_run_request({"bucket": "raw", "key": "incoming/a.txt", "churn_label": label}).churn_label == label
+    assert parse_run_request({"bucket": "raw", "key": "incoming/a.txt", "churn_label": label}).option("churn_label") == label
+    nested = parse_run_request({"bucket": "raw", "key": "incoming/a.txt", "options": {"date_order": "day_first"}})
+    assert nested.options == {"date_order": "day_first"}
+
+
+def test_options_ride_on_the_upload_as_percent_encoded_json_metadata():
+    options = {"column_mapping": {"unit_price": "Stückpreis", "customer_id": "Kundennummer"},
+               "analysis_date": "2011-12-10", "churn_horizon_days": 90, "currency": "EUR"}
+    value = encode_options_metadata(options)
+    assert value.isascii() and "%C3%BC" in value  # ü, encoded: S3 metadata is US-ASCII
+    assert decode_options_metadata(value, "s3://raw/incoming/a.csv") == options
+    request = parse_run_request({"detail": {"bucket": {"name": "raw"}, "object": {"key": "incoming/a.csv"}}})
+    assert request.with_upload_options({OPTIONS_METADATA_KEY: value}).options == options
+    # boto3 gives metadata keys in lower case; a hand-started option wins over the upload's.
+    direct = parse_run_request({"bucket": "raw", "key": "incoming/a.csv", "churn_horizon_days": 30})
+    merged = direct.with_upload_options({"Cdnow-Options": value}).options
+    assert merged == {**options, "churn_horizon_days": 30}
+    assert request.with_upload_options({}).options == {}
+
+
+@pytest.mark.parametrize("value, message", [
+    ("not json", r"s3://raw/incoming/a\.csv: metadata cdnow-options is not percent-encoded JSON"),
+    (quote("[1, 2]"), "must be a JSON object of options"),
+    (quote('{"horizon": 90}'), "unknown option.*horizon; the options are " + ", ".join(RUN_OPTIONS)),
+    (quote('{"churn_horizon_days": 0}'), "metadata cdnow-options: churn_horizon_days must be a positive"),
+    (quote('{"currency": "pounds"}'), "currency must be a three-letter ISO 4217 code"),
+    (quote('{"analysis_date": "1998-02-30"}'), "analysis_date must be a date YYYY-MM-DD"),
+    (quote('{"date_order": "ymd"}'), "date_order must be one of day_first, month_first"),
+])
+def test_bad_upload_options_name_the_object_and_the_option(value, message):
+    with pytest.raises(InvalidRunRequest, match=message):
+        decode_options_metadata(value, "s3://raw/incoming/a.csv")
+
+
+def test_options_too_large_for_s3_metadata_are_refused_before_the_upload():
+    mapping = {"customer_id": "x" * 3000}
+    with pytest.raises(InvalidRunRequest, match="at most 2,048 bytes of metadata"):
+        encode_options_metadata({"column_mapping": mapping})
 
 
 @pytest.mark.parametrize("event, message", [
@@ -31,6 +85,8 @@ def test_parses_eventbridge_object_created_and_direct_input():
     ({"bucket": "raw", "key": "incoming/a", "max_bad_share": 1.5}, "max_bad_share"),
     ({"bucket": "raw", "key": "incoming/export[1].csv"}, r"s3://raw/incoming/export\[1\]\.csv: .*file pattern"),
     ({"bucket": "raw", "key": "incoming/a", "column_mapping": {"customer_id": 3}}, "column_mapping"),
+    ({"bucket": "raw", "key": "incoming/a", "date_order": "ymd"}, "run input: date_order"),
+    ({"bucket": "raw", "key": "incoming/a", "currency": "€"}, "run input: currency"),
 ])
 def test_refuses_unusable_requests(event, message):
     with pytest.raises(InvalidRunRequest, match=message):
@@ -42,3 +98,13 @@ def test_layout_keeps_a_run_under_its_own_prefix():
     assert layout.transactions == "s3://curated/runs/run_id=r-1/transactions/"
     assert layout.staged("churn_scores").startswith(layout.prefix)
     assert layout.published("churn_scores") == "s3://curated/tables/churn_scores/"
+
+
+def test_the_transform_job_takes_the_same_date_orders_and_mapping_fields():
+    """The Glue script cannot import the layer: its copies of the option values must be equal."""
+    import cdnow_transform
+    from cdnow.domain import runs
+
+    assert runs.DATE_ORDERS == cdnow_transform.DATE_ORDERS
+    assert runs.COLUMN_ROLES == cdnow_transform.ROLE_ALIASES
+    assert runs.DEFAULT_MAX_BAD_ROW_SHARE == cdnow_transform.DEFAULT_MAX_BAD_SHARE

@@ -14,8 +14,10 @@ from datetime import date, timezone
 
 from .adapters import storage
 from .domain.runs import (
-    DEFAULT_CHURN_HORIZON_DAYS, INCOMING_PREFIX, InvalidRunRequest, RunLayout, RunRequest, derive_run_id,
+    DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_CURRENCY, INCOMING_PREFIX, InvalidRunRequest, RunLayout, RunRequest,
+    derive_run_id,
 )
+from .domain.support import InsufficientData
 
 # The Transform's accepted rows (glue/cdnow_transform.py's TRANSACTION_COLUMNS but the line number).
 TRANSACTION_COLUMNS = ["customer_id", "order_date", "quantity", "amount", "is_return", "order_id"]
@@ -28,25 +30,36 @@ INPUT_READING = ("format", "columns", "amount_from", "money_reading", "order_ids
 TABLES = ("customer_features", "customer_segments", "segment_profiles", "churn_scores", "customer_value",
           "model_metrics")
 OPTIONAL_TABLES = ("segment_migration",)
+# The tables each model stages; a model the data cannot support (InsufficientData) stages none
+# of them and the run publishes the rest.
+MODEL_TABLES = {
+    "segment": ("customer_segments", "segment_profiles", "segment_migration"),
+    "churn": ("churn_scores",),
+    "value": ("customer_value",),
+}
+MODEL_NAMES = {"segment": "Segments", "churn": "Churn model", "value": "Lifetime value"}
 
 
 def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
            default_max_bad_share: float) -> dict:
-    """Check the object, derive the run, write its manifest; return the run descriptor (with
-    the Transform job's arguments, which the state machine passes on as they are)."""
+    """Check the object and its options, derive the run, write its manifest; return the run
+    descriptor (with the Transform job's arguments, which the state machine passes on as they are)."""
     if not request.key.startswith(INCOMING_PREFIX):
         raise InvalidRunRequest(f"{request.input_uri}: only objects under {INCOMING_PREFIX} start a run")
     head = storage.head_object(request.input_uri)
     if head["ContentLength"] == 0:
         raise InvalidRunRequest(f"{request.input_uri}: the file is empty (0 bytes)")
-    # The run is the content at this key (its ETag), not the upload: a file delivered twice is
-    # one run, also on a versioned bucket where each upload is a new version.
+    # An upload carries its options as metadata: EventBridge's event does not, the head does.
+    request = request.with_upload_options(head.get("Metadata") or {})
+    options = request.options
+    # The run is the content at this key (its ETag) with its options, not the upload: a file
+    # delivered twice is one run, also on a versioned bucket where each upload is a new version.
     etag = head["ETag"].strip('"')
     # Rows dated after the day after this are in the future (S3 keeps LastModified in UTC).
     last_modified_day = head["LastModified"].astimezone(timezone.utc).date().isoformat()
-    run_id = derive_run_id(request.bucket, request.key, etag)
+    run_id = derive_run_id(request.bucket, request.key, etag, options)
     layout = RunLayout(curated_bucket, run_id)
-    max_bad_share = default_max_bad_share if request.max_bad_share is None else request.max_bad_share
+    max_bad_share = options.get("max_bad_share", default_max_bad_share)
     run = {
         "run_id": run_id,
         "input_uri": request.input_uri,
@@ -55,12 +68,15 @@ def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
         "input_bytes": head["ContentLength"],
         "curated_bucket": curated_bucket,
         "run_prefix": layout.prefix,
-        "analysis_date": request.analysis_date,
-        "churn_horizon_days": request.churn_horizon_days or default_horizon_days,
-        "churn_label": request.churn_label,
+        # What the run was asked for, as given (the execution's input and the upload's metadata).
+        "options": options,
+        "analysis_date": options.get("analysis_date"),
+        "churn_horizon_days": options.get("churn_horizon_days", default_horizon_days),
+        "churn_label": options.get("churn_label"),
         "max_bad_share": max_bad_share,
-        "column_mapping": request.column_mapping,
-        "date_order": request.date_order,
+        "column_mapping": options.get("column_mapping"),
+        "date_order": options.get("date_order"),
+        "currency": options.get("currency", DEFAULT_CURRENCY),
         "input_last_modified_date": last_modified_day,
         # Glue job arguments are strings.
         "transform_arguments": {
@@ -68,12 +84,12 @@ def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
             "--input_uri": request.input_uri,
             "--run_prefix": layout.prefix,
             "--max_bad_share": repr(float(max_bad_share)),
-            "--column_mapping": json.dumps(request.column_mapping),
+            "--column_mapping": json.dumps(options.get("column_mapping")),
             "--last_modified_date": last_modified_day,
         },
     }
-    if request.date_order:
-        run["transform_arguments"]["--date_order"] = request.date_order
+    if options.get("date_order"):
+        run["transform_arguments"]["--date_order"] = options["date_order"]
     storage.write_json(layout.manifest, run)
     return run
 
@@ -110,7 +126,17 @@ def build_features(run: dict) -> dict:
         "rows": {k: transform[k] for k in ROW_COUNTS if k in transform},
         "input_format": transform.get("format"),
         "input_reading": {k: transform.get(k) for k in INPUT_READING},
+        "currency": run.get("currency") or DEFAULT_CURRENCY,
     }
+
+
+def _skip_model(layout: RunLayout, model: str, reason: Exception) -> dict:
+    """What a model step returns when the data cannot support the model: the reason, and none of
+    its tables or metrics staged (a rerun removes what an earlier attempt staged)."""
+    for table in MODEL_TABLES[model]:
+        storage.delete_prefix(layout.staged(table))
+    storage.delete_prefix(f"{layout.staged('model_metrics')}{model}/")
+    return {"skipped": str(reason), "charts": []}
 
 
 def _write_figures(layout: RunLayout, figures: dict[str, str]) -> list[str]:
@@ -153,7 +179,10 @@ def segment(run: dict, database: str) -> dict:
 
     layout = _layout(run)
     features = storage.read_table(layout.staged("customer_features"))
-    result = segment_customers(features)
+    try:
+        result = segment_customers(features)
+    except InsufficientData as exc:
+        return _skip_model(layout, "segment", exc)
     storage.stage_table(result.assignments, layout.staged("customer_segments"))
     storage.stage_table(result.profiles, layout.staged("segment_profiles"))
     summary = result.summary()
@@ -190,11 +219,14 @@ def churn(run: dict, analysis_date: str) -> dict:
     layout = _layout(run)
     transactions = storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS)
     horizon = int(run.get("churn_horizon_days") or DEFAULT_CHURN_HORIZON_DAYS)
-    result = train_and_score(
-        transactions, pd.Timestamp(analysis_date), horizon_days=horizon,
-        label=run.get("churn_label") or NO_PURCHASE_IN_HORIZON,
-        baselines=bgnbd_baselines(horizon),
-    )
+    try:
+        result = train_and_score(
+            transactions, pd.Timestamp(analysis_date), horizon_days=horizon,
+            label=run.get("churn_label") or NO_PURCHASE_IN_HORIZON,
+            baselines=bgnbd_baselines(horizon),
+        )
+    except InsufficientData as exc:
+        return _skip_model(layout, "churn", exc)
     storage.stage_table(result.scores, layout.staged("churn_scores"))
     _stage_model_metrics(layout, "churn", result.metrics)
     return {
@@ -214,9 +246,12 @@ def value(run: dict, analysis_date: str) -> dict:
     layout = _layout(run)
     transactions = storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS)
     analysis_day = pd.Timestamp(analysis_date)
-    table, metrics = customer_value(transactions, analysis_day)
-    calibration_end = default_calibration_end(transactions["order_date"].min(), analysis_day)
-    holdout = holdout_check(transactions, calibration_end, analysis_day)
+    try:
+        table, metrics = customer_value(transactions, analysis_day)
+        calibration_end = default_calibration_end(transactions["order_date"].min(), analysis_day)
+        holdout = holdout_check(transactions, calibration_end, analysis_day)
+    except InsufficientData as exc:
+        return _skip_model(layout, "value", exc)
     storage.stage_table(table, layout.staged("customer_value"))
     _stage_model_metrics(layout, "value", {
         **metrics,
@@ -232,8 +267,9 @@ def value(run: dict, analysis_date: str) -> dict:
     }
 
 
-def _run_row(run: dict, features: dict):
-    """The run's row of the ``runs`` table: what was analysed, when it was published."""
+def _run_row(run: dict, features: dict, models: dict | None = None):
+    """The run's row of the ``runs`` table: what was analysed, what was skipped, when it was
+    published."""
     from datetime import datetime, timezone
 
     import pandas as pd
@@ -245,17 +281,37 @@ def _run_row(run: dict, features: dict):
         "churn_horizon_days": int(run.get("churn_horizon_days") or DEFAULT_CHURN_HORIZON_DAYS),
         "rows_read": int(features["rows"]["read"]),
         "rows_quarantined": int(features["rows"]["quarantined"]),
+        "rows_excluded": int(sum((features["rows"].get("excluded") or {}).values())),
         "customers": int(features["customers"]),
+        "currency": features.get("currency") or DEFAULT_CURRENCY,
+        "warnings": "; ".join(f"{MODEL_NAMES[model]} skipped: {reason}"
+                              for model, reason in skipped_models(models).items()),
         "published_at": pd.Timestamp(datetime.now(timezone.utc)).tz_localize(None),
     }])
 
 
-def publish(run: dict, database: str, features: dict) -> list[dict]:
+def skipped_models(models: dict | None) -> dict[str, str]:
+    """model -> why it was skipped, for the models the data could not support."""
+    return {model: result["skipped"] for model, result in (models or {}).items()
+            if isinstance(result, dict) and result.get("skipped")}
+
+
+def required_tables(models: dict | None) -> list[str]:
+    """The tables a run must have staged to be published: every table but a skipped model's
+    (and model_metrics when every model was skipped)."""
+    skipped = skipped_models(models)
+    left_out = {table for model in skipped for table in MODEL_TABLES[model]}
+    if len(skipped) == len(MODEL_TABLES):
+        left_out.add("model_metrics")
+    return [table for table in TABLES if table not in left_out]
+
+
+def publish(run: dict, database: str, features: dict, models: dict | None = None) -> list[dict]:
     """Make every staged table of the run its partition of the catalog table, and record the
     run in the ``runs`` table: all of it or none of it.
 
     Nothing is written unless every required table was staged (``segment_migration`` exists
-    only when an earlier run had been published). Then two phases: every staged table's files are
+    only when an earlier run had been published; a model skipped for its data stages none). Then two phases: every staged table's files are
     copied as they are (streamed, never parsed: memory stays flat at any scale) and the run's
     row of ``runs`` written, each into a new folder of this attempt (invisible: no partition
     points there), and only
@@ -269,10 +325,10 @@ def publish(run: dict, database: str, features: dict) -> list[dict]:
     layout = _layout(run)
     files = {table: storage.parquet_files(layout.staged(table)) for table in TABLES + OPTIONAL_TABLES}
     staged = [table for table, paths in files.items() if paths]
-    missing = [table for table in TABLES if table not in staged]
+    missing = [table for table in required_tables(models) if table not in staged]
     if missing:
         raise ValueError(f"run {run['run_id']}: table(s) {', '.join(missing)} not staged, nothing published")
-    runs_row = _run_row(run, features)
+    runs_row = _run_row(run, features, models)
 
     attempt = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid4().hex[:8]}"
     # The runs table last: a run is complete in it only once everything else is switched.
@@ -303,25 +359,33 @@ def publish(run: dict, database: str, features: dict) -> list[dict]:
 
 
 def run_summary(run: dict, features: dict, models: dict, tables: list[dict]) -> dict:
-    """The run-complete message: what a subscriber needs without opening a table."""
+    """The run-complete message: what a subscriber needs without opening a table. A skipped
+    model's figures are null, and ``warnings`` says which model was skipped and why."""
     layout = _layout(run)
     charts = [layout.chart(name) for model in ("segment", "churn", "value") for name in models[model]["charts"]]
+    segment, churn, value = models["segment"], models["churn"], models["value"]
     return {
         "run_id": run["run_id"],
         "status": "SUCCEEDED",
         "input_uri": run["input_uri"],
         "rows": features["rows"],
         "input_reading": features.get("input_reading"),
+        "options": run.get("options") or {},
+        "currency": features.get("currency") or DEFAULT_CURRENCY,
         "customers": features["customers"],
         "customers_without_purchase": features.get("customers_without_purchase", 0),
         "analysis_date": features["analysis_date"],
-        "segmentation": {k: v for k, v in models["segment"].items() if k not in ("charts", "segments")},
-        "segments": models["segment"]["segments"],
-        "churn": models["churn"]["metrics"],
-        "churn_calibration": models["churn"]["calibration"],
-        "churn_drivers": models["churn"]["drivers"],
-        "value": models["value"]["metrics"],
-        "value_holdout": models["value"]["holdout"],
+        "churn_horizon_days": int(run.get("churn_horizon_days") or DEFAULT_CHURN_HORIZON_DAYS),
+        "warnings": [{"model": model, "reason": reason, "message": f"{MODEL_NAMES[model]} skipped: {reason}"}
+                     for model, reason in skipped_models(models).items()],
+        "segmentation": None if segment.get("skipped") else
+        {k: v for k, v in segment.items() if k not in ("charts", "segments")},
+        "segments": segment.get("segments") or {},
+        "churn": churn.get("metrics"),
+        "churn_calibration": churn.get("calibration"),
+        "churn_drivers": churn.get("drivers"),
+        "value": value.get("metrics"),
+        "value_holdout": value.get("holdout"),
         "charts": charts,
         "tables": {t["table"]: {k: v for k, v in t.items() if k != "table"} for t in tables},
     }
@@ -361,7 +425,8 @@ def report(run: dict, link_expiry_s: int) -> dict:
     layout = _layout(run)
     summary = storage.read_json(layout.run_summary)
     charts = {chart_name(uri): storage.read_text(uri) for uri in summary.get("charts", [])}
-    profiles = storage.read_table(summary["tables"]["segment_profiles"]["location"]).to_dict("records")
+    profiles = (storage.read_table(summary["tables"]["segment_profiles"]["location"]).to_dict("records")
+                if "segment_profiles" in summary["tables"] else [])
     examples = _quarantine_examples(layout) if summary["rows"].get("quarantined") else []
     html = render_report(summary, charts, profiles=profiles, quarantine_examples=examples)
     storage.write_text(layout.report, html, "text/html; charset=utf-8")

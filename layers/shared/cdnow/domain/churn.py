@@ -149,8 +149,12 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from .features import _as_day, _check_columns, _day_number, _day_numbers, customer_features
+from .support import InsufficientData
 
 LABEL = "churned"
+# Fewer customers than this in either churn class (churned, stayed) is too little to train,
+# calibrate and validate on: the model is skipped (InsufficientData), not fitted on noise.
+MIN_CUSTOMERS_PER_CLASS = 10
 NO_PURCHASE_IN_HORIZON = "no_purchase_in_horizon"
 DEFAULT_HORIZON_DAYS = 180
 DEFAULT_MAX_CV_ROWS = 100_000
@@ -398,8 +402,8 @@ class _CalibratedModel:
 def _folds(y: np.ndarray, cv_folds: int, random_state: int) -> list:
     n_splits = min(int(cv_folds), int(y.sum()), int((1 - y).sum()))
     if n_splits < 2:
-        raise ValueError("too few customers in a churn class for cross-validation "
-                         "(each class needs at least two)")
+        raise InsufficientData("too few customers in a churn class for cross-validation "
+                               "(each class needs at least two)")
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
     return list(splitter.split(np.zeros(len(y)), y))
 
@@ -698,12 +702,23 @@ def _train_and_score(transactions, analysis_date, horizon_days, cutoff, label, b
                          f" ends after the analysis date {analysis_day.date()}: use a cutoff on "
                          f"or before {(analysis_day - horizon).date()}")
 
+    first_day = _as_day(transactions["order_date"].min())
+    if cutoff_day <= first_day:
+        history = (analysis_day - first_day).days
+        raise InsufficientData(
+            f"the history ({first_day.date()} .. {(analysis_day - pd.Timedelta(days=1)).date()}, {history} days) "
+            f"is not longer than the churn horizon of {horizon_days} days: no customer can be followed "
+            "through a whole horizon to learn from")
     training = churn_training_set(transactions, cutoff_day, horizon_days, label=label)
     if len(training) == 0:
-        raise ValueError(f"no customer purchased before the cutoff {cutoff_day.date()}")
+        raise InsufficientData(f"no customer purchased before the cutoff {cutoff_day.date()}")
     y = training[LABEL].to_numpy(dtype=np.int64)
-    if min(int(y.sum()), int((1 - y).sum())) < 2:
-        raise ValueError("each churn class needs at least two customers for a stratified split")
+    churned, stayed = int(y.sum()), int((1 - y).sum())
+    if min(churned, stayed) < MIN_CUSTOMERS_PER_CLASS:
+        raise InsufficientData(
+            f"of the {len(y):,} customers who bought before the cutoff {cutoff_day.date()}, {churned:,} made no "
+            f"purchase in the next {horizon_days} days and {stayed:,} did; each class needs at least "
+            f"{MIN_CUSTOMERS_PER_CLASS} customers to train and validate on")
     x = _design_array(training)
     train_idx, valid_idx = train_test_split(np.arange(len(y)), test_size=validation_size,
                                             stratify=y, random_state=random_state)

@@ -98,6 +98,7 @@ from scipy.special import digamma, expit, gammaln, hyp2f1
 from .features import (
     _as_day, _check_columns, _customer_codes, _day_number, _day_numbers, customer_features, purchase_rows,
 )
+from .support import InsufficientData
 
 DAYS_PER_YEAR = 365
 CLV_MONTHS = 12
@@ -491,8 +492,8 @@ class GammaGammaModel:
             raise ValueError(f"penalizer must be >= 0, got {self.penalizer}")
         x, m = _check_spend(frequency, monetary_value)
         if len(x) == 0:
-            raise ValueError("Gamma-Gamma needs at least one repeat buyer (frequency > 0) "
-                             "with positive monetary_value; there is none")
+            raise InsufficientData("Gamma-Gamma needs at least one repeat buyer (frequency > 0) "
+                                   "with positive monetary_value; there is none")
         (x, m), weights = _fit_rows([x, m], weights, self.aggregate)
         # Start at p = 1, q = 2, v = mean spend: then the model's mean spend pv/(q-1) is the
         # observed one.
@@ -651,8 +652,8 @@ def default_calibration_end(first_day, analysis_date) -> pd.Timestamp:
     start, end = _as_day(first_day), _as_day(analysis_date)
     days = (end - start).days
     if days < 2:
-        raise ValueError(f"the period {start.date()} .. {end.date()} is too short to split into "
-                         "a calibration and a holdout window")
+        raise InsufficientData(f"the period {start.date()} .. {end.date()} is too short to split into "
+                               "a calibration and a holdout window")
     return start + pd.Timedelta(days=days // 2)
 
 
@@ -676,7 +677,7 @@ def holdout_check(transactions: pd.DataFrame, calibration_end, observation_end,
     unit = _check_time_unit(time_unit_days)
     inputs = value_inputs(transactions, calibration_end, observation_end)
     if len(inputs) == 0:
-        raise ValueError("no customer has a purchase before calibration_end")
+        raise InsufficientData("no customer has a purchase before calibration_end")
     x, tx, t_end = _rfm_in_units(inputs, unit)
     model = BetaGeoModel(penalizer=penalizer, time_unit_days=unit).fit(x, tx, t_end)
     holdout_days = int(inputs["holdout_days"].iloc[0])
@@ -764,7 +765,7 @@ def customer_value(transactions: pd.DataFrame, analysis_date, annual_discount_ra
     analysis_day = _as_day(analysis_date)
     inputs = value_inputs(transactions, analysis_day)
     if len(inputs) == 0:
-        raise ValueError(f"no purchase before {analysis_day.date()}: nothing to value")
+        raise InsufficientData(f"no purchase before {analysis_day.date()}: nothing to value")
     table, metrics = value_from_inputs(inputs, annual_discount_rate, time_unit_days, margin,
                                        penalizer)
     return table, {"analysis_date": analysis_day.date().isoformat(), **metrics}

@@ -1,7 +1,9 @@
 """What a run is: its identity, derived from the input object, and where its files live.
 
-The same object (bucket, key, version or ETag) always gives the same run_id, so a redelivered
-event or a rerun replaces its own outputs instead of adding a second copy. A run writes under
+The same object (bucket, key, version or ETag) with the same options always gives the same
+run_id, so a redelivered event or a rerun replaces its own outputs instead of adding a second
+copy. A run's options come with the execution's input or ride on the upload as the object's
+``cdnow-options`` metadata. A run writes under
 its own `runs/run_id=<id>/` prefix of the curated bucket; Publish is the only step that makes
 it visible in the catalog.
 """
@@ -9,56 +11,184 @@ it visible in the catalog.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
+from urllib.parse import quote, unquote
 
 INCOMING_PREFIX = "incoming/"
 DEFAULT_CHURN_HORIZON_DAYS = 180
 DEFAULT_MAX_BAD_ROW_SHARE = 0.05
-# The Transform job's --date_order values (glue/cdnow_transform.py's DATE_ORDERS; a test keeps them equal).
+DEFAULT_CURRENCY = "USD"
+# The Transform job's --date_order values, and the fields a column_mapping maps with the header
+# names recognized for each (case, spaces, underscores and hyphens ignored). The Glue script cannot
+# import this package: these are glue/cdnow_transform.py's DATE_ORDERS and ROLE_ALIASES, kept
+# equal by a test, for Ingest's checks and the CLI's --help.
 DATE_ORDERS = ("day_first", "month_first")
+COLUMN_ROLES = {
+    "customer_id": ("customer_id", "customer", "cust_id", "customer_no", "customer_number", "client_id", "id"),
+    "order_date": ("date", "order_date", "invoice_date", "purchase_date", "transaction_date", "order_time",
+                   "created_at", "timestamp"),
+    "quantity": ("quantity", "qty", "units", "cds"),
+    "amount": ("amount", "line_total", "line_amount", "total", "sales", "revenue", "dollars", "dollar_value"),
+    "unit_price": ("unit_price", "price_each", "item_price"),
+    "order_id": ("order_id", "invoice", "invoice_no", "invoice_number", "order_no", "order_number",
+                 "transaction_id"),
+}
+# Run options riding on an upload: one percent-encoded JSON object in this user-metadata key
+# (x-amz-meta-cdnow-options). S3 metadata is US-ASCII and at most 2 KB per object; AWS returns
+# other characters encoded and moto does not, so the JSON is always percent-encoded UTF-8.
+OPTIONS_METADATA_KEY = "cdnow-options"
+MAX_METADATA_BYTES = 2048
+# Every option a run takes, however it is started (execution input or upload metadata).
+RUN_OPTIONS = ("analysis_date", "churn_horizon_days", "churn_label", "max_bad_share", "column_mapping",
+               "date_order", "currency")
 
 
 class InvalidRunRequest(ValueError):
-    """The event that started the run does not name a usable input object."""
+    """The event that started the run does not name a usable input object, or an option is bad."""
 
 
-def derive_run_id(bucket: str, key: str, version: str) -> str:
-    """A readable, stable id: the file's stem plus a hash of the object's identity."""
-    digest = hashlib.sha256(f"{bucket}/{key}@{version}".encode()).hexdigest()[:12]
+def derive_run_id(bucket: str, key: str, version: str, options: dict | None = None) -> str:
+    """A readable, stable id: the file's stem plus a hash of the object's identity and of the
+    run's options (``canonical_options``), so the same file with other options is another run.
+    Without options the hash is the object's identity alone."""
+    identity = f"{bucket}/{key}@{version}"
+    if options:
+        identity += f"?{canonical_options(options)}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
     stem = key.rsplit("/", 1)[-1].split(".", 1)[0]
     slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:40] or "run"
     return f"{slug}-{digest}"
 
 
+def canonical_options(options: dict) -> str:
+    """The options as one stable string: keys sorted, no spaces, the unset ones left out."""
+    return json.dumps({k: v for k, v in options.items() if v is not None}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_options_metadata(options: dict) -> str:
+    """The value of the ``cdnow-options`` metadata key for these options: percent-encoded JSON,
+    pure ASCII, refused when it would not fit S3's 2 KB of user metadata."""
+    value = quote(canonical_options(validate_options(options, "options")), safe="")
+    if len(OPTIONS_METADATA_KEY) + len(value) > MAX_METADATA_BYTES:
+        raise InvalidRunRequest(f"the options take {len(value):,} bytes encoded; S3 keeps at most "
+                                f"{MAX_METADATA_BYTES:,} bytes of metadata per object")
+    return value
+
+
+def decode_options_metadata(value: str, source: str) -> dict:
+    """The options an upload carries in its ``cdnow-options`` metadata, validated."""
+    where = f"{source}: metadata {OPTIONS_METADATA_KEY}"
+    try:
+        options = json.loads(unquote(value, errors="strict"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRunRequest(f"{where} is not percent-encoded JSON ({exc})") from None
+    if not isinstance(options, dict):
+        raise InvalidRunRequest(f"{where} must be a JSON object of options, got {type(options).__name__}")
+    unknown = sorted(set(options) - set(RUN_OPTIONS))
+    if unknown:
+        raise InvalidRunRequest(f"{where} names unknown option(s) {', '.join(unknown)}; "
+                                f"the options are {', '.join(RUN_OPTIONS)}")
+    return validate_options(options, where)
+
+
+def validate_options(options: dict, where: str) -> dict:
+    """The run options among ``options`` (other keys ignored), each checked and normalized; an
+    option that is not set is left out. A bad option is an InvalidRunRequest naming it."""
+    out: dict = {}
+    horizon = options.get("churn_horizon_days")
+    if horizon is not None:
+        if isinstance(horizon, bool) or not str(horizon).isdigit() or int(horizon) <= 0:
+            raise InvalidRunRequest(f"{where}: churn_horizon_days must be a positive whole number of days, "
+                                    f"got {horizon!r}")
+        out["churn_horizon_days"] = int(horizon)
+    analysis_date = options.get("analysis_date")
+    if analysis_date is not None:
+        try:
+            valid = bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(analysis_date))) and date.fromisoformat(analysis_date)
+        except ValueError:
+            valid = False
+        if not valid:
+            raise InvalidRunRequest(f"{where}: analysis_date must be a date YYYY-MM-DD, got {analysis_date!r}")
+        out["analysis_date"] = analysis_date
+    label = options.get("churn_label")
+    if label is not None:
+        if not isinstance(label, (str, dict)):
+            raise InvalidRunRequest(f"{where}: churn_label must be a label name or an object, got {label!r}")
+        out["churn_label"] = label
+    share = options.get("max_bad_share")
+    if share is not None:
+        try:
+            number = float(share) if not isinstance(share, bool) else -1.0
+        except (TypeError, ValueError):
+            number = -1.0
+        if not 0.0 <= number <= 1.0:
+            raise InvalidRunRequest(f"{where}: max_bad_share must be a number from 0 to 1, got {share!r}")
+        out["max_bad_share"] = number
+    mapping = options.get("column_mapping")
+    if mapping is not None:
+        if not (isinstance(mapping, dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())):
+            raise InvalidRunRequest(f"{where}: column_mapping must map field names to column names, got {mapping!r}")
+        unknown = sorted(set(mapping) - set(COLUMN_ROLES))
+        if unknown:
+            raise InvalidRunRequest(f"{where}: column_mapping names unknown field(s) {', '.join(unknown)}; "
+                                    f"the fields are {', '.join(COLUMN_ROLES)}")
+        if mapping:
+            out["column_mapping"] = mapping
+    date_order = options.get("date_order")
+    if date_order is not None:
+        if date_order not in DATE_ORDERS:
+            raise InvalidRunRequest(f"{where}: date_order must be one of {', '.join(DATE_ORDERS)}, got {date_order!r}")
+        out["date_order"] = date_order
+    currency = options.get("currency")
+    if currency is not None:
+        if not (isinstance(currency, str) and re.fullmatch(r"[A-Za-z]{3}", currency)):
+            raise InvalidRunRequest(f"{where}: currency must be a three-letter ISO 4217 code such as USD, GBP "
+                                    f"or EUR, got {currency!r}")
+        out["currency"] = currency.upper()
+    return out
+
+
 @dataclass(frozen=True)
 class RunRequest:
-    """The input object and per-run options, from an EventBridge S3 event or a direct start."""
+    """The input object and the run's options, from an EventBridge S3 event or a direct start,
+    merged with the options its upload carries (``with_upload_options``).
+
+    ``options`` holds only what the run was given (``validate_options``): an unset option takes
+    the stack's default where it is used (``churn_horizon_days``, ``max_bad_share``) or the
+    code's (``currency``: DEFAULT_CURRENCY). ``column_mapping`` maps fields to the column names a
+    delimited or parquet input uses, e.g. {"customer_id": "Kunde"}; ``churn_label`` None is the
+    temporal label (no purchase in the horizon)."""
 
     bucket: str
     key: str
-    analysis_date: str | None = None
-    churn_horizon_days: int | None = None
-    # What churn means for the run: None is the temporal label (no purchase in the horizon);
-    # anything else is checked, and a feature threshold refused, by the churn step.
-    churn_label: str | dict | None = None
-    # A file whose share of quarantined rows is above this fails the run (None: the stack's).
-    max_bad_share: float | None = None
-    # Field -> column name for a delimited or parquet input whose header the Transform does not
-    # recognize, e.g. {"customer_id": "Kunde", "order_date": "Datum"}.
-    column_mapping: dict | None = None
-    # How the file writes slashed dates when no date in it tells (one of DATE_ORDERS).
-    date_order: str | None = None
+    options: dict = field(default_factory=dict)
 
     @property
     def input_uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
+    def option(self, name: str):
+        return self.options.get(name)
+
+    def with_upload_options(self, metadata: dict) -> RunRequest:
+        """The request with the options of the object's ``cdnow-options`` metadata (from a head
+        of the object) added; an option given when the execution was started wins."""
+        value = {k.lower(): v for k, v in (metadata or {}).items()}.get(OPTIONS_METADATA_KEY)
+        if not value:
+            return self
+        uploaded = decode_options_metadata(value, self.input_uri)
+        return RunRequest(self.bucket, self.key, {**uploaded, **self.options})
+
 
 def parse_run_request(event: dict) -> RunRequest:
     """Accept what EventBridge sends for "Object Created" ({"detail": {"bucket", "object"}}) or a
-    hand-started execution's input ({"bucket", "key", optional "analysis_date",
-    "churn_horizon_days", "churn_label", "max_bad_share", "column_mapping", "date_order"})."""
+    hand-started execution's input ({"bucket", "key"} and any of RUN_OPTIONS, at the top level or
+    under "options")."""
     options = event.get("options", {}) if isinstance(event.get("options"), dict) else {}
     if "detail" in event:
         detail = event["detail"] or {}
@@ -76,32 +206,7 @@ def parse_run_request(event: dict) -> RunRequest:
         # Spark (Hadoop) reads such a name as a glob pattern: it would read other files, or none.
         raise InvalidRunRequest(f"s3://{bucket}/{key}: the name holds one of * ? [ ] {{ }} \\, which the "
                                 "Transform would read as a file pattern; rename the file")
-    horizon = options.get("churn_horizon_days")
-    if horizon is not None and (not str(horizon).isdigit() or int(horizon) <= 0):
-        raise InvalidRunRequest(f"churn_horizon_days must be a positive whole number of days, got {horizon!r}")
-    analysis_date = options.get("analysis_date")
-    if analysis_date is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(analysis_date)):
-        raise InvalidRunRequest(f"analysis_date must be YYYY-MM-DD, got {analysis_date!r}")
-    label = options.get("churn_label")
-    if label is not None and not isinstance(label, (str, dict)):
-        raise InvalidRunRequest(f"churn_label must be a label name or an object, got {label!r}")
-    share = options.get("max_bad_share")
-    if share is not None:
-        try:
-            share = float(share)
-        except (TypeError, ValueError):
-            share = -1.0
-        if not 0.0 <= share <= 1.0:
-            raise InvalidRunRequest(f"max_bad_share must be a number from 0 to 1, got {options['max_bad_share']!r}")
-    mapping = options.get("column_mapping")
-    if mapping is not None and not (
-            isinstance(mapping, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())):
-        raise InvalidRunRequest(f"column_mapping must map field names to column names, got {mapping!r}")
-    date_order = options.get("date_order")
-    if date_order is not None and date_order not in DATE_ORDERS:
-        raise InvalidRunRequest(f"date_order must be one of {', '.join(DATE_ORDERS)}, got {date_order!r}")
-    return RunRequest(bucket, key, analysis_date, int(horizon) if horizon is not None else None, label,
-                      share, mapping, date_order)
+    return RunRequest(bucket, key, validate_options(options, "run input"))
 
 
 @dataclass(frozen=True)

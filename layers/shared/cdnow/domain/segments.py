@@ -136,6 +136,7 @@ from sklearn.metrics import adjusted_rand_score
 from threadpoolctl import threadpool_limits
 
 from .features import FEATURE_COLUMNS
+from .support import InsufficientData
 
 SEGMENT_INPUTS = ["recency_days", "purchase_days", "monetary_total"]
 # log1p for the heavy-tailed count and amount; recency_days stays linear (see the docstring).
@@ -568,7 +569,7 @@ def segment_customers(features: pd.DataFrame, n_clusters: int | None = None,
     ordered, order = _sorted_features(features)
     n = len(ordered)
     if n == 0:
-        raise ValueError("no customers to segment")
+        raise InsufficientData("no customers to segment")
     x = _segment_matrix(ordered)
 
     if n > sample_size:
@@ -597,7 +598,7 @@ def segment_customers(features: pd.DataFrame, n_clusters: int | None = None,
             for r in rows]
     if n_clusters is None:
         if not rows:
-            raise ValueError(f"{n} customers ({max_k} distinct) cannot be split into segments")
+            raise InsufficientData(f"{n} customers ({max_k} distinct) cannot be split into segments")
         k = _choose_k(rows)
     else:
         k = n_clusters

@@ -35,6 +35,8 @@ def subject(summary: Mapping[str, Any]) -> str:
         tail += f": {fmt.count(summary['customers'])} customers"
         if summary.get("segments"):
             tail += f", {len(summary['segments'])} segments"
+        if summary.get("warnings"):
+            tail += f", {len(summary['warnings'])} warning" + ("s" if len(summary["warnings"]) > 1 else "")
     room = SUBJECT_MAX - len("CDNOW run ") - len(tail)
     if len(run_id) > room:
         keep = max(room - 3, 2)
@@ -89,6 +91,11 @@ def email_text(summary: Mapping[str, Any], report: Mapping[str, Any] | None = No
     if summary.get("customers_without_purchase"):
         lines.append(f"  left out: {fmt.count(summary['customers_without_purchase'])} customers with returns "
                      "but no purchase")
+
+    warnings = summary.get("warnings") or []
+    if warnings:
+        lines += ["", "Warnings (the run succeeded without these models; their tables have no partition for it):"]
+        lines += [f"  {w.get('message') or w.get('model')}" for w in warnings]
 
     segments = summary.get("segments") or {}
     if segments:

@@ -248,6 +248,22 @@ def _glance(summary: dict) -> str:
     return f'<section id="glance"><h2>At a glance</h2><div class="cards">{"".join(cards)}</div></section>'
 
 
+def _warnings(summary: dict) -> str:
+    """The models the data could not support: the run succeeded without them."""
+    warnings = summary.get("warnings") or []
+    if not warnings:
+        return ""
+    items = "".join(f"<li><strong>{_e(w.get('message') or w.get('model'))}</strong></li>" for w in warnings)
+    return (f'<section id="warnings" class="warnings"><h2>Warnings</h2><p>The run succeeded, but the data '
+            f"could not support every model; their tables have no partition for this run:</p><ul>{items}</ul>"
+            "</section>")
+
+
+def _skipped(anchor: str, title: str, reason: str) -> str:
+    return (f'<section id="{anchor}"><h2>{_e(title)}</h2><p class="note skipped"><strong>Skipped:</strong> '
+            f"{_e(reason)}.</p></section>")
+
+
 def _data_quality(summary: dict, examples: Sequence[Mapping[str, Any]]) -> str:
     rows = summary.get("rows") or {}
     read = rows.get("read")
@@ -529,17 +545,21 @@ def render_report(summary: Mapping[str, Any], charts: Mapping[str, str], *,
         f'<p class="meta">Run <code>{_e(run_id)}</code>'
         f' \u00b7 input <code>{_e(summary.get("input_uri", fmt.DASH))}</code>'
         f' \u00b7 analysis date {_e(summary.get("analysis_date", fmt.DASH))}'
-        f' \u00b7 churn horizon {fmt.count(churn.get("horizon_days"))} days</p></header>\n'
+        f' \u00b7 churn horizon {fmt.count(churn.get("horizon_days") or summary.get("churn_horizon_days"))} days'
+        '</p></header>\n'
     )
     nav = ('<nav class="toc"><a href="#glance">At a glance</a><a href="#data-quality">Data quality</a>'
            '<a href="#segments">Segments</a><a href="#churn">Churn risk</a><a href="#value">Customer value</a>'
            '<a href="#tables">Tables</a></nav>\n')
+    skipped = {w.get("model"): w.get("reason") for w in summary.get("warnings") or []}
     body = "\n".join(part for part in (
         _glance(summary),
+        _warnings(summary),
         _data_quality(summary, list(quarantine_examples or [])),
-        _segments(summary, charts, list(profiles or [])),
-        _churn(summary, charts),
-        _value(summary, charts),
+        _skipped("segments", "Segments", skipped["segment"]) if "segment" in skipped
+        else _segments(summary, charts, list(profiles or [])),
+        _skipped("churn", "Churn risk", skipped["churn"]) if "churn" in skipped else _churn(summary, charts),
+        _skipped("value", "Customer value", skipped["value"]) if "value" in skipped else _value(summary, charts),
         _more_charts(charts),
         _tables(summary),
     ) if part)
