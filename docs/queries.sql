@@ -6,8 +6,10 @@
 --   aws athena start-query-execution --query-execution-context Database=cdnow_analytics \
 --       --work-group primary --query-string "$(sed -n '/name: latest_run/,/;/p' docs/queries.sql)"
 --
--- The "latest" CTE picks the newest published run; to be sure Athena reads one partition only,
--- replace it with a literal:  WHERE f.run_id = 'cdnow-master-35f83c2e516f'.
+-- The "latest" CTE picks the newest published run that has the tables the query reads (a model
+-- the data could not support publishes no partition: the runs table lists each run's
+-- published_tables and its warnings); to be sure Athena reads one partition only, replace it
+-- with a literal:  WHERE f.run_id = 'cdnow-master-35f83c2e516f'.
 --
 -- House style, which tests/e2e/test_stack_cli.py relies on: every table has an alias and every
 -- column is written alias.column. The test checks each table and column named here against
@@ -17,8 +19,8 @@
 
 -- name: latest_run
 -- The newest published run: what was analysed, as of when, and how clean the input was.
-SELECT r.run_id, r.input_uri, r.analysis_date, r.rows_read, r.rows_quarantined, r.customers,
-       r.churn_horizon_days, r.published_at
+SELECT r.run_id, r.input_uri, r.analysis_date, r.rows_read, r.rows_quarantined, r.rows_excluded,
+       r.customers, r.currency, r.churn_horizon_days, r.warnings, r.published_at
 FROM cdnow_analytics.runs AS r
 ORDER BY r.published_at DESC
 LIMIT 1;
@@ -28,7 +30,11 @@ LIMIT 1;
 -- Customers to win back: high churn risk among the top 10% by past spend, with what they are
 -- still expected to be worth and the main reason the model sees them leaving.
 WITH latest AS (
-    SELECT r.run_id FROM cdnow_analytics.runs AS r ORDER BY r.published_at DESC LIMIT 1
+    SELECT r.run_id FROM cdnow_analytics.runs AS r
+    WHERE contains(split(r.published_tables, ','), 'churn_scores')
+      AND contains(split(r.published_tables, ','), 'customer_value')
+      AND contains(split(r.published_tables, ','), 'customer_segments')
+    ORDER BY r.published_at DESC LIMIT 1
 ),
 spend AS (
     SELECT approx_percentile(f.monetary_total, 0.9) AS top_decile_spend
@@ -52,7 +58,9 @@ LIMIT 500;
 -- name: segment_profiles_latest
 -- What each segment of the newest run looks like.
 WITH latest AS (
-    SELECT r.run_id FROM cdnow_analytics.runs AS r ORDER BY r.published_at DESC LIMIT 1
+    SELECT r.run_id FROM cdnow_analytics.runs AS r
+    WHERE contains(split(r.published_tables, ','), 'segment_profiles')
+    ORDER BY r.published_at DESC LIMIT 1
 )
 SELECT p.segment_name, p.recency_status, p.customers, p.customer_share, p.revenue, p.revenue_share,
        p.median_recency_days, p.mean_purchase_days, p.mean_monetary_total, p.mean_monetary_avg_per_purchase
@@ -73,7 +81,10 @@ ORDER BY r.published_at, p.segment_rank;
 -- name: clv_by_segment
 -- Expected value of the next 12 months by segment in the newest run.
 WITH latest AS (
-    SELECT r.run_id FROM cdnow_analytics.runs AS r ORDER BY r.published_at DESC LIMIT 1
+    SELECT r.run_id FROM cdnow_analytics.runs AS r
+    WHERE contains(split(r.published_tables, ','), 'customer_value')
+      AND contains(split(r.published_tables, ','), 'customer_segments')
+    ORDER BY r.published_at DESC LIMIT 1
 )
 SELECT sg.segment_name,
        count(*) AS customers,
@@ -92,7 +103,10 @@ ORDER BY clv_12m_total DESC;
 -- name: risk_by_segment
 -- How many customers of each segment are at low, medium or high churn risk in the newest run.
 WITH latest AS (
-    SELECT r.run_id FROM cdnow_analytics.runs AS r ORDER BY r.published_at DESC LIMIT 1
+    SELECT r.run_id FROM cdnow_analytics.runs AS r
+    WHERE contains(split(r.published_tables, ','), 'churn_scores')
+      AND contains(split(r.published_tables, ','), 'customer_segments')
+    ORDER BY r.published_at DESC LIMIT 1
 )
 SELECT sg.segment_name, cs.risk_band, count(*) AS customers,
        avg(cs.churn_probability) AS mean_churn_probability
@@ -107,7 +121,9 @@ ORDER BY sg.segment_name, cs.risk_band;
 -- Where the customers of each segment of the previous run went in the newest run (one row per
 -- from/to pair; the table exists once two runs have been published).
 WITH latest AS (
-    SELECT r.run_id FROM cdnow_analytics.runs AS r ORDER BY r.published_at DESC LIMIT 1
+    SELECT r.run_id FROM cdnow_analytics.runs AS r
+    WHERE contains(split(r.published_tables, ','), 'segment_migration')
+    ORDER BY r.published_at DESC LIMIT 1
 )
 SELECT m.previous_run_id, m.from_segment, m.to_segment, m.customers,
        CAST(m.customers AS double) / sum(m.customers) OVER (PARTITION BY m.from_segment) AS share_of_from_segment
@@ -119,7 +135,9 @@ ORDER BY m.from_segment, m.customers DESC;
 -- name: migration_matrix_wide
 -- The same matrix, one row per previous segment, the new segments as a map.
 WITH latest AS (
-    SELECT r.run_id FROM cdnow_analytics.runs AS r ORDER BY r.published_at DESC LIMIT 1
+    SELECT r.run_id FROM cdnow_analytics.runs AS r
+    WHERE contains(split(r.published_tables, ','), 'segment_migration')
+    ORDER BY r.published_at DESC LIMIT 1
 )
 SELECT m.from_segment, map_agg(m.to_segment, m.customers) AS customers_by_to_segment
 FROM cdnow_analytics.segment_migration AS m
@@ -143,8 +161,9 @@ ORDER BY r.published_at;
 
 
 -- name: data_quality_over_runs
--- Rows read and quarantined per run: a rising share means the export upstream changed.
-SELECT r.published_at, r.run_id, r.input_uri, r.rows_read, r.rows_quarantined,
+-- Rows read, excluded (guest lines) and quarantined per run: a rising share means the export
+-- upstream changed.
+SELECT r.published_at, r.run_id, r.input_uri, r.rows_read, r.rows_excluded, r.rows_quarantined,
        CAST(r.rows_quarantined AS double) / nullif(r.rows_read, 0) AS quarantined_share
 FROM cdnow_analytics.runs AS r
 ORDER BY r.published_at DESC;

@@ -267,7 +267,7 @@ def value(run: dict, analysis_date: str) -> dict:
     }
 
 
-def _run_row(run: dict, features: dict, models: dict | None = None):
+def _run_row(run: dict, features: dict, models: dict | None, tables: list[str]):
     """The run's row of the ``runs`` table: what was analysed, what was skipped, when it was
     published."""
     from datetime import datetime, timezone
@@ -286,6 +286,8 @@ def _run_row(run: dict, features: dict, models: dict | None = None):
         "currency": features.get("currency") or DEFAULT_CURRENCY,
         "warnings": "; ".join(f"{MODEL_NAMES[model]} skipped: {reason}"
                               for model, reason in skipped_models(models).items()),
+        # What the documented queries look for: the latest run that has each table they read.
+        "published_tables": ",".join(tables),
         "published_at": pd.Timestamp(datetime.now(timezone.utc)).tz_localize(None),
     }])
 
@@ -328,7 +330,7 @@ def publish(run: dict, database: str, features: dict, models: dict | None = None
     missing = [table for table in required_tables(models) if table not in staged]
     if missing:
         raise ValueError(f"run {run['run_id']}: table(s) {', '.join(missing)} not staged, nothing published")
-    runs_row = _run_row(run, features, models)
+    runs_row = _run_row(run, features, models, [*staged, "runs"])
 
     attempt = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid4().hex[:8]}"
     # The runs table last: a run is complete in it only once everything else is switched.
