@@ -1,4 +1,5 @@
-"""Report: after Publish, the run's HTML report, a pre-signed link and the run-complete message."""
+"""Report: after Publish, the run's HTML report, a pre-signed link and the run-complete message;
+on the failure path, the run-failed message (``{"failure": ...}``)."""
 
 import os
 
@@ -10,6 +11,10 @@ DEFAULT_LINK_EXPIRY_SECONDS = 86_400
 
 @handler
 def lambda_handler(event, context):
+    if "failure" in event:
+        notice = pipeline.failure_notice(event["failure"])
+        logger.info("failure notice composed", extra={"subject": notice["subject"]})
+        return notice
     run = event["run"]
     expiry = int(os.environ.get("REPORT_LINK_EXPIRY_SECONDS", DEFAULT_LINK_EXPIRY_SECONDS))
     result = pipeline.report(run, link_expiry_s=expiry)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import boto3
 
+from cdnow.presentation.messages import readable_cause
+
 from .results import REPORT, SUMMARY, rows_text
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
@@ -235,19 +237,6 @@ def find_execution(outputs: Mapping[str, str], upload: Upload, timeout_s: float 
 
 
 # --------------------------------------------------------------------------- results
-
-
-def readable_cause(cause: str | None) -> str | None:
-    """A Lambda error's cause is its JSON error payload: keep the type and message."""
-    try:
-        payload = json.loads(cause or "")
-    except ValueError:
-        return cause
-    if isinstance(payload, dict) and "errorMessage" in payload:
-        return f"{payload.get('errorType')}: {payload['errorMessage']}"
-    if isinstance(payload, dict) and "ErrorMessage" in payload:  # a failed Glue job run
-        return f"Glue job run {payload.get('Id')}: {payload['ErrorMessage']}"
-    return cause
 
 
 def failure_summary(execution: dict, state_outputs: Mapping[str, dict]) -> dict:

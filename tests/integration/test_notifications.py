@@ -67,8 +67,11 @@ def test_a_failed_report_still_announces_the_published_run(root, stack, queue):
     assert attributes == {"status": "SUCCEEDED", "run_id": "never-published"}
 
 
+FAILURE_PATH = ["Failure message", "Plain failure message", "Plain failure notice", "Notify failure", "Run failed"]
+
+
 def test_an_ingest_failure_is_announced_with_run_id_none(root, stack, queue):
-    machine = _machine(root, stack, "ingest-fails", "Ingest failed", ["Ingest failed", "Failure message", "Notify failure", "Run failed"])
+    machine = _machine(root, stack, "ingest-fails", "Ingest failed", ["Ingest failed", *FAILURE_PATH])
     error = {"Error": "InvalidRunRequest", "Cause": "s3://raw/other/file.txt: only objects under incoming/ start a run"}
     execution = _run(machine, {"bucket": "raw", "key": "other/file.txt", "error": error})
     assert execution["status"] == "FAILED"
@@ -90,3 +93,39 @@ def test_an_ingest_failure_is_announced_with_run_id_none(root, stack, queue):
         "Nothing was published: the tables in the catalog are those of the previous run. "
         f"Execution: {execution['executionArn']}",
     ]
+
+
+LAMBDA_CAUSE = json.dumps({"errorMessage": "s3://raw/incoming/a.csv: no row is left to analyse", "errorType": "ValueError",
+                           "requestId": "r-1", "stackTrace": ["  File \"/var/task/app.py\", line 12, in lambda_handler\n"]})
+
+
+def test_a_lambda_failure_is_announced_with_its_type_and_message_not_its_stack_trace(root, stack, queue):
+    machine = _machine(root, stack, "features-fails", "Features failed", ["Features failed", *FAILURE_PATH])
+    run = {"run_id": "a-1", "input_uri": "s3://raw/incoming/a.csv"}
+    execution = _run(machine, {"run": run, "error": {"Error": "ValueError", "Cause": LAMBDA_CAUSE}})
+    assert execution["status"] == "FAILED"
+    notification = _notification(queue)
+    assert notification["Subject"] == "CDNOW run a-1 FAILED in Features"
+    message = json.loads(notification["Message"])
+    assert message["cause"] == "ValueError: s3://raw/incoming/a.csv: no row is left to analyse"
+    email = Emulator.published(stack.outputs["RunCompleteTopicArn"])[-1]["email"]
+    assert "Cause: ValueError: s3://raw/incoming/a.csv: no row is left to analyse" in email
+    assert "stackTrace" not in email and "app.py" not in email and "{" not in email
+    # The raw cause stays in the execution for whoever debugs it.
+    assert json.loads(execution["cause"])["stackTrace"]
+
+
+def test_the_plain_notice_goes_out_when_the_failure_message_step_fails(root, stack, queue, monkeypatch):
+    from cdnow import pipeline
+
+    def broken(failure):
+        raise RuntimeError("the notice could not be composed")
+
+    monkeypatch.setattr(pipeline, "failure_notice", broken)
+    machine = _machine(root, stack, "notice-fails", "Features failed", ["Features failed", *FAILURE_PATH])
+    run = {"run_id": "a-2", "input_uri": "s3://raw/incoming/a.csv"}
+    execution = _run(machine, {"run": run, "error": {"Error": "ValueError", "Cause": "plain words"}})
+    assert execution["status"] == "FAILED"
+    notification = _notification(queue)
+    assert notification["Subject"] == "CDNOW run a-2 FAILED in Features"
+    assert json.loads(notification["Message"])["cause"] == "plain words"

@@ -76,7 +76,7 @@ def test_models_run_in_parallel_and_tasks_have_timeouts(definition):
     assert branches == ["Segment", "Churn", "Value"]
     tasks = [s for s in states.values() if s["Type"] == "Task"]
     tasks += [s for b in states["Models"]["Branches"] for s in b["States"].values() if s["Type"] == "Task"]
-    assert len(tasks) == 10 and all("TimeoutSeconds" in task for task in tasks)
+    assert len(tasks) == 11 and all("TimeoutSeconds" in task for task in tasks)
     assert states["Transform"]["Resource"] == "arn:aws:states:::glue:startJobRun.sync"
 
 
@@ -90,7 +90,8 @@ def _tasks(definition):
 
 def test_lambda_tasks_retry_lambda_service_errors_with_backoff_and_jitter(definition):
     lambda_tasks = {n: t for n, t in _tasks(definition).items() if t["Resource"] == "arn:aws:states:::lambda:invoke"}
-    assert set(lambda_tasks) == {"Ingest", "Features", "Segment", "Churn", "Value", "Publish", "Report"}
+    assert set(lambda_tasks) == {"Ingest", "Features", "Segment", "Churn", "Value", "Publish", "Report",
+                                 "Failure message"}
     for name, task in lambda_tasks.items():
         (retry,) = task["Retry"]
         assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException",
@@ -134,7 +135,8 @@ def test_every_task_times_out_after_its_target_does(root, definition):
             limits[name] = job["Properties"].get("Timeout", 2880) * 60  # minutes; Glue's default: 48 h
         else:
             assert task["Resource"] == "arn:aws:states:::sns:publish", name  # no limit of its own
-    assert set(limits) == {"Ingest", "Transform", "Features", "Segment", "Churn", "Value", "Publish", "Report"}
+    assert set(limits) == {"Ingest", "Transform", "Features", "Segment", "Churn", "Value", "Publish", "Report",
+                           "Failure message"}
     short = {name: (_tasks(definition)[name]["TimeoutSeconds"], limit) for name, limit in limits.items()
              if _tasks(definition)[name]["TimeoutSeconds"] < limit + 60}
     assert not short, f"TimeoutSeconds less than 60 s above the target's own limit: {short}"

@@ -440,3 +440,11 @@ def report(run: dict, link_expiry_s: int) -> dict:
         "bytes": len(html.encode()),
     }
     return {**report_info, "subject": subject(summary), "message": run_complete_message(summary, report_info)}
+
+
+def failure_notice(failure: dict) -> dict:
+    """The run-failed notice for the state machine's failure path: subject and SNS message."""
+    from .presentation.messages import failure_message
+
+    return failure_message(failure.get("failed_state") or "?", failure.get("error"), failure.get("run"),
+                           failure.get("execution") or "")

@@ -159,3 +159,43 @@ def run_complete_message(summary: Mapping[str, Any], report: Mapping[str, Any] |
         document["report"] = dict(report)
     as_json = json.dumps(document, default=str)
     return {"default": as_json, "sqs": as_json, "email": email_text(summary, report)}
+
+
+def readable_cause(cause: str | None) -> str | None:
+    """An error's cause as a person reads it: a Lambda error's cause is its JSON error payload
+    (type, message and the stack trace): keep the type and message; a failed Glue job run's is
+    the job run: keep its error message; any other cause is kept as it is."""
+    try:
+        payload = json.loads(cause or "")
+    except ValueError:
+        return cause
+    if isinstance(payload, dict) and "errorMessage" in payload:
+        return f"{payload.get('errorType')}: {payload['errorMessage']}"
+    if isinstance(payload, dict) and "ErrorMessage" in payload:  # a failed Glue job run
+        return f"Glue job run {payload.get('Id')}: {payload['ErrorMessage']}"
+    return cause
+
+
+def failure_message(failed_state: str, error: Mapping[str, Any] | None, run: Mapping[str, Any] | None,
+                    execution: str) -> dict[str, Any]:
+    """The run-failed notice: ``subject`` and the SNS ``message`` (JSON for machines, text for
+    e-mail), with the error's type and message but never its stack trace or a serialized payload
+    (the execution's history keeps the raw cause)."""
+    error = error or {}
+    run = dict(run or {})
+    run_id = str(run.get("run_id") or "none")
+    cause = readable_cause(error.get("Cause"))
+    summary = {"status": "FAILED", "failed_state": failed_state, "error": error.get("Error"), "cause": cause,
+               "run": run, "execution": execution}
+    as_json = json.dumps(summary, default=str)
+    email = "\n".join(_ascii_line(line) for line in [
+        f"CDNOW customer analytics: run {run_id} FAILED in the {failed_state} step.",
+        "",
+        f"Error: {error.get('Error')}",
+        f"Cause: {cause}",
+        "",
+        "Nothing was published: the tables in the catalog are those of the previous run. "
+        f"Execution: {execution}",
+    ]) + "\n"
+    return {"subject": _ascii(f"CDNOW run {run_id} FAILED in {failed_state}")[:SUBJECT_MAX],
+            "message": {"default": as_json, "sqs": as_json, "email": email}}
