@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import boto3
+from cdnow.presentation import formatting as fmt
 
 from cdnow.presentation.messages import readable_cause
 
@@ -85,7 +86,9 @@ def progress_note(state: str, output: dict) -> str | None:
             return (f"ROC AUC {metrics['roc_auc']:.3f} on held-out customers; "
                     f"{metrics['share_high_risk']:.1%} at high risk")
         if state == "Value":
-            return f"expected 12-month value ${output['metrics']['total_clv_12m']:,.0f}"
+            # The Value output has no summary to read the currency from; its metrics may name it.
+            metrics = output["metrics"]
+            return f"expected 12-month value {fmt.money(metrics['total_clv_12m'], fmt.currency_of(metrics))}"
         if state == "Publish":
             return f"{len(output['published']['summary']['tables'])} tables published"
         if state == "Report":

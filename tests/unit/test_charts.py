@@ -339,6 +339,35 @@ def test_histogram_custom_ticks_for_log_axis():
     assert ["$1", "$10", "$100", "$1,000"] == [t for t in ticks if t.startswith("$")]
 
 
+def test_the_clv_distribution_is_in_the_run_s_currency():
+    import pandas as pd
+
+    from cdnow.presentation.figures import value_figures
+
+    ids = ["a", "b", "c", "d"]
+    customer_value = pd.DataFrame({"customer_id": ids, "clv_12m": [0.05, 8.0, 120.0, 2500.0],
+                                   "p_alive": [0.1, 0.5, 0.8, 0.9]})
+    features = pd.DataFrame({"customer_id": ids, "recency_days": [400, 200, 30, 5], "purchase_days": [1, 2, 5, 12]})
+    holdout = {"calibration_end": "2010-06-01", "observation_end": "2011-12-10",
+               "by_calibration_frequency": [{"mean_actual": 0.4, "mean_predicted": 0.5},
+                                            {"mean_actual": 1.2, "mean_predicted": 1.1}]}
+
+    def clv_chart(**currency):
+        root = parse(value_figures(customer_value, features, holdout, **currency)["clv_distribution"])
+        last = by_class(root, "tick")[-1]  # centred on the right end of the axis
+        assert num(last, "x") + charts._text_width(last.text, 11) / 2 <= 640
+        return [t.text for t in by_class(root, "tick")], texts(root)
+
+    ticks, shown = clv_chart(currency="GBP")
+    assert ["\u00a30.1", "\u00a31", "\u00a310", "\u00a3100", "\u00a31,000", "\u00a310,000"] == [
+        t for t in ticks if t.startswith("\u00a3")]
+    assert "12-month CLV in GBP (log scale)" in shown and not any("$" in t for t in shown)
+    ticks, shown = clv_chart()  # a run that names no currency: dollars
+    assert "$1,000" in ticks and "12-month CLV in USD (log scale)" in shown
+    ticks, _ = clv_chart(currency="CHF")
+    assert "CHF 1,000" in ticks
+
+
 # ----------------------------------------------------------------- profile chart
 
 

@@ -32,6 +32,8 @@ def test_progress_notes_from_state_outputs(root):
     assert segments.startswith("3 segments: Champions ")
     assert progress_note("Churn", event["models"]["churn"]).startswith("ROC AUC 0.")
     assert progress_note("Value", event["models"]["value"]).startswith("expected 12-month value $")
+    pounds = {**event["models"]["value"], "metrics": {**event["models"]["value"]["metrics"], "currency": "GBP"}}
+    assert progress_note("Value", pounds).startswith("expected 12-month value \u00a3")
     # an output of another shape gives no note rather than breaking the follower
     assert progress_note("Features", {"steps": {}}) is None and progress_note("Models", {}) is None
 

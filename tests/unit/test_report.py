@@ -107,6 +107,37 @@ def test_numbers_read_as_people_read_them(summary, svgs):
     assert "13.9%" in html  # customer share
 
 
+def test_amounts_in_the_run_s_currency(summary, svgs):
+    # An Online Retail II run is in pounds: no amount of it may read as dollars.
+    pounds = {**summary, "currency": "GBP"}
+    html = render(pounds, svgs)
+    total = summary["value"]["total_clv_12m"]
+    assert "\u00a31,404,102" in html and f"\u00a3{total:,.0f}" in html and "\u00a343.87" in html
+    assert "$" not in html
+    assert "Amounts in GBP (\u00a3)." in html and "CLV) is revenue" in html
+    # a summary of an older run names no currency: its amounts are dollars
+    for older in (summary, {**summary, "currency": None}):
+        html = render(older, svgs)
+        assert "$1,404,102" in html and "Amounts in USD ($)." in html and "\u00a3" not in html
+    francs = render({**summary, "currency": "CHF"}, svgs)
+    assert "CHF 1,404,102" in francs and "Amounts in CHF." in francs and "$" not in francs
+
+
+def test_excluded_and_returned_amounts_in_the_run_s_currency(summary, svgs):
+    rows = {**summary["rows"], "excluded": {"no_customer_id": 12}, "excluded_amount": {"no_customer_id": 310.5},
+            "return_lines": 4, "returned_amount": -42.25}
+    pounds = {**summary, "rows": rows, "currency": "GBP"}
+    html = render(pounds, svgs)
+    assert "\u00a3310.50 and count toward" in html and "\u2212\u00a342.25 in all" in html
+    text = messages.email_text(pounds)
+    assert "12 lines, \u00a3310.50" in text and "-\u00a342.25 netted" in text and "$" not in text
+
+
+def test_a_currency_that_is_no_iso_code_is_refused(summary, svgs):
+    with pytest.raises(ValueError, match="ISO 4217"):
+        render({**summary, "currency": "<b>GBP</b>"}, svgs)
+
+
 def test_profiles_in_rank_order_and_missing_values_as_a_dash(summary, svgs):
     html = render(summary, svgs)
     table = html[html.index('class="profiles"'):]
@@ -176,6 +207,15 @@ def test_email_text_has_counts_segments_churn_value_and_the_link(summary):
     assert "{" not in text.split("Tables:")[0]  # no JSON before the table list
 
 
+def test_email_amounts_in_the_run_s_currency(summary):
+    total = summary["value"]["total_clv_12m"]
+    pounds = messages.email_text({**summary, "currency": "GBP"})
+    assert f"\u00a3{total:,.0f}" in pounds and f"\u00a3{summary['value']['mean_clv_12m']:,.2f}" in pounds
+    assert "$" not in pounds
+    assert f"${total:,.0f}" in messages.email_text(summary)  # an older run's summary: dollars
+    assert "$" not in messages.run_complete_message({**summary, "currency": "GBP"})["email"]
+
+
 def test_message_is_json_for_machines_and_text_for_email(summary):
     report = {"uri": "s3://b/reports/x.html", "url": "https://example/x"}
     message = messages.run_complete_message(summary, report)
@@ -191,8 +231,8 @@ def test_message_is_json_for_machines_and_text_for_email(summary):
 def test_formatting_of_missing_and_negative_numbers():
     from cdnow.presentation import formatting as fmt
 
-    assert fmt.count(None) == fmt.percent(float("nan")) == fmt.dollars(math.inf) == "\u2013"
-    assert fmt.percent(-0.156) == "\u221215.6%" and fmt.dollars(-3.5, 2) == "\u2212$3.50"
+    assert fmt.count(None) == fmt.percent(float("nan")) == fmt.money(math.inf) == "\u2013"
+    assert fmt.percent(-0.156) == "\u221215.6%" and fmt.money(-3.5, "USD", 2) == "\u2212$3.50"
     assert fmt.count(23570) == "23,570" and fmt.share(1, 0) is None
 
 

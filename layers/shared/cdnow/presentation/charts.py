@@ -1099,6 +1099,10 @@ def histogram(
         gaps = [b - a for a, b in zip(ticks_x, ticks_x[1:]) if b > a]
         x_step = min(gaps) if gaps else _nice_step(edges[-1] - edges[0], 5)
     x_fmt = _tick_formatter(x_step) if x_tick_format is None else _value_formatter(x_tick_format)
+    if ticks_x:
+        # Tick labels are centred on their ticks: the last one, an amount with its currency code
+        # ("CHF 10,000"), may need more room right of the plot than the margin leaves.
+        right = min(right, width - _EDGE - _text_width(x_fmt(ticks_x[-1]), _TICK_SIZE) / 2)
     x_of = _scale(edges[0], edges[-1], left, right)
     y_of = _scale(0.0, y_hi, bottom, top)
     parts += _value_gridlines(y_ticks, y_of, y_fmt, vertical=False, start=left, end=right, label_at=left - 8)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from . import charts
+from . import formatting as fmt
 from .labels import feature_label
 
 
@@ -112,15 +113,16 @@ def churn_figures(result) -> dict[str, str]:
     return figures
 
 
-def value_figures(customer_value, features, holdout: dict) -> dict[str, str]:
+def value_figures(customer_value, features, holdout: dict, *,
+                  currency: str = fmt.DEFAULT_CURRENCY) -> dict[str, str]:
     """The 12-month CLV distribution, mean P(alive) by recency and purchase days, and the
     holdout check (``clv.customer_value`` table, the customer_features rows it values, and
-    ``clv.holdout_check``'s result)."""
+    ``clv.holdout_check``'s result). ``currency``: the ISO 4217 code of the run's amounts."""
     from ..domain.segments import PURCHASE_DAYS_BINS, RECENCY_BINS, bin_codes
 
     clv = customer_value["clv_12m"].to_numpy(dtype=np.float64)
-    # Spend is heavy-tailed: bins of equal width in log10 dollars, everything under 10 cents in
-    # the first one.
+    # Spend is heavy-tailed: bins of equal width in log10 of the amount, everything under a tenth
+    # of the currency's unit (10 cents, 10 pence) in the first one.
     exponents = np.log10(np.clip(clv, 0.1, None))
     top = max(1, math.ceil(float(exponents.max())))
     edges = np.linspace(-1.0, top, 10 * (top + 1) + 1)
@@ -128,8 +130,8 @@ def value_figures(customer_value, features, holdout: dict) -> dict[str, str]:
     figures = {
         "clv_distribution": charts.histogram(
             edges.tolist(), counts.tolist(), title="Expected value of the next 12 months per customer",
-            x_label="12-month CLV (log scale)", y_label="Customers",
-            x_ticks=list(range(-1, top + 1)), x_tick_format=lambda v: f"${10 ** v:,.{max(0, -int(v))}f}"),
+            x_label=f"12-month CLV in {currency} (log scale)", y_label="Customers",
+            x_ticks=list(range(-1, top + 1)), x_tick_format=lambda v: fmt.money(10 ** v, currency, max(0, -int(v)))),
     }
 
     rows = features.set_index("customer_id").reindex(customer_value["customer_id"])

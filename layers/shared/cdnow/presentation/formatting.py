@@ -1,12 +1,22 @@
 """Numbers as people read them, for the report and the run-complete message (standard library
-only): thousands separators, percentages, dollars, a typographic minus, a dash for missing."""
+only): thousands separators, percentages, money in the run's currency, a typographic minus, a
+dash for missing."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 DASH = "\u2013"
+
+# The currency of a run whose summary names none: the CDNOW files, and every run before
+# summaries carried their currency, are in US dollars.
+DEFAULT_CURRENCY = "USD"
+# The sign a reader expects before an amount, for the codes where it is unambiguous; any other
+# ISO 4217 code is written out ("CHF 1,234.50"), which is never misread. ("$" is the US
+# dollar's alone: a Canadian or Australian dollar amount shows its code.)
+CURRENCY_SYMBOLS = {"USD": "$", "GBP": "\u00a3", "EUR": "\u20ac", "JPY": "\u00a5", "INR": "\u20b9"}
 
 
 def missing(value: Any) -> bool:
@@ -32,10 +42,29 @@ def percent(value: Any, decimals: int = 1) -> str:
     return DASH if missing(value) else _minus(f"{float(value) * 100:,.{decimals}f}%")
 
 
-def dollars(value: Any, decimals: int = 0) -> str:
+def currency_of(summary: Mapping[str, Any]) -> str:
+    """The ISO 4217 code a run summary's amounts are in (``DEFAULT_CURRENCY`` when it names none).
+
+    The code goes into the report's HTML and the e-mail as it is, so anything but three letters
+    is an error rather than text to escape in every place an amount is shown.
+    """
+    code = str(summary.get("currency") or DEFAULT_CURRENCY).upper()
+    if not (len(code) == 3 and code.isascii() and code.isalpha()):
+        raise ValueError(f"currency {summary.get('currency')!r} is not an ISO 4217 code")
+    return code
+
+
+def currency_sign(currency: str) -> str:
+    """What goes before an amount: the symbol of a common currency, else the code and a space."""
+    return CURRENCY_SYMBOLS.get(currency, f"{currency} ")
+
+
+def money(value: Any, currency: str = DEFAULT_CURRENCY, decimals: int = 0) -> str:
+    """An amount in ``currency`` (an ISO 4217 code): 1234 -> '$1,234'; in GBP with 2 decimals
+    '\u00a31,234.00', in CHF 'CHF 1,234.00'; a negative amount has the minus before the sign."""
     if missing(value):
         return DASH
-    text = f"${abs(float(value)):,.{decimals}f}"
+    text = f"{currency_sign(currency)}{abs(float(value)):,.{decimals}f}"
     return f"\u2212{text}" if float(value) < 0 else text
 
 

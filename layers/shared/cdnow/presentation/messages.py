@@ -68,6 +68,7 @@ def email_text(summary: Mapping[str, Any], report: Mapping[str, Any] | None = No
     """
     rows = summary.get("rows") or {}
     customers = summary.get("customers")
+    currency = fmt.currency_of(summary)
     lines = [
         f"CDNOW customer analytics: run {summary.get('run_id')} {summary.get('status', 'SUCCEEDED')}",
         f"Input: {summary.get('input_uri', fmt.DASH)}",
@@ -83,10 +84,10 @@ def email_text(summary: Mapping[str, Any], report: Mapping[str, Any] | None = No
         lines.append("  quarantined by reason: " + ", ".join(f"{reason} {fmt.count(n)}" for reason, n in reasons))
     for reason, n in sorted((rows.get("excluded") or {}).items()):
         amount = (rows.get("excluded_amount") or {}).get(reason)
-        lines.append(f"  excluded ({reason}): {fmt.count(n)} lines, {fmt.dollars(amount, 2)}")
+        lines.append(f"  excluded ({reason}): {fmt.count(n)} lines, {fmt.money(amount, currency, 2)}")
     if rows.get("return_lines"):
         lines.append(f"  returns and cancellations: {fmt.count(rows['return_lines'])} lines, "
-                     f"{fmt.dollars(rows.get('returned_amount'), 2)} netted against spend")
+                     f"{fmt.money(rows.get('returned_amount'), currency, 2)} netted against spend")
     lines.append(f"Customers: {fmt.count(customers)}")
     if summary.get("customers_without_purchase"):
         lines.append(f"  left out: {fmt.count(summary['customers_without_purchase'])} customers with returns "
@@ -121,8 +122,8 @@ def email_text(summary: Mapping[str, Any], report: Mapping[str, Any] | None = No
         lines += [
             "",
             "Value (BG/NBD and Gamma-Gamma):",
-            f"  Expected value of the next 12 months: {fmt.dollars(value.get('total_clv_12m'))} "
-            f"({fmt.dollars(value.get('mean_clv_12m'), 2)} per customer); mean P(alive) "
+            f"  Expected value of the next 12 months: {fmt.money(value.get('total_clv_12m'), currency)} "
+            f"({fmt.money(value.get('mean_clv_12m'), currency, 2)} per customer); mean P(alive) "
             f"{fmt.percent(value.get('mean_p_alive'))}",
         ]
         if holdout:

@@ -225,6 +225,7 @@ def _glance(summary: dict) -> str:
     segments = summary.get("segments") or {}
     churn = summary.get("churn") or {}
     value = summary.get("value") or {}
+    currency = fmt.currency_of(summary)
     cards = [
         _card("Customers", fmt.count(customers), f"as of {summary.get('analysis_date', fmt.DASH)}"),
         _card("Rows read", fmt.count(rows.get("read")),
@@ -242,10 +243,23 @@ def _glance(summary: dict) -> str:
                            f"model ROC AUC {fmt.number(churn.get('roc_auc'), 3)}; "
                            f"recency rule {fmt.number(churn.get('recency_baseline_roc_auc'), 3)}"))
     if value:
-        cards.append(_card("Expected value, next 12 months", fmt.dollars(value.get("total_clv_12m")),
-                           f"{fmt.dollars(value.get('mean_clv_12m'), 2)} per customer; "
+        cards.append(_card("Expected value, next 12 months", fmt.money(value.get("total_clv_12m"), currency),
+                           f"{fmt.money(value.get('mean_clv_12m'), currency, 2)} per customer; "
                            f"mean P(alive) {fmt.percent(value.get('mean_p_alive'))}"))
-    return f'<section id="glance"><h2>At a glance</h2><div class="cards">{"".join(cards)}</div></section>'
+    return (f'<section id="glance"><h2>At a glance</h2><div class="cards">{"".join(cards)}</div>'
+            f'<p class="note">{_e(_amounts_note(summary))}</p></section>')
+
+
+def _amounts_note(summary: dict) -> str:
+    """Which currency every amount of the page is in, said once, and what the expected value is."""
+    currency = fmt.currency_of(summary)
+    sign = fmt.CURRENCY_SYMBOLS.get(currency)
+    note = f"Amounts in {currency} ({sign})." if sign else f"Amounts in {currency}."
+    margin = (summary.get("value") or {}).get("margin")
+    # The value model prices purchases at spend times the margin: at 100% its value is revenue.
+    if margin is None or margin == 1:
+        return note + " Expected value (CLV) is revenue, not profit."
+    return note + f" Expected value (CLV) is revenue times a margin of {fmt.percent(margin, 0)}."
 
 
 def _warnings(summary: dict) -> str:
@@ -267,6 +281,7 @@ def _skipped(anchor: str, title: str, reason: str) -> str:
 def _data_quality(summary: dict, examples: Sequence[Mapping[str, Any]]) -> str:
     rows = summary.get("rows") or {}
     read = rows.get("read")
+    currency = fmt.currency_of(summary)
     counts = _table(
         ["Rows", "Count", "Share of rows read"],
         [[label, fmt.count(rows.get(key)), fmt.percent(fmt.share(rows.get(key), read), 2)]
@@ -280,10 +295,10 @@ def _data_quality(summary: dict, examples: Sequence[Mapping[str, Any]]) -> str:
     for reason, n in sorted((rows.get("excluded") or {}).items()):
         amount = (rows.get("excluded_amount") or {}).get(reason)
         notes.append(f"{fmt.count(n)} lines excluded for {_e(EXCLUSIONS.get(reason, reason))}; they hold "
-                     f"{fmt.dollars(amount, 2)} and count toward no bad-row share.")
+                     f"{fmt.money(amount, currency, 2)} and count toward no bad-row share.")
     if rows.get("return_lines"):
         notes.append(f"{fmt.count(rows.get('return_lines'))} return or cancellation lines, "
-                     f"{fmt.dollars(rows.get('returned_amount'), 2)} in all, net against their customers' "
+                     f"{fmt.money(rows.get('returned_amount'), currency, 2)} in all, net against their customers' "
                      "spend and quantity; a return is never a purchase day.")
     reading = summary.get("input_reading") or {}
     if reading.get("money_reading"):
@@ -326,7 +341,7 @@ def _data_quality(summary: dict, examples: Sequence[Mapping[str, Any]]) -> str:
         f'<div class="tables"><div>{counts}</div><div>{reasons}</div></div>', reading_notes, sample, where)
 
 
-def _profile_rows(profiles: Sequence[Mapping[str, Any]], customers: Any) -> str:
+def _profile_rows(profiles: Sequence[Mapping[str, Any]], customers: Any, currency: str) -> str:
     rows = sorted(profiles, key=lambda row: row.get("segment_rank", 0))
     return _table(
         ["Segment", "Recency status", "Customers", "Share", "Revenue", "Revenue share",
@@ -336,9 +351,10 @@ def _profile_rows(profiles: Sequence[Mapping[str, Any]], customers: Any) -> str:
           fmt.count(row.get("customers")),
           fmt.percent(row.get("customer_share") if row.get("customer_share") is not None
                else fmt.share(row.get("customers"), customers)),
-          fmt.dollars(row.get("revenue")), fmt.percent(row.get("revenue_share")),
+          fmt.money(row.get("revenue"), currency), fmt.percent(row.get("revenue_share")),
           fmt.count(row.get("median_recency_days")), fmt.number(row.get("mean_purchase_days"), 1),
-          fmt.dollars(row.get("mean_monetary_total"), 2), fmt.dollars(row.get("mean_monetary_avg_per_purchase"), 2),
+          fmt.money(row.get("mean_monetary_total"), currency, 2),
+          fmt.money(row.get("mean_monetary_avg_per_purchase"), currency, 2),
           fmt.count(row.get("median_avg_days_between_purchases"))] for row in rows],
         numeric=range(2, 11), caption="Segment profiles (from the segment_profiles table)", cls="profiles")
 
@@ -348,7 +364,7 @@ def _segments(summary: dict, charts: Mapping[str, str], profiles: Sequence[Mappi
     seg = summary.get("segmentation") or {}
     customers = summary.get("customers")
     if profiles:
-        table = _profile_rows(profiles, customers)
+        table = _profile_rows(profiles, customers, fmt.currency_of(summary))
     else:
         table = _table(
             ["Segment", "Customers", "Share", "Revenue share"],
@@ -443,10 +459,11 @@ def _churn(summary: dict, charts: Mapping[str, str]) -> str:
 def _value(summary: dict, charts: Mapping[str, str]) -> str:
     v = summary.get("value") or {}
     h = summary.get("value_holdout") or {}
+    currency = fmt.currency_of(summary)
     metrics = _table(
         ["Figure", "Value"],
-        [["Total expected value, next 12 months", fmt.dollars(v.get("total_clv_12m"))],
-         ["Mean per customer", fmt.dollars(v.get("mean_clv_12m"), 2)],
+        [["Total expected value, next 12 months", fmt.money(v.get("total_clv_12m"), currency)],
+         ["Mean per customer", fmt.money(v.get("mean_clv_12m"), currency, 2)],
          ["Expected purchase days, next 365 days", fmt.count(v.get("total_expected_purchases_365d"))],
          ["Mean P(alive)", fmt.percent(v.get("mean_p_alive"))],
          ["Customers valued / repeat buyers",
