@@ -38,7 +38,7 @@ def run_dirs(out_root: Path) -> list[Path]:
 
 
 def read_summary(run_dir: Path) -> dict:
-    return json.loads((run_dir / SUMMARY).read_text())
+    return json.loads((run_dir / SUMMARY).read_text(encoding="utf-8"))
 
 
 def find_run(out_root: Path, run_id: str) -> Path | None:
@@ -90,7 +90,7 @@ def local_report(run_dir: Path) -> Path:
     from cdnow.presentation.report import chart_name, render_report
 
     summary = read_summary(run_dir)
-    charts = {chart_name(uri): (run_dir / "charts" / f"{chart_name(uri)}.svg").read_text()
+    charts = {chart_name(uri): (run_dir / "charts" / f"{chart_name(uri)}.svg").read_text(encoding="utf-8")
               for uri in summary.get("charts", [])}
     profiles_file = run_dir / "tables" / "segment_profiles.parquet"
     profiles = None
@@ -98,5 +98,5 @@ def local_report(run_dir: Path) -> Path:
         import pandas as pd
 
         profiles = pd.read_parquet(profiles_file).to_dict("records")
-    path.write_text(render_report(summary, charts, profiles=profiles))
+    path.write_text(render_report(summary, charts, profiles=profiles), encoding="utf-8")
     return path

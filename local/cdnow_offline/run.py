@@ -84,7 +84,7 @@ def write_email(run_dir: Path, topic_arn: str, notification: dict | None) -> Non
     if not published or "email" not in published[-1]:
         return
     subject = (notification or {}).get("Subject") or ""
-    (run_dir / EMAIL).write_text(f"Subject: {subject}\n\n{published[-1]['email']}")
+    (run_dir / EMAIL).write_text(f"Subject: {subject}\n\n{published[-1]['email']}", encoding="utf-8")
 
 
 def run_local(

@@ -260,10 +260,12 @@ def value(run: dict, analysis_date: str) -> dict:
     })
     features = storage.read_table(layout.staged("customer_features"),
                                   columns=["customer_id", "recency_days", "purchase_days"])
+    # CLV is revenue in the run's currency: the progress line and the summary say which.
+    currency = run.get("currency") or DEFAULT_CURRENCY
     return {
-        "metrics": metrics,
+        "metrics": {**metrics, "currency": currency},
         "holdout": holdout,
-        "charts": _write_figures(layout, value_figures(table, features, holdout)),
+        "charts": _write_figures(layout, value_figures(table, features, holdout, currency=currency)),
     }
 
 

@@ -8,11 +8,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+# A run whose summary names no currency is in US dollars (CDNOW, and every run before summaries
+# carried their currency): the run options' default, one place.
+from ..domain.runs import DEFAULT_CURRENCY
+
 DASH = "\u2013"
 
-# The currency of a run whose summary names none: the CDNOW files, and every run before
-# summaries carried their currency, are in US dollars.
-DEFAULT_CURRENCY = "USD"
 # The sign a reader expects before an amount, for the codes where it is unambiguous; any other
 # ISO 4217 code is written out ("CHF 1,234.50"), which is never misread. ("$" is the US
 # dollar's alone: a Canadian or Australian dollar amount shows its code.)
