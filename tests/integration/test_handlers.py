@@ -72,12 +72,41 @@ def test_a_run_can_set_its_bad_row_share_and_column_mapping(stack, root, ingeste
     run, error = invoke("IngestFunction", {"bucket": raw, "key": "incoming/sample-handlers.txt",
                                            "max_bad_share": 0.2, "column_mapping": mapping})
     assert error is None, run
-    assert run["run_id"] == ingested["run_id"]  # the same object: the same run
+    # The same object with other options is another run; with the same options, the same run.
+    assert run["run_id"] != ingested["run_id"] and run["run_id"].startswith("sample-handlers-")
+    again, _ = invoke("IngestFunction", {"bucket": raw, "key": "incoming/sample-handlers.txt",
+                                         "column_mapping": mapping, "max_bad_share": "0.2"})
+    assert again["run_id"] == run["run_id"]
     assert run["transform_arguments"]["--max_bad_share"] == "0.2"
     assert json.loads(run["transform_arguments"]["--column_mapping"]) == mapping
     payload, error = invoke("IngestFunction", {"bucket": raw, "key": "incoming/sample-handlers.txt",
                                                "max_bad_share": "half"})
     assert payload["errorType"] == "InvalidRunRequest" and "max_bad_share" in payload["errorMessage"]
+
+
+def test_options_on_the_upload_reach_the_run_and_a_bad_one_fails_ingest_naming_it(stack, root):
+    from urllib.parse import quote
+
+    raw, s3 = stack.outputs["RawBucketName"], boto3.client("s3")
+    body = (root / "data" / "CDNOW_sample.txt").read_bytes()
+    options = {"churn_horizon_days": 90, "column_mapping": {"unit_price": "Stückpreis"}, "currency": "GBP"}
+    s3.put_object(Bucket=raw, Key="incoming/with-options.txt", Body=body,
+                  Metadata={"cdnow-options": quote(json.dumps(options))})
+    event = object_created_event(root, raw, "incoming/with-options.txt")
+    run, error = invoke("IngestFunction", event)
+    assert error is None, run
+    assert run["options"] == options and run["churn_horizon_days"] == 90 and run["currency"] == "GBP"
+    assert json.loads(run["transform_arguments"]["--column_mapping"]) == {"unit_price": "Stückpreis"}
+    # A hand-started execution's option wins over the upload's.
+    direct, _ = invoke("IngestFunction", {"bucket": raw, "key": "incoming/with-options.txt", "churn_horizon_days": 30})
+    assert direct["churn_horizon_days"] == 30 and direct["currency"] == "GBP"
+
+    s3.put_object(Bucket=raw, Key="incoming/bad-options.txt", Body=body,
+                  Metadata={"cdnow-options": quote(json.dumps({"horizon_days": 90}))})
+    payload, error = invoke("IngestFunction", object_created_event(root, raw, "incoming/bad-options.txt"))
+    assert error == "Unhandled" and payload["errorType"] == "InvalidRunRequest"
+    assert payload["errorMessage"].startswith(
+        f"s3://{raw}/incoming/bad-options.txt: metadata cdnow-options names unknown option(s) horizon_days")
 
 
 def test_ingest_refuses_objects_outside_incoming_and_empty_files(stack, root):

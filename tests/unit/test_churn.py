@@ -476,3 +476,29 @@ def test_scores_on_cdnow_master_predict_the_next_half_year(master):
     p = result.scores["churn_probability"].to_numpy()
     assert roc_auc_score(y, p) > roc_auc_score(y, truth["recency_days"])
     assert abs(p.mean() - y.mean()) < 0.03  # calibrated across the shift to a later date
+
+
+def test_data_that_cannot_support_the_model_is_insufficient_data_not_a_fault():
+    """The pipeline skips the model on InsufficientData and fails the run on anything else."""
+    from cdnow.domain.support import InsufficientData
+
+    log = random_log(seed=3, customers=300)  # purchases 1997-01-01 .. 1997-12-30
+    with pytest.raises(InsufficientData, match=r"\(1997-01-01 \.\. 1997-12-30, 364 days\) is not longer than "
+                                               r"the churn horizon of 365 days"):
+        train_and_score(log, "1997-12-31", 365)
+    few = log[log["customer_id"].isin(sorted(log["customer_id"].unique())[:12])]
+    with pytest.raises(InsufficientData, match=r"each class needs at least 10 customers"):
+        train_and_score(few, "1997-12-31", 90)
+    with pytest.raises(ValueError) as refused:  # a genuine misuse stays a plain error
+        train_and_score(log, "1997-12-31", 0)
+    assert not isinstance(refused.value, InsufficientData)
+
+
+def test_too_few_distinct_customers_to_segment_is_insufficient_data():
+    from cdnow.domain.segments import segment_customers
+    from cdnow.domain.support import InsufficientData
+
+    features = customer_features(frame([("A", "1997-01-01", 1, 10.0), ("B", "1997-01-01", 1, 10.0)]),
+                                 "1997-02-01")
+    with pytest.raises(InsufficientData, match="cannot be split into segments"):
+        segment_customers(features)
