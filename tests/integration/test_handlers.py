@@ -101,6 +101,11 @@ def test_options_on_the_upload_reach_the_run_and_a_bad_one_fails_ingest_naming_i
     direct, _ = invoke("IngestFunction", {"bucket": raw, "key": "incoming/with-options.txt", "churn_horizon_days": 30})
     assert direct["churn_horizon_days"] == 30 and direct["currency"] == "GBP"
 
+    future, _ = invoke("IngestFunction", {"bucket": raw, "key": "incoming/with-options.txt",
+                                          "analysis_date": "2099-01-01"})
+    assert future["errorType"] == "InvalidRunRequest"
+    assert "analysis_date 2099-01-01 is after the file was delivered" in future["errorMessage"]
+
     s3.put_object(Bucket=raw, Key="incoming/bad-options.txt", Body=body,
                   Metadata={"cdnow-options": quote(json.dumps({"horizon_days": 90}))})
     payload, error = invoke("IngestFunction", object_created_event(root, raw, "incoming/bad-options.txt"))

@@ -10,7 +10,7 @@ JSON-ready dict: states pass locations and summaries, never data.
 from __future__ import annotations
 
 import json
-from datetime import date, timezone
+from datetime import date, timedelta, timezone
 
 from .adapters import storage
 from .domain.runs import (
@@ -57,6 +57,12 @@ def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
     etag = head["ETag"].strip('"')
     # Rows dated after the day after this are in the future (S3 keeps LastModified in UTC).
     last_modified_day = head["LastModified"].astimezone(timezone.utc).date().isoformat()
+    latest_analysis_date = date.fromisoformat(last_modified_day) + timedelta(days=1)
+    if options.get("analysis_date") and date.fromisoformat(options["analysis_date"]) > latest_analysis_date:
+        raise InvalidRunRequest(
+            f"{request.input_uri}: analysis_date {options['analysis_date']} is after the file was delivered "
+            f"({last_modified_day}): the analysis date is at most the day after the delivery, "
+            f"{latest_analysis_date.isoformat()}")
     run_id = derive_run_id(request.bucket, request.key, etag, options)
     layout = RunLayout(curated_bucket, run_id)
     max_bad_share = options.get("max_bad_share", default_max_bad_share)
