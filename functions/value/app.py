@@ -9,7 +9,8 @@ def lambda_handler(event, context):
     run = event["run"]
     result = pipeline.value(run, analysis_date=event["features"]["analysis_date"])
     if result.get("skipped"):
-        logger.warning("lifetime value skipped", extra={"reason": result["skipped"]})
+        # The run succeeds without it; its summary, message and report carry the warning.
+        logger.info("lifetime value skipped", extra={"reason": result["skipped"]})
         return result
     logger.info("customer value staged", extra={"metrics": result["metrics"]})
     metrics.add_metric(name="TotalClv12m", unit="None", value=result["metrics"]["total_clv_12m"])

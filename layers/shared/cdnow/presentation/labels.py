@@ -9,7 +9,7 @@ _FEATURE_LABELS = {
     "orders": "Orders",
     "monetary_total": "Total spend",
     "monetary_avg_per_purchase": "Spend per purchase day",
-    "quantity_total": "CDs bought",
+    "quantity_total": "Units bought",
     "tenure_days": "Days since first purchase",
     "avg_days_between_purchases": "Days between purchases",
 }
