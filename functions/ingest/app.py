@@ -16,6 +16,9 @@ def lambda_handler(event, context):
         default_horizon_days=int(os.environ.get("CHURN_HORIZON_DAYS", DEFAULT_CHURN_HORIZON_DAYS)),
         default_max_bad_share=float(os.environ.get("MAX_BAD_ROW_SHARE", DEFAULT_MAX_BAD_ROW_SHARE)),
     )
+    if "dataset_options" in run:
+        logger.info("dataset options checked", extra={"input_uri": run["input_uri"], "options": run["dataset_options"]})
+        return run
     bind_run(run["run_id"])
     logger.info("run started", extra={"input_uri": run["input_uri"]})
     metrics.add_metric(name="RunsStarted", unit="Count", value=1)

@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--input", required=True, type=Path, metavar="FILE",
                      help="transactions: CDNOW master/sample text, delimited text with a header (comma, tab, "
                      "semicolon or pipe), parquet, or any text format gzip-compressed as .gz")
+    run.add_argument("--dataset", metavar="NAME",
+                     help="deliver FILE to the dataset NAME (incoming/NAME/FILE), whose standing options "
+                     "incoming/NAME/_dataset.json holds; without it FILE goes directly under incoming/")
     options = run.add_argument_group(
         "run options", "set on the upload as its cdnow-options metadata (the same file with other options is "
         "another run)")
@@ -192,11 +195,18 @@ def _run(args, stack_outputs: StackOutputs) -> int:
     if not input_file.is_file():
         raise UsageError(f"input file not found: {input_file}")
     options = run_options(args)
+    if args.dataset is not None:
+        from cdnow.domain.runs import InvalidRunRequest, dataset_of
+
+        try:
+            dataset_of(f"incoming/{args.dataset}/{input_file.name}")
+        except InvalidRunRequest as exc:
+            raise UsageError(f"--dataset: {exc}") from None
     if args.local:
         from .run import run_local
 
         result = run_local(input_file, args.out, project_root(), timeout_s=args.timeout or 600,
-                           shipped=args.shipped, options=options)
+                           shipped=args.shipped, options=options, dataset=args.dataset)
         return _print_run_end(result.status, result.summary, result.seconds, result.run_dir, result.report)
     if args.shipped:
         raise UsageError("--shipped is for --local runs: a deployed stack runs what it ships anyway")
@@ -205,7 +215,7 @@ def _run(args, stack_outputs: StackOutputs) -> int:
     outputs = _outputs(args, stack_outputs)
     print(f"Stack {args.stack}: raw bucket {outputs['RawBucketName']}, state machine {outputs['StateMachineArn']}")
     result = run_on_stack(outputs, input_file, args.out, timeout_s=args.timeout or 3600, poll_s=2.0,
-                          options=options)
+                          options=options, dataset=args.dataset)
     return _print_run_end(result.status, result.summary, result.seconds, result.run_dir, result.report)
 
 

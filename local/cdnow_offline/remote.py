@@ -185,13 +185,16 @@ class Upload:
     not_before: datetime  # server time, a little before the object was written
 
 
-def upload_input(outputs: Mapping[str, str], input_file: Path, options: Mapping | None = None) -> Upload:
-    """Put the file under incoming/ in the raw bucket: the upload starts the run (EventBridge).
-    The run's options ride on the upload as its ``cdnow-options`` metadata."""
-    from cdnow.domain.runs import OPTIONS_METADATA_KEY, encode_options_metadata
+def upload_input(outputs: Mapping[str, str], input_file: Path, options: Mapping | None = None,
+                 dataset: str | None = None) -> Upload:
+    """Put the file under incoming/ (in the dataset's folder, if one is named) in the raw bucket:
+    the upload starts the run (EventBridge). The run's options ride on the upload as its
+    ``cdnow-options`` metadata."""
+    from cdnow.domain.runs import INCOMING_PREFIX, OPTIONS_METADATA_KEY, encode_options_metadata
 
     s3 = boto3.client("s3")
-    bucket, key = outputs["RawBucketName"], f"incoming/{input_file.name}"
+    folder = f"{INCOMING_PREFIX}{dataset}/" if dataset else INCOMING_PREFIX
+    bucket, key = outputs["RawBucketName"], f"{folder}{input_file.name}"
     extra = {"Metadata": {OPTIONS_METADATA_KEY: encode_options_metadata(dict(options))}} if options else None
     s3.upload_file(str(input_file), bucket, key, ExtraArgs=extra)
     head = s3.head_object(Bucket=bucket, Key=key)
@@ -343,12 +346,12 @@ class StackRun:
 
 def run_on_stack(outputs: Mapping[str, str], input_file: Path, out_root: Path,
                  echo: Callable[[str], None] = print, timeout_s: float = 3600, poll_s: float = 1.0,
-                 options: Mapping | None = None) -> StackRun:
+                 options: Mapping | None = None, dataset: str | None = None) -> StackRun:
     """Upload (with the run's ``options`` as the object's metadata), find the execution, follow
     it, and write what the run made to out_root/<run_id>/: run_summary.json, report.html and
     charts/ (on success), run_summary.json (on failure)."""
     started = time.monotonic()
-    upload = upload_input(outputs, input_file, options)
+    upload = upload_input(outputs, input_file, options, dataset)
     echo(f"Put {input_file} at s3://{upload.bucket}/{upload.key}")
     execution_arn = find_execution(outputs, upload)
     echo(f"Execution started: {execution_arn.rsplit(':', 1)[-1]}")

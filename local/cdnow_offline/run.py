@@ -89,7 +89,7 @@ def write_email(run_dir: Path, topic_arn: str, notification: dict | None) -> Non
 
 def run_local(
     input_file: Path, out_root: Path, root: Path, echo: Callable[[str], None] = print,
-    timeout_s: float = 600, shipped: bool = False, options: dict | None = None,
+    timeout_s: float = 600, shipped: bool = False, options: dict | None = None, dataset: str | None = None,
 ) -> RunResult:
     """Run on a stack provisioned in a fresh emulator; results go to out_root/<run_id>/. With
     `shipped`, every function runs in its shipped environment (lambda_runner.py); ``options``
@@ -105,7 +105,7 @@ def run_local(
         echo(f"Stack {STACK_NAME} provisioned from template.yaml ({len(stack.physical_ids)} resources)")
         queue_url = subscribe_queue(stack.outputs["RunCompleteTopicArn"], f"{STACK_NAME}-notifications")
         run = run_on_stack(stack.outputs, input_file, out_root, echo, timeout_s=timeout_s, poll_s=0.3,
-                           options=options)
+                           options=options, dataset=dataset)
         notification = _receive_notification(queue_url, timeout_s=10)
         (run.run_dir / NOTIFICATION).write_text(json.dumps(notification, indent=2) + "\n")
         write_email(run.run_dir, stack.outputs["RunCompleteTopicArn"], notification)

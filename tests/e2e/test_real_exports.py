@@ -191,3 +191,28 @@ def test_a_bad_option_fails_the_cli_before_any_upload(stack, root, tmp_path, cap
                  "--column-mapping", '{"price": "Preis"}'], stack_outputs=lambda name: stack)
     assert code == 2
     assert "column_mapping names unknown field(s) price" in capsys.readouterr().err
+
+
+def test_a_dataset_s_standing_options_apply_to_its_deliveries(stack, root, tmp_path):
+    """incoming/<dataset>/_dataset.json is checked when it is uploaded (its execution computes
+    nothing) and every later delivery to the dataset runs with it; an upload's option wins."""
+    s3, sfn = boto3.client("s3"), boto3.client("stepfunctions")
+    before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=stack["StateMachineArn"])["executions"]}
+    s3.put_object(Bucket=stack["RawBucketName"], Key="incoming/cdnow-shop/_dataset.json",
+                  Body=json.dumps({"currency": "EUR", "churn_horizon_days": 90}).encode())
+    path = tmp_path / "CDNOW_sample.txt"
+    path.write_bytes((root / "data" / "CDNOW_sample.txt").read_bytes())
+    result = run_on_stack(stack, path, tmp_path / "out", echo=lambda line: None, timeout_s=300, poll_s=0.3,
+                          options={"churn_horizon_days": 120}, dataset="cdnow-shop")
+    assert result.status == "SUCCEEDED", result.summary
+    summary = result.summary
+    assert summary["dataset"] == "cdnow-shop" and summary["currency"] == "EUR"
+    assert summary["options"] == {"currency": "EUR", "churn_horizon_days": 120}
+    assert summary["churn"]["horizon_days"] == 120
+    settings = [e for e in sfn.list_executions(stateMachineArn=stack["StateMachineArn"])["executions"]
+                if e["executionArn"] not in before and "_dataset.json" in
+                sfn.describe_execution(executionArn=e["executionArn"])["input"]]
+    (options_run,) = settings
+    history = sfn.get_execution_history(executionArn=options_run["executionArn"], maxResults=1000)["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    assert options_run["status"] == "SUCCEEDED" and entered == ["Ingest", "Delivery?", "Dataset options checked"]

@@ -114,6 +114,31 @@ def test_options_on_the_upload_reach_the_run_and_a_bad_one_fails_ingest_naming_i
         f"s3://{raw}/incoming/bad-options.txt: metadata cdnow-options names unknown option(s) horizon_days")
 
 
+def test_a_delivery_to_a_dataset_folder_takes_the_dataset_s_standing_options(stack, root):
+    raw, s3 = stack.outputs["RawBucketName"], boto3.client("s3")
+    body = (root / "data" / "CDNOW_sample.txt").read_bytes()
+    s3.put_object(Bucket=raw, Key="incoming/shop/plain.txt", Body=body)
+    run, error = invoke("IngestFunction", object_created_event(root, raw, "incoming/shop/plain.txt"))
+    assert error is None, run
+    assert (run["dataset"], run["options"], run["dataset_options_uri"]) == ("shop", {}, None)
+
+    # The options file itself is checked, and starts no computation.
+    s3.put_object(Bucket=raw, Key="incoming/shop/_dataset.json", Body=b'{"currency": "GBP", "churn_horizon_days": 90}')
+    checked, error = invoke("IngestFunction", object_created_event(root, raw, "incoming/shop/_dataset.json"))
+    assert error is None and checked["dataset_options"] == {"currency": "GBP", "churn_horizon_days": 90}
+    s3.put_object(Bucket=raw, Key="incoming/shop/with-metadata.txt", Body=body,
+                  Metadata={"cdnow-options": "%7B%22churn_horizon_days%22%3A%2030%7D"})
+    run, error = invoke("IngestFunction", object_created_event(root, raw, "incoming/shop/with-metadata.txt"))
+    assert error is None, run
+    assert run["options"] == {"currency": "GBP", "churn_horizon_days": 30}  # the upload's option wins
+    assert run["dataset_options_uri"] == f"s3://{raw}/incoming/shop/_dataset.json"
+
+    s3.put_object(Bucket=raw, Key="incoming/broken/_dataset.json", Body=b'{"horizon": 90}')
+    payload, error = invoke("IngestFunction", object_created_event(root, raw, "incoming/broken/_dataset.json"))
+    assert payload["errorType"] == "InvalidRunRequest"
+    assert f"s3://{raw}/incoming/broken/_dataset.json: names unknown option(s) horizon" in payload["errorMessage"]
+
+
 def test_ingest_refuses_objects_outside_incoming_and_empty_files(stack, root):
     raw = stack.outputs["RawBucketName"]
     s3 = boto3.client("s3")

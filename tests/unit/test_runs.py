@@ -108,3 +108,29 @@ def test_the_transform_job_takes_the_same_date_orders_and_mapping_fields():
     assert runs.DATE_ORDERS == cdnow_transform.DATE_ORDERS
     assert runs.COLUMN_ROLES == cdnow_transform.ROLE_ALIASES
     assert runs.DEFAULT_MAX_BAD_ROW_SHARE == cdnow_transform.DEFAULT_MAX_BAD_SHARE
+
+
+def test_a_delivery_belongs_to_the_dataset_folder_it_is_put_in():
+    from cdnow.domain.runs import dataset_of, is_dataset_options
+
+    assert dataset_of("incoming/CDNOW_master.txt") is None  # a world of its own, as before
+    assert dataset_of("incoming/shop-eu/2011-06.csv") == "shop-eu"
+    assert dataset_of("incoming/shop-eu/2011/06.csv") == "shop-eu"
+    assert is_dataset_options("incoming/shop-eu/_dataset.json")
+    assert not is_dataset_options("incoming/_dataset.json") and not is_dataset_options("incoming/shop-eu/a.json")
+    with pytest.raises(InvalidRunRequest, match=r"the folder 'shop eu' under incoming/ names the dataset"):
+        dataset_of("incoming/shop eu/a.csv")
+
+
+def test_standing_options_are_checked_like_upload_options_and_the_upload_wins():
+    from cdnow.domain.runs import parse_dataset_options
+
+    standing = parse_dataset_options(b'\xef\xbb\xbf{"currency": "gbp", "churn_horizon_days": 90}', "s3://raw/x")
+    assert standing == {"currency": "GBP", "churn_horizon_days": 90}
+    request = parse_run_request({"bucket": "raw", "key": "incoming/shop/a.csv"})
+    uploaded = request.with_upload_options({OPTIONS_METADATA_KEY: quote('{"churn_horizon_days": 30}')})
+    assert uploaded.with_dataset_options(standing).options == {"currency": "GBP", "churn_horizon_days": 30}
+    for body, message in [(b"{", "not a JSON object of run options"), (b"[]", "must be a JSON object"),
+                          (b'{"horizon": 1}', "unknown option.*horizon"), (b'{"currency": 1}', "currency must be")]:
+        with pytest.raises(InvalidRunRequest, match=f"s3://raw/incoming/shop/_dataset.json: .*{message}"):
+            parse_dataset_options(body, "s3://raw/incoming/shop/_dataset.json")

@@ -14,8 +14,9 @@ from datetime import date, timedelta, timezone
 
 from .adapters import storage
 from .domain.runs import (
-    DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_CURRENCY, INCOMING_PREFIX, InvalidRunRequest, RunLayout, RunRequest,
-    derive_run_id,
+    DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_CURRENCY, INCOMING_PREFIX, MAX_DATASET_OPTIONS_BYTES, InvalidRunRequest,
+    RunLayout, RunRequest, dataset_of, dataset_options_key, derive_run_id, is_dataset_options,
+    parse_dataset_options,
 )
 from .domain.support import InsufficientData
 
@@ -46,11 +47,26 @@ def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
     descriptor (with the Transform job's arguments, which the state machine passes on as they are)."""
     if not request.key.startswith(INCOMING_PREFIX):
         raise InvalidRunRequest(f"{request.input_uri}: only objects under {INCOMING_PREFIX} start a run")
+    dataset = dataset_of(request.key)
+    if is_dataset_options(request.key):
+        # A dataset's standing options, not a delivery: checked now, so a mistake is announced
+        # when it is uploaded rather than by the next delivery; no computation.
+        body = storage.read_bytes_if_exists(request.input_uri, MAX_DATASET_OPTIONS_BYTES) or b""
+        return {"run_id": "none", "input_uri": request.input_uri, "dataset": dataset,
+                "dataset_options": parse_dataset_options(body, request.input_uri)}
     head = storage.head_object(request.input_uri)
     if head["ContentLength"] == 0:
         raise InvalidRunRequest(f"{request.input_uri}: the file is empty (0 bytes)")
     # An upload carries its options as metadata: EventBridge's event does not, the head does.
     request = request.with_upload_options(head.get("Metadata") or {})
+    standing_uri = None
+    if dataset:
+        standing_uri = f"s3://{request.bucket}/{dataset_options_key(dataset)}"
+        body = storage.read_bytes_if_exists(standing_uri, MAX_DATASET_OPTIONS_BYTES)
+        if body is None:
+            standing_uri = None
+        else:
+            request = request.with_dataset_options(parse_dataset_options(body, standing_uri))
     options = request.options
     # The run is the content at this key (its ETag) with its options, not the upload: a file
     # delivered twice is one run, also on a versioned bucket where each upload is a new version.
@@ -74,8 +90,11 @@ def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
         "input_bytes": head["ContentLength"],
         "curated_bucket": curated_bucket,
         "run_prefix": layout.prefix,
-        # What the run was asked for, as given (the execution's input and the upload's metadata).
+        "dataset": dataset,
+        # What the run was asked for: the dataset's standing options (dataset_options_uri), the
+        # upload's metadata and the execution's input, each over the one before.
         "options": options,
+        "dataset_options_uri": standing_uri,
         "analysis_date": options.get("analysis_date"),
         "churn_horizon_days": options.get("churn_horizon_days", default_horizon_days),
         "churn_label": options.get("churn_label"),
@@ -284,6 +303,7 @@ def _run_row(run: dict, features: dict, models: dict | None, tables: list[str]):
 
     return pd.DataFrame([{
         "input_uri": run["input_uri"],
+        "dataset": run.get("dataset") or "",
         "input_version": str(run.get("input_version") or ""),
         "analysis_date": features["analysis_date"],
         "churn_horizon_days": int(run.get("churn_horizon_days") or DEFAULT_CHURN_HORIZON_DAYS),
@@ -378,6 +398,7 @@ def run_summary(run: dict, features: dict, models: dict, tables: list[dict]) -> 
         "run_id": run["run_id"],
         "status": "SUCCEEDED",
         "input_uri": run["input_uri"],
+        "dataset": run.get("dataset"),
         "rows": features["rows"],
         "input_reading": features.get("input_reading"),
         "options": run.get("options") or {},

@@ -46,6 +46,21 @@ def write_text(uri: str, text: str, content_type: str) -> None:
     boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=text.encode(), ContentType=content_type)
 
 
+def read_bytes_if_exists(uri: str, limit: int) -> bytes | None:
+    """The object's first ``limit`` bytes, or None when there is no such object (404; with
+    s3:ListBucket on the prefix, S3 answers a missing key with 404, not 403)."""
+    from botocore.exceptions import ClientError
+
+    bucket, key = split_s3_uri(uri)
+    try:
+        response = boto3.client("s3").get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{limit - 1}")
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return None
+        raise
+    return response["Body"].read()
+
+
 def read_text(uri: str) -> str:
     bucket, key = split_s3_uri(uri)
     return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")

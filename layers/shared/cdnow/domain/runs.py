@@ -41,6 +41,13 @@ COLUMN_ROLES = {
 # other characters encoded and moto does not, so the JSON is always percent-encoded UTF-8.
 OPTIONS_METADATA_KEY = "cdnow-options"
 MAX_METADATA_BYTES = 2048
+# A delivery belongs to a dataset: the folder under incoming/ that holds it
+# (incoming/<dataset>/<file>); a file directly under incoming/ belongs to none. A dataset's
+# standing options live in incoming/<dataset>/_dataset.json (export tools rarely set metadata):
+# the same options as an upload's, which override them.
+DATASET_OPTIONS_FILE = "_dataset.json"
+MAX_DATASET_OPTIONS_BYTES = 64 * 1024
+_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # Every option a run takes, however it is started (execution input or upload metadata).
 RUN_OPTIONS = ("analysis_date", "churn_horizon_days", "churn_label", "max_bad_share", "column_mapping",
                "date_order", "currency")
@@ -91,6 +98,46 @@ def decode_options_metadata(value: str, source: str) -> dict:
     unknown = sorted(set(options) - set(RUN_OPTIONS))
     if unknown:
         raise InvalidRunRequest(f"{where} names unknown option(s) {', '.join(unknown)}; "
+                                f"the options are {', '.join(RUN_OPTIONS)}")
+    return validate_options(options, where)
+
+
+def dataset_of(key: str) -> str | None:
+    """The dataset a key under incoming/ delivers to (its first folder there), None for a file
+    directly under incoming/; InvalidRunRequest for a folder name that cannot name a dataset."""
+    folder, _, rest = key.removeprefix(INCOMING_PREFIX).partition("/")
+    if not rest:
+        return None
+    if not _DATASET_NAME.fullmatch(folder):
+        raise InvalidRunRequest(f"{key}: the folder {folder!r} under {INCOMING_PREFIX} names the dataset and may hold "
+                                "only letters, digits, '.', '_' and '-' (starting with a letter or digit)")
+    return folder
+
+
+def dataset_options_key(dataset: str) -> str:
+    return f"{INCOMING_PREFIX}{dataset}/{DATASET_OPTIONS_FILE}"
+
+
+def is_dataset_options(key: str) -> bool:
+    """Whether the key is a dataset's standing options file rather than a delivery."""
+    dataset = dataset_of(key) if key.startswith(INCOMING_PREFIX) else None
+    return dataset is not None and key == dataset_options_key(dataset)
+
+
+def parse_dataset_options(body: bytes, source: str) -> dict:
+    """A dataset's _dataset.json: one JSON object of run options, validated like an upload's."""
+    where = f"{source}"
+    if len(body) >= MAX_DATASET_OPTIONS_BYTES:
+        raise InvalidRunRequest(f"{where}: larger than {MAX_DATASET_OPTIONS_BYTES // 1024} KiB; it holds run options only")
+    try:
+        options = json.loads(body.decode("utf-8-sig"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRunRequest(f"{where}: not a JSON object of run options ({exc})") from None
+    if not isinstance(options, dict):
+        raise InvalidRunRequest(f"{where}: must be a JSON object of run options, got {type(options).__name__}")
+    unknown = sorted(set(options) - set(RUN_OPTIONS))
+    if unknown:
+        raise InvalidRunRequest(f"{where}: names unknown option(s) {', '.join(unknown)}; "
                                 f"the options are {', '.join(RUN_OPTIONS)}")
     return validate_options(options, where)
 
@@ -174,6 +221,11 @@ class RunRequest:
 
     def option(self, name: str):
         return self.options.get(name)
+
+    def with_dataset_options(self, standing: dict) -> RunRequest:
+        """The request with its dataset's standing options (``_dataset.json``) beneath its own:
+        an option of the upload or of the execution's input wins."""
+        return RunRequest(self.bucket, self.key, {**standing, **self.options}) if standing else self
 
     def with_upload_options(self, metadata: dict) -> RunRequest:
         """The request with the options of the object's ``cdnow-options`` metadata (from a head
