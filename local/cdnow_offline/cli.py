@@ -79,9 +79,10 @@ def _parser() -> argparse.ArgumentParser:
         "and tables/<table>.parquet."),
     )
     _where(run, required=True)
-    run.add_argument("--input", required=True, type=Path, metavar="FILE",
+    run.add_argument("--input", required=True, type=Path, metavar="FILE", action="append",
                      help="transactions: CDNOW master/sample text, delimited text with a header (comma, tab, "
-                     "semicolon or pipe), parquet, or any text format gzip-compressed as .gz")
+                     "semicolon or pipe), parquet, or any text format gzip-compressed as .gz; repeat --input to "
+                     "deliver several files one after the other (each run waited for; they stop at a failed run)")
     run.add_argument("--dataset", metavar="NAME",
                      help="deliver FILE to the dataset NAME (incoming/NAME/FILE), whose standing options "
                      "incoming/NAME/_dataset.json holds; without it FILE goes directly under incoming/")
@@ -191,41 +192,55 @@ def run_options(args) -> dict:
 
 
 def _run(args, stack_outputs: StackOutputs) -> int:
-    input_file = args.input.resolve()
-    if not input_file.is_file():
-        raise UsageError(f"input file not found: {input_file}")
+    input_files = [path.resolve() for path in args.input]
+    for input_file in input_files:
+        if not input_file.is_file():
+            raise UsageError(f"input file not found: {input_file}")
     options = run_options(args)
     if args.dataset is not None:
         from cdnow.domain.runs import InvalidRunRequest, dataset_of
 
         try:
-            dataset_of(f"incoming/{args.dataset}/{input_file.name}")
+            dataset_of(f"incoming/{args.dataset}/file")
         except InvalidRunRequest as exc:
             raise UsageError(f"--dataset: {exc}") from None
+    statuses = []
+
+    def ended(result) -> None:
+        statuses.append(_print_run_end(result.status, result.summary, result.seconds, result.run_dir, result.report))
+
     if args.local:
-        from .run import run_local
+        from .run import run_local_deliveries
 
-        result = run_local(input_file, args.out, project_root(), timeout_s=args.timeout or 600,
-                           shipped=args.shipped, options=options, dataset=args.dataset)
-        return _print_run_end(result.status, result.summary, result.seconds, result.run_dir, result.report)
-    if args.shipped:
-        raise UsageError("--shipped is for --local runs: a deployed stack runs what it ships anyway")
-    from .remote import run_on_stack
+        run_local_deliveries(input_files, args.out, project_root(), timeout_s=args.timeout or 600,
+                             shipped=args.shipped, options=options, dataset=args.dataset, on_result=ended)
+    else:
+        if args.shipped:
+            raise UsageError("--shipped is for --local runs: a deployed stack runs what it ships anyway")
+        from .remote import run_on_stack
 
-    outputs = _outputs(args, stack_outputs)
-    print(f"Stack {args.stack}: raw bucket {outputs['RawBucketName']}, state machine {outputs['StateMachineArn']}")
-    result = run_on_stack(outputs, input_file, args.out, timeout_s=args.timeout or 3600, poll_s=2.0,
-                          options=options, dataset=args.dataset)
-    return _print_run_end(result.status, result.summary, result.seconds, result.run_dir, result.report)
+        outputs = _outputs(args, stack_outputs)
+        print(f"Stack {args.stack}: raw bucket {outputs['RawBucketName']}, state machine {outputs['StateMachineArn']}")
+        for input_file in input_files:
+            result = run_on_stack(outputs, input_file, args.out, timeout_s=args.timeout or 3600, poll_s=2.0,
+                                  options=options, dataset=args.dataset)
+            ended(result)
+            if result.status != "SUCCEEDED":
+                break
+    if len(statuses) < len(input_files):
+        print(f"{len(input_files) - len(statuses)} file(s) not delivered: a run before them did not succeed",
+              file=sys.stderr)
+    return EXIT_OK if statuses and all(status == EXIT_OK for status in statuses) and len(statuses) == len(
+        input_files) else EXIT_RUN_FAILED
 
 
-_COLUMNS = (("run_id", "RUN ID"), ("status", "STATUS"), ("analysis_date", "ANALYSIS DATE"),
+_COLUMNS = (("run_id", "RUN ID"), ("dataset", "DATASET"), ("status", "STATUS"), ("analysis_date", "ANALYSIS DATE"),
             ("rows_read", "ROWS READ"), ("rows_quarantined", "QUARANTINED"), ("customers", "CUSTOMERS"),
             ("published_at", "PUBLISHED AT"), ("warnings", "WARNINGS"))
 
 
 def _cell(value) -> str:
-    if value is None:
+    if value is None or value == "":
         return "-"
     if isinstance(value, bool):
         return str(value)
@@ -253,7 +268,7 @@ def _runs(args, stack_outputs: StackOutputs) -> int:
         return EXIT_OK
     table = [[title for _, title in _COLUMNS]] + [[_cell(row.get(key)) for key, _ in _COLUMNS] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS))]
-    numeric = {3, 4, 5}
+    numeric = {4, 5, 6}
     for line in table:
         print("  ".join(cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in
                         enumerate(zip(line, widths))).rstrip())

@@ -69,6 +69,7 @@ def list_runs(out_root: Path) -> list[dict]:
         counts = summary.get("rows") or {}
         rows.append({
             "run_id": summary.get("run_id") or run_dir.name,
+            "dataset": summary.get("dataset") or (summary.get("run") or {}).get("dataset"),
             "status": summary.get("status"),
             "analysis_date": summary.get("analysis_date"),
             "rows_read": counts.get("read"),

@@ -94,24 +94,47 @@ def run_local(
     """Run on a stack provisioned in a fresh emulator; results go to out_root/<run_id>/. With
     `shipped`, every function runs in its shipped environment (lambda_runner.py); ``options``
     ride on the upload as its metadata, as on a stack."""
+    (result,) = run_local_deliveries([input_file], out_root, root, echo, timeout_s, shipped, options, dataset)
+    return result
+
+
+def run_local_deliveries(
+    input_files: list[Path], out_root: Path, root: Path, echo: Callable[[str], None] = print,
+    timeout_s: float = 600, shipped: bool = False, options: dict | None = None, dataset: str | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> list[RunResult]:
+    """Deliver the files one after the other (each run waited for) to one stack in a fresh
+    emulator, in the dataset's folder if one is named; stops after a run that did not succeed.
+    ``on_result`` sees each run as it ends; each result's seconds are its own, from its upload
+    (the first one's include the emulator's start)."""
     started = time.monotonic()
-    if not input_file.is_file():
-        raise FileNotFoundError(f"input file not found: {input_file}")
+    for input_file in input_files:
+        if not input_file.is_file():
+            raise FileNotFoundError(f"input file not found: {input_file}")
     echo("Starting the offline AWS emulator (moto) and local Spark...")
     emulator = Emulator(root, shipped=shipped).start()
+    results: list[RunResult] = []
     try:
         stack = emulator.provision(STACK_NAME)
         check_outputs(STACK_NAME, stack.outputs)
         echo(f"Stack {STACK_NAME} provisioned from template.yaml ({len(stack.physical_ids)} resources)")
         queue_url = subscribe_queue(stack.outputs["RunCompleteTopicArn"], f"{STACK_NAME}-notifications")
-        run = run_on_stack(stack.outputs, input_file, out_root, echo, timeout_s=timeout_s, poll_s=0.3,
-                           options=options, dataset=dataset)
-        notification = _receive_notification(queue_url, timeout_s=10)
-        (run.run_dir / NOTIFICATION).write_text(json.dumps(notification, indent=2) + "\n")
-        write_email(run.run_dir, stack.outputs["RunCompleteTopicArn"], notification)
-        if run.status == "SUCCEEDED":
-            export_tables(run.summary, run.run_dir)
-        return RunResult(run.status, run.summary, notification, run.execution_arn, time.monotonic() - started,
-                         run.run_dir, run.report)
+        for input_file in input_files:
+            run = run_on_stack(stack.outputs, input_file, out_root, echo, timeout_s=timeout_s, poll_s=0.3,
+                               options=options, dataset=dataset)
+            notification = _receive_notification(queue_url, timeout_s=10)
+            (run.run_dir / NOTIFICATION).write_text(json.dumps(notification, indent=2) + "\n")
+            write_email(run.run_dir, stack.outputs["RunCompleteTopicArn"], notification)
+            if run.status == "SUCCEEDED":
+                export_tables(run.summary, run.run_dir)
+            result = RunResult(run.status, run.summary, notification, run.execution_arn,
+                               time.monotonic() - started, run.run_dir, run.report)
+            started = time.monotonic()
+            results.append(result)
+            if on_result:
+                on_result(result)
+            if run.status != "SUCCEEDED":
+                break
+        return results
     finally:
         emulator.stop()

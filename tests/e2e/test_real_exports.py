@@ -216,3 +216,22 @@ def test_a_dataset_s_standing_options_apply_to_its_deliveries(stack, root, tmp_p
     history = sfn.get_execution_history(executionArn=options_run["executionArn"], maxResults=1000)["events"]
     entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
     assert options_run["status"] == "SUCCEEDED" and entered == ["Ingest", "Delivery?", "Dataset options checked"]
+
+
+def test_several_inputs_are_delivered_one_after_the_other(stack, root, tmp_path, capsys):
+    lines = (root / "data" / "CDNOW_sample.txt").read_text().splitlines(keepends=True)
+    first, second = tmp_path / "1997.txt", tmp_path / "1998.txt"
+    first.write_text("".join(line for line in lines if line.split()[2].startswith("1997")))
+    second.write_text("".join(line for line in lines if line.split()[2].startswith("1998")))
+    code = main(["run", "--stack", "cdnow-exports", "--dataset", "months", "--input", str(first), "--input",
+                 str(second), "--out", str(tmp_path / "out")], stack_outputs=lambda name: stack)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    ended = [line for line in out.splitlines() if line.startswith("SUCCEEDED run ")]
+    assert [line.split()[2].split("-")[0] for line in ended] == ["1997", "1998"]
+    summaries = [json.loads((tmp_path / "out" / line.split()[2] / "run_summary.json").read_text()) for line in ended]
+    assert [s["dataset"] for s in summaries] == ["months", "months"]
+    assert [s["analysis_date"] for s in summaries] == ["1998-01-01", "1998-07-01"]
+    keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=stack["RawBucketName"],
+                                                                  Prefix="incoming/months/")["Contents"]}
+    assert keys == {"incoming/months/1997.txt", "incoming/months/1998.txt"}

@@ -145,7 +145,7 @@ def test_offline_runs_show_and_report_read_the_results_folder(dirty_run, capsys)
     capsys.readouterr()
     assert main(["runs", "--out", str(out)]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert listing[0].startswith("RUN ID") and listing[1].split()[:2] == [run_id, "SUCCEEDED"]
+    assert listing[0].startswith("RUN ID") and listing[1].split()[:3] == [run_id, "-", "SUCCEEDED"]
     assert main(["show", run_id, "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "8 quarantined" in text and "invalid_date 2" in text and f"Report: {result.report}" in text
