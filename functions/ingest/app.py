@@ -19,6 +19,9 @@ def lambda_handler(event, context):
     if "dataset_options" in run:
         logger.info("dataset options checked", extra={"input_uri": run["input_uri"], "options": run["dataset_options"]})
         return run
+    if "already_delivered" in run:
+        logger.info("already delivered", extra={"input_uri": run["input_uri"], "earlier": run["already_delivered"]})
+        return run
     bind_run(run["run_id"])
     logger.info("run started", extra={"input_uri": run["input_uri"]})
     metrics.add_metric(name="RunsStarted", unit="Count", value=1)

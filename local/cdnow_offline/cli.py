@@ -152,6 +152,12 @@ def _outputs(args, stack_outputs: StackOutputs) -> Mapping[str, str]:
 
 
 def _print_run_end(status: str, summary: dict, seconds: float, run_dir: Path, report: Path | None) -> int:
+    if status == "ALREADY_DELIVERED":
+        earlier = summary.get("already_delivered") or {}
+        print(f"ALREADY DELIVERED in {seconds:.1f} s: {summary.get('input_uri')} holds the content of the dataset "
+              f"{summary.get('dataset')}'s delivery {earlier.get('key')} (run {earlier.get('run_id')}); "
+              "nothing was computed or published")
+        return EXIT_OK
     if status == "SUCCEEDED":
         rows = summary["rows"]
         print(
@@ -225,7 +231,7 @@ def _run(args, stack_outputs: StackOutputs) -> int:
             result = run_on_stack(outputs, input_file, args.out, timeout_s=args.timeout or 3600, poll_s=2.0,
                                   options=options, dataset=args.dataset)
             ended(result)
-            if result.status != "SUCCEEDED":
+            if statuses[-1] != EXIT_OK:
                 break
     if len(statuses) < len(input_files):
         print(f"{len(input_files) - len(statuses)} file(s) not delivered: a run before them did not succeed",

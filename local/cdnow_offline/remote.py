@@ -26,6 +26,8 @@ from cdnow.presentation.messages import readable_cause
 from .results import REPORT, SUMMARY, rows_text
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+# A delivery whose content its dataset already holds: the execution succeeded and computed nothing.
+ALREADY_DELIVERED = "ALREADY_DELIVERED"
 REQUIRED_OUTPUTS = ("RawBucketName", "CuratedBucketName", "StateMachineArn", "DatabaseName")
 
 
@@ -357,19 +359,26 @@ def run_on_stack(outputs: Mapping[str, str], input_file: Path, out_root: Path,
     echo(f"Execution started: {execution_arn.rsplit(':', 1)[-1]}")
     follower = ExecutionFollower(execution_arn, echo, poll_s=poll_s)
     execution = follower.wait(timeout_s)
-    if execution["status"] == "SUCCEEDED":
+    status = execution["status"]
+    if status == "SUCCEEDED":
         summary = json.loads(execution["output"])
+        earlier = (summary.get("run") or {}).get("already_delivered")
+        if earlier is not None:
+            # The dataset holds this content already: the execution computed nothing.
+            status = ALREADY_DELIVERED
+            summary = {"status": status, "input_uri": summary["run"]["input_uri"],
+                       "dataset": summary["run"]["dataset"], "already_delivered": earlier}
     else:
         summary = failure_summary(execution, follower.outputs)
     run_dir = run_folder(out_root, summary, execution_arn)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     report = None
-    if execution["status"] == "SUCCEEDED":
+    if status == "SUCCEEDED":
         download_charts(outputs, summary["run_id"], run_dir)
         report = download_report(outputs, summary["run_id"], run_dir)
         if report is None:
             error = (follower.outputs.get("Report failed") or {}).get("report", {}).get("error", {})
             echo(f"  !! no report for this run: {error.get('Error', '?')}: {readable_cause(error.get('Cause'))}")
-    return StackRun(execution["status"], summary, execution_arn, run_dir, report, time.monotonic() - started,
+    return StackRun(status, summary, execution_arn, run_dir, report, time.monotonic() - started,
                     dict(outputs))

@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 
 from .emulator import Emulator
-from .remote import check_outputs, run_on_stack
+from .remote import ALREADY_DELIVERED, check_outputs, run_on_stack
 from .results import EMAIL, NOTIFICATION
 
 STACK_NAME = "cdnow-local"
@@ -133,7 +133,7 @@ def run_local_deliveries(
             results.append(result)
             if on_result:
                 on_result(result)
-            if run.status != "SUCCEEDED":
+            if run.status not in ("SUCCEEDED", ALREADY_DELIVERED):
                 break
         return results
     finally:

@@ -25,7 +25,7 @@ MAY_IMPORT = {
     "pipeline": {"domain", "presentation", "adapters"},
 }
 # The AWS SDK and Powertools: for the adapters alone.
-AWS_LIBRARIES = {"boto3", "botocore", "awswrangler", "aws_lambda_powertools", "aws_xray_sdk"}
+AWS_LIBRARIES = {"boto3", "botocore", "awswrangler", "aws_lambda_powertools", "aws_xray_sdk", "pyiceberg"}
 
 
 def package_root(root: Path) -> Path:

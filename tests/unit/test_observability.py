@@ -17,10 +17,10 @@ FUNCTIONS = ("ingest", "features", "segment", "churn", "value", "publish")
 # What each step returns, so the handler runs without AWS (the steps have their own tests).
 STEP_RESULTS = {
     "ingest": lambda request, **_: {"run_id": f"run-of-{request.key}", "input_uri": request.input_uri},
-    "build_features": lambda run: {"customers": 3, "analysis_date": "1998-07-01", "rows": {}},
+    "build_features": lambda run, database: {"customers": 3, "analysis_date": "1998-07-01", "rows": {}},
     "segment": lambda run, database: {"segments": {"Champions": {"customers": 3}}},
-    "churn": lambda run, analysis_date: {"metrics": {"roc_auc": 0.8}},
-    "value": lambda run, analysis_date: {"metrics": {"total_clv_12m": 12.5}},
+    "churn": lambda run, analysis_date, transactions_uri: {"metrics": {"roc_auc": 0.8}},
+    "value": lambda run, analysis_date, transactions_uri: {"metrics": {"total_clv_12m": 12.5}},
     "publish": lambda run, database, features, models: [{"table": "runs"}],
     "run_summary": lambda run, features, models, tables: {"run_id": run["run_id"]},
     "record_summary": lambda run, summary: None,

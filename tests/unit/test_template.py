@@ -76,7 +76,7 @@ def test_models_run_in_parallel_and_tasks_have_timeouts(definition):
     assert branches == ["Segment", "Churn", "Value"]
     tasks = [s for s in states.values() if s["Type"] == "Task"]
     tasks += [s for b in states["Models"]["Branches"] for s in b["States"].values() if s["Type"] == "Task"]
-    assert len(tasks) == 11 and all("TimeoutSeconds" in task for task in tasks)
+    assert len(tasks) == 12 and all("TimeoutSeconds" in task for task in tasks)
     assert states["Transform"]["Resource"] == "arn:aws:states:::glue:startJobRun.sync"
 
 

@@ -81,6 +81,15 @@ def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
             f"{latest_analysis_date.isoformat()}")
     run_id = derive_run_id(request.bucket, request.key, etag, options)
     layout = RunLayout(curated_bucket, run_id)
+    delivery = None
+    if dataset:
+        sha256 = storage.content_sha256(request.input_uri)
+        record = storage.read_bytes_if_exists(layout.delivery_record(dataset, sha256), 64 * 1024)
+        if record is not None:
+            # The dataset holds this content already (under this key or another): no computation.
+            return {"run_id": "none", "input_uri": request.input_uri, "dataset": dataset,
+                    "already_delivered": json.loads(record)}
+        delivery = {"id": sha256, "sha256": sha256, "key": request.key, "snapshot": bool(options.get("snapshot"))}
     max_bad_share = options.get("max_bad_share", default_max_bad_share)
     run = {
         "run_id": run_id,
@@ -91,6 +100,8 @@ def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
         "curated_bucket": curated_bucket,
         "run_prefix": layout.prefix,
         "dataset": dataset,
+        # A dataset's delivery: its content hash and key, and whether it replaces the whole history.
+        "delivery": delivery,
         # What the run was asked for: the dataset's standing options (dataset_options_uri), the
         # upload's metadata and the execution's input, each over the one before.
         "options": options,
@@ -123,7 +134,10 @@ def _layout(run: dict) -> RunLayout:
     return RunLayout(run["curated_bucket"], run["run_id"])
 
 
-def build_features(run: dict) -> dict:
+def build_features(run: dict, database: str) -> dict:
+    """Features of every customer as of the analysis date, on the rows the run analyses: the
+    delivery's own, or for a dataset's delivery the dataset's history with the delivery joined
+    (``domain.history``), staged for the model steps as ``transactions_uri``."""
     from .domain.features import customer_features, default_analysis_date
 
     layout = _layout(run)
@@ -131,6 +145,14 @@ def build_features(run: dict) -> dict:
     transactions = storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS)
     if transactions.empty:
         raise ValueError(f"{run['input_uri']}: no valid transactions to build features from")
+    transactions_uri, history_counts = layout.transactions, None
+    if run.get("dataset"):
+        combined, history_counts = _with_history(run, database, transactions)
+        storage.delete_prefix(layout.analysed)
+        storage.stage_table(combined, layout.analysed)
+        transactions_uri = layout.analysed
+        # Read back as the model steps will read it: the same types as the Transform's rows.
+        transactions = storage.read_table(transactions_uri, columns=TRANSACTION_COLUMNS)
     if run.get("analysis_date"):
         analysis_date = date.fromisoformat(run["analysis_date"])
     else:
@@ -152,7 +174,29 @@ def build_features(run: dict) -> dict:
         "input_format": transform.get("format"),
         "input_reading": {k: transform.get(k) for k in INPUT_READING},
         "currency": run.get("currency") or DEFAULT_CURRENCY,
+        "transactions_uri": transactions_uri,
+        "history": history_counts,
     }
+
+
+def _delivery_rows(run: dict, transactions):
+    """The delivery's accepted rows as the history keeps them: tagged with the delivery."""
+    delivery = run["delivery"]
+    return transactions[TRANSACTION_COLUMNS].assign(delivery_id=delivery["id"], delivery_key=delivery["key"])
+
+
+def _with_history(run: dict, database: str, transactions):
+    """The dataset's history with this delivery joined (not committed: Publish does that)."""
+    from .adapters import history
+    from .domain.history import DELIVERY_COLUMNS, combine, replacement_of
+
+    delivery = _delivery_rows(run, transactions)
+    earlier = history.read_history(database, run["dataset"])
+    if earlier is None:
+        earlier = delivery.iloc[0:0]
+    combined = combine(earlier[TRANSACTION_COLUMNS + list(DELIVERY_COLUMNS)], delivery,
+                       replacement_of(delivery, run["delivery"]["key"], run["delivery"]["snapshot"]))
+    return combined.rows, combined.counts()
 
 
 def _skip_model(layout: RunLayout, model: str, reason: Exception) -> dict:
@@ -235,14 +279,15 @@ def segment(run: dict, database: str) -> dict:
     return summary
 
 
-def churn(run: dict, analysis_date: str) -> dict:
+def churn(run: dict, analysis_date: str, transactions_uri: str | None = None) -> dict:
     import pandas as pd
 
     from .domain.churn import NO_PURCHASE_IN_HORIZON, bgnbd_baselines, train_and_score
     from .presentation.figures import churn_figures
 
     layout = _layout(run)
-    transactions = storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS)
+    # The rows Features analysed (a dataset's history with the delivery), as of the same date.
+    transactions = storage.read_table(transactions_uri or layout.transactions, columns=TRANSACTION_COLUMNS)
     horizon = int(run.get("churn_horizon_days") or DEFAULT_CHURN_HORIZON_DAYS)
     try:
         result = train_and_score(
@@ -262,14 +307,14 @@ def churn(run: dict, analysis_date: str) -> dict:
     }
 
 
-def value(run: dict, analysis_date: str) -> dict:
+def value(run: dict, analysis_date: str, transactions_uri: str | None = None) -> dict:
     import pandas as pd
 
     from .domain.clv import customer_value, default_calibration_end, holdout_check
     from .presentation.figures import value_figures
 
     layout = _layout(run)
-    transactions = storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS)
+    transactions = storage.read_table(transactions_uri or layout.transactions, columns=TRANSACTION_COLUMNS)
     analysis_day = pd.Timestamp(analysis_date)
     try:
         table, metrics = customer_value(transactions, analysis_day)
@@ -367,6 +412,7 @@ def publish(run: dict, database: str, features: dict, models: dict | None = None
     columns: dict[str, dict[str, str]] = {}
     rows: dict[str, int] = {}
     previous: dict[str, str | None] = {}
+    history_before: list[int | None] = []  # the history's snapshot before this delivery joined it
     try:
         for table in staged:
             columns[table], rows[table] = storage.copy_table(layout.staged(table), new[table], files[table])
@@ -375,7 +421,13 @@ def publish(run: dict, database: str, features: dict, models: dict | None = None
         for table in order:
             previous[table] = storage.point_partition(
                 columns[table], database, table, layout.published(table), new[table], run["run_id"])
+        if run.get("dataset"):
+            _join_history(run, database, features, history_before)
     except BaseException:
+        if history_before:
+            from .adapters import history
+
+            history.roll_back(database, run["dataset"], history_before[0])
         for table, location in reversed(previous.items()):
             storage.restore_partition(database, table, run["run_id"], location)
         for location in new.values():
@@ -386,6 +438,29 @@ def publish(run: dict, database: str, features: dict, models: dict | None = None
             storage.delete_prefix(location, keep=new[table])
     return [{"table": table, "database": database, "rows": int(rows[table]), "location": new[table]}
             for table in order]
+
+
+def _join_history(run: dict, database: str, features: dict, history_before: list) -> None:
+    """The delivery joins its dataset's history (one Iceberg commit), then its record is written
+    (what Ingest finds when the same content comes again). ``history_before`` receives the
+    snapshot to roll back to if anything after the commit fails."""
+    from datetime import datetime, timezone
+
+    from .adapters import history
+    from .domain.history import replacement_of
+
+    layout = _layout(run)
+    delivery = _delivery_rows(run, storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS))
+    replacement = replacement_of(delivery, run["delivery"]["key"], run["delivery"]["snapshot"])
+    history_before.append(history.current_snapshot(database, run["dataset"]))
+    snapshot_id = history.commit_delivery(database, run["curated_bucket"], run["dataset"], delivery, replacement,
+                                          {"cdnow.run_id": run["run_id"], "cdnow.delivery_key": run["delivery"]["key"]})
+    storage.write_json(layout.delivery_record(run["dataset"], run["delivery"]["sha256"]), {
+        "dataset": run["dataset"], "delivery_id": run["delivery"]["id"], "sha256": run["delivery"]["sha256"],
+        "key": run["delivery"]["key"], "input_uri": run["input_uri"], "run_id": run["run_id"],
+        "snapshot": run["delivery"]["snapshot"], "rows": len(delivery), "history": features.get("history"),
+        "history_snapshot_id": snapshot_id, "delivered_at": datetime.now(timezone.utc).isoformat(),
+    })
 
 
 def run_summary(run: dict, features: dict, models: dict, tables: list[dict]) -> dict:
@@ -399,6 +474,8 @@ def run_summary(run: dict, features: dict, models: dict, tables: list[dict]) -> 
         "status": "SUCCEEDED",
         "input_uri": run["input_uri"],
         "dataset": run.get("dataset"),
+        # A dataset's run: how the delivery changed the history it analysed.
+        "history": features.get("history"),
         "rows": features["rows"],
         "input_reading": features.get("input_reading"),
         "options": run.get("options") or {},

@@ -61,6 +61,19 @@ def read_bytes_if_exists(uri: str, limit: int) -> bytes | None:
     return response["Body"].read()
 
 
+def content_sha256(uri: str, chunk_bytes: int = 8 * 1024 * 1024) -> str:
+    """The SHA-256 of the object's content, streamed (an ETag is no content hash under SSE-KMS
+    or for a multipart upload)."""
+    import hashlib
+
+    bucket, key = split_s3_uri(uri)
+    digest = hashlib.sha256()
+    body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+    for chunk in iter(lambda: body.read(chunk_bytes), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 def read_text(uri: str) -> str:
     bucket, key = split_s3_uri(uri)
     return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")

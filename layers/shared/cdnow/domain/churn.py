@@ -155,6 +155,10 @@ LABEL = "churned"
 # Fewer customers than this in either churn class (churned, stayed) is too little to train,
 # calibrate and validate on: the model is skipped (InsufficientData), not fitted on noise.
 MIN_CUSTOMERS_PER_CLASS = 10
+# The training features describe each customer's behaviour before the cutoff: with less history
+# than this there is none to learn from (every customer alike: one first-purchase day, constant
+# features).
+MIN_DAYS_BEFORE_CUTOFF = 28
 NO_PURCHASE_IN_HORIZON = "no_purchase_in_horizon"
 DEFAULT_HORIZON_DAYS = 180
 DEFAULT_MAX_CV_ROWS = 100_000
@@ -709,6 +713,11 @@ def _train_and_score(transactions, analysis_date, horizon_days, cutoff, label, b
             f"the history ({first_day.date()} .. {(analysis_day - pd.Timedelta(days=1)).date()}, {history} days) "
             f"is not longer than the churn horizon of {horizon_days} days: no customer can be followed "
             "through a whole horizon to learn from")
+    if (cutoff_day - first_day).days < MIN_DAYS_BEFORE_CUTOFF:
+        raise InsufficientData(
+            f"the cutoff {cutoff_day.date()} (the analysis date less the {horizon_days}-day horizon) leaves "
+            f"{(cutoff_day - first_day).days} day(s) of history before it, fewer than {MIN_DAYS_BEFORE_CUTOFF}: "
+            "too little behaviour to learn from")
     training = churn_training_set(transactions, cutoff_day, horizon_days, label=label)
     if len(training) == 0:
         raise InsufficientData(f"no customer purchased before the cutoff {cutoff_day.date()}")

@@ -47,10 +47,10 @@ MAX_METADATA_BYTES = 2048
 # the same options as an upload's, which override them.
 DATASET_OPTIONS_FILE = "_dataset.json"
 MAX_DATASET_OPTIONS_BYTES = 64 * 1024
-_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Every option a run takes, however it is started (execution input or upload metadata).
 RUN_OPTIONS = ("analysis_date", "churn_horizon_days", "churn_label", "max_bad_share", "column_mapping",
-               "date_order", "currency")
+               "date_order", "currency", "snapshot")
 
 
 class InvalidRunRequest(ValueError):
@@ -110,7 +110,7 @@ def dataset_of(key: str) -> str | None:
         return None
     if not _DATASET_NAME.fullmatch(folder):
         raise InvalidRunRequest(f"{key}: the folder {folder!r} under {INCOMING_PREFIX} names the dataset and may hold "
-                                "only letters, digits, '.', '_' and '-' (starting with a letter or digit)")
+                                "only letters, digits, '.', '_' and '-' (starting with a letter or digit), at most 64 of them")
     return folder
 
 
@@ -191,6 +191,12 @@ def validate_options(options: dict, where: str) -> dict:
         if date_order not in DATE_ORDERS:
             raise InvalidRunRequest(f"{where}: date_order must be one of {', '.join(DATE_ORDERS)}, got {date_order!r}")
         out["date_order"] = date_order
+    snapshot = options.get("snapshot")
+    if snapshot is not None:
+        if not isinstance(snapshot, bool):
+            raise InvalidRunRequest(f"{where}: snapshot must be true or false, got {snapshot!r}")
+        if snapshot:
+            out["snapshot"] = True
     currency = options.get("currency")
     if currency is not None:
         if not (isinstance(currency, str) and re.fullmatch(r"[A-Za-z]{3}", currency)):
@@ -283,6 +289,16 @@ class RunLayout:
     @property
     def quarantine(self) -> str:
         return f"{self.prefix}quarantine/"
+
+    @property
+    def analysed(self) -> str:
+        """The rows a dataset's run analyses: its history with this delivery joined (Features)."""
+        return f"{self.prefix}analysed/"
+
+    def delivery_record(self, dataset: str, sha256: str) -> str:
+        """A delivery of the dataset, recorded by Publish when it joined the history (its content's
+        SHA-256 names it, so Ingest finds a delivery whose content the dataset already holds)."""
+        return f"s3://{self.curated_bucket}/datasets/{dataset}/deliveries/{sha256}.json"
 
     @property
     def transform_summary(self) -> str:

@@ -1,0 +1,132 @@
+"""A dataset's transaction history as an Apache Iceberg table in the Glue catalog (pyiceberg).
+
+One table per dataset (``history_<dataset>`` in the stack's database, its files under
+``datasets/<dataset>/history/`` of the curated bucket), so that different datasets never contend
+for one table. A delivery joins the history as one Iceberg commit: the rows it replaces deleted
+and its own rows appended in one transaction, so a reader (Athena, the next run) sees the history
+before the delivery or after it, never half of it; older snapshots stay readable (time travel).
+
+pyarrow's S3 client reads no AWS_ENDPOINT_URL and no per-thread credentials: both are given to
+pyiceberg explicitly from boto3 (the endpoint is set only offline; on AWS it is absent).
+Decision and measurements: docs/notes/iceberg-offline.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+import boto3
+
+from ..domain.history import DELIVERY_COLUMNS, Replacement
+
+TABLE_PREFIX = "history_"
+
+
+def table_name(dataset: str) -> str:
+    """A Glue table name for the dataset (lower-case letters, digits, underscores), with a short
+    hash of the name so that "shop-eu" and "shop_eu" never share a table."""
+    slug = re.sub(r"[^a-z0-9]+", "_", dataset.lower()).strip("_")[:60] or "dataset"
+    return f"{TABLE_PREFIX}{slug}_{hashlib.sha256(dataset.encode()).hexdigest()[:6]}"
+
+
+def table_location(curated_bucket: str, dataset: str) -> str:
+    return f"s3://{curated_bucket}/datasets/{dataset}/history"
+
+
+def _catalog(database: str):
+    from pyiceberg.catalog import load_catalog
+
+    # The default session: offline it resolves each thread's own role (identities.py); a new
+    # Session would read the process's environment, i.e. the emulator's administrator.
+    session = boto3._get_default_session()
+    region = session.region_name or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    properties = {"type": "glue", "glue.region": region, "s3.region": region}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:  # offline only
+        properties.update({"glue.endpoint": endpoint, "s3.endpoint": endpoint})
+    credentials = session.get_credentials().get_frozen_credentials()
+    for service in ("glue", "s3"):
+        properties[f"{service}.access-key-id"] = credentials.access_key
+        properties[f"{service}.secret-access-key"] = credentials.secret_key
+        if credentials.token:
+            properties[f"{service}.session-token"] = credentials.token
+    return load_catalog(f"cdnow-{database}", **properties)
+
+
+def _schema():
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import BooleanType, DateType, DoubleType, LongType, NestedField, StringType
+
+    columns = [("customer_id", StringType()), ("order_date", DateType()), ("quantity", LongType()),
+               ("amount", DoubleType()), ("is_return", BooleanType()), ("order_id", StringType()),
+               *[(name, StringType()) for name in DELIVERY_COLUMNS]]
+    return Schema(*[NestedField(i + 1, name, kind, required=False) for i, (name, kind) in enumerate(columns)])
+
+
+def _arrow(frame):
+    import pyarrow as pa
+
+    schema = pa.schema([("customer_id", pa.string()), ("order_date", pa.date32()), ("quantity", pa.int64()),
+                        ("amount", pa.float64()), ("is_return", pa.bool_()), ("order_id", pa.string()),
+                        *[(name, pa.string()) for name in DELIVERY_COLUMNS]])
+    frame = frame.assign(order_date=frame["order_date"].astype("datetime64[ms]").dt.date)
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+
+
+def _load(database: str, dataset: str):
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        return _catalog(database).load_table((database, table_name(dataset)))
+    except NoSuchTableError:
+        return None
+
+
+def read_history(database: str, dataset: str):
+    """The dataset's history as it is now (None before its first delivery)."""
+    table = _load(database, dataset)
+    if table is None:
+        return None
+    # As the Transform's rows read back (dates as date objects), so the two concatenate cleanly.
+    return table.scan().to_arrow().to_pandas()
+
+
+def current_snapshot(database: str, dataset: str) -> int | None:
+    table = _load(database, dataset)
+    snapshot = None if table is None else table.current_snapshot()
+    return None if snapshot is None else snapshot.snapshot_id
+
+
+def commit_delivery(database: str, curated_bucket: str, dataset: str, rows, replacement: Replacement,
+                    properties: dict[str, str]) -> int:
+    """Join a delivery to the history in one Iceberg commit (the table is made on the first
+    one): delete what ``replacement`` replaces, append ``rows``. Returns the new snapshot id."""
+    from pyiceberg.expressions import AlwaysTrue, EqualTo, In, Or
+
+    table = _load(database, dataset)
+    if table is None:
+        table = _catalog(database).create_table(
+            (database, table_name(dataset)), schema=_schema(),
+            location=table_location(curated_bucket, dataset),
+            properties={"cdnow.dataset": dataset})
+    if replacement.snapshot:
+        replaced = AlwaysTrue()
+    else:
+        replaced = EqualTo("delivery_key", replacement.delivery_key)
+        if replacement.order_ids:
+            replaced = Or(replaced, In("order_id", set(replacement.order_ids)))
+    with table.transaction() as transaction:
+        if table.current_snapshot() is not None:
+            transaction.delete(replaced, snapshot_properties=properties)
+        transaction.append(_arrow(rows), snapshot_properties=properties)
+    return table.refresh().current_snapshot().snapshot_id
+
+
+def roll_back(database: str, dataset: str, snapshot_id: int | None) -> None:
+    """Undo ``commit_delivery``: make ``snapshot_id`` (the snapshot before it) current again."""
+    table = _load(database, dataset)
+    if table is None or snapshot_id is None:
+        return
+    table.manage_snapshots().rollback_to_snapshot(snapshot_id).commit()
