@@ -103,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
                          "stack's MaxBadRowShare, 0.05)")
     options.add_argument("--date-order", choices=DATE_ORDERS,
                          help="how slashed dates (1/2/2010) read when no date in the file has a day above 12")
+    options.add_argument("--snapshot", action="store_true", default=None,
+                         help="with --dataset: the file is a full snapshot that replaces the dataset's whole history")
     options.add_argument("--currency", metavar="CODE",
                          help="ISO 4217 code the amounts are in, shown in the report and messages (default USD)")
     run.add_argument("--timeout", type=float, metavar="SECONDS",
@@ -182,7 +184,8 @@ def run_options(args) -> dict:
     from cdnow.domain.runs import InvalidRunRequest, encode_options_metadata, validate_options
 
     given = {"analysis_date": args.analysis_date, "churn_horizon_days": args.horizon_days,
-             "max_bad_share": args.max_bad_share, "date_order": args.date_order, "currency": args.currency}
+             "max_bad_share": args.max_bad_share, "date_order": args.date_order, "currency": args.currency,
+             "snapshot": args.snapshot}
     if args.column_mapping is not None:
         try:
             given["column_mapping"] = json.loads(args.column_mapping)
