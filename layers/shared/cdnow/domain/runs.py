@@ -93,13 +93,19 @@ def decode_options_metadata(value: str, source: str) -> dict:
         options = json.loads(unquote(value, errors="strict"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRunRequest(f"{where} is not percent-encoded JSON ({exc})") from None
+    return _options_object(options, where, "options", where)
+
+
+def _options_object(options, where: str, what: str, source: str) -> dict:
+    """Options read from a document (upload metadata, _dataset.json): a JSON object naming only
+    RUN_OPTIONS, each validated; ``where`` starts each message, ``source`` validate_options'."""
     if not isinstance(options, dict):
-        raise InvalidRunRequest(f"{where} must be a JSON object of options, got {type(options).__name__}")
+        raise InvalidRunRequest(f"{where} must be a JSON object of {what}, got {type(options).__name__}")
     unknown = sorted(set(options) - set(RUN_OPTIONS))
     if unknown:
         raise InvalidRunRequest(f"{where} names unknown option(s) {', '.join(unknown)}; "
                                 f"the options are {', '.join(RUN_OPTIONS)}")
-    return validate_options(options, where)
+    return validate_options(options, source)
 
 
 def dataset_of(key: str) -> str | None:
@@ -126,20 +132,13 @@ def is_dataset_options(key: str) -> bool:
 
 def parse_dataset_options(body: bytes, source: str) -> dict:
     """A dataset's _dataset.json: one JSON object of run options, validated like an upload's."""
-    where = f"{source}"
     if len(body) >= MAX_DATASET_OPTIONS_BYTES:
-        raise InvalidRunRequest(f"{where}: larger than {MAX_DATASET_OPTIONS_BYTES // 1024} KiB; it holds run options only")
+        raise InvalidRunRequest(f"{source}: larger than {MAX_DATASET_OPTIONS_BYTES // 1024} KiB; it holds run options only")
     try:
         options = json.loads(body.decode("utf-8-sig"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRunRequest(f"{where}: not a JSON object of run options ({exc})") from None
-    if not isinstance(options, dict):
-        raise InvalidRunRequest(f"{where}: must be a JSON object of run options, got {type(options).__name__}")
-    unknown = sorted(set(options) - set(RUN_OPTIONS))
-    if unknown:
-        raise InvalidRunRequest(f"{where}: names unknown option(s) {', '.join(unknown)}; "
-                                f"the options are {', '.join(RUN_OPTIONS)}")
-    return validate_options(options, where)
+        raise InvalidRunRequest(f"{source}: not a JSON object of run options ({exc})") from None
+    return _options_object(options, f"{source}:", "run options", source)
 
 
 def validate_options(options: dict, where: str) -> dict:
