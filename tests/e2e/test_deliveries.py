@@ -137,6 +137,8 @@ def test_a_corrected_month_replaces_its_own_rows_only(stack, monthly_runs, whole
     assert status == "SUCCEEDED"
     assert summary["history"]["replaced_by_key"] == len(lines) == summary["history"]["delivery_rows"]
     assert summary["history"]["history_rows"] == MASTER_ROWS  # nothing duplicated
+    # Compared with the dataset's previous run, not with the whole file published since.
+    assert summary["segmentation"]["migration"]["previous_run_id"] == monthly_runs[-1]["run_id"]
     before, after = features(monthly_runs[-1]["run_id"]), features(summary["run_id"])
     changed = before.compare(after)
     assert list(before.loc[changed.index, "customer_id"]) == [customer]

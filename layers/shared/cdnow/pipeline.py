@@ -229,13 +229,18 @@ def _stage_model_metrics(layout: RunLayout, model: str, metrics: dict) -> None:
 def _previous_segments(run: dict, database: str):
     """(run_id, customer_segments rows) of the most recently published other run, or None.
 
-    "Previous" is by publication time among the runs in the ``runs`` table, this run's own
-    earlier publication excluded (a rerun compares with the run before it, not with itself).
+    "Previous" is by publication time among the runs in the ``runs`` table (for a dataset's
+    delivery, the dataset's runs), this run's own earlier publication excluded (a rerun compares
+    with the run before it, not with itself).
     """
-    runs = storage.read_published_table(database, "runs", columns=["run_id", "published_at"])
+    # A small table: every column, since runs published before datasets existed have no dataset.
+    runs = storage.read_published_table(database, "runs")
     if runs is None:
         return None
     runs = runs[runs["run_id"] != run["run_id"]]
+    if run.get("dataset"):
+        # A dataset's run compares with the dataset's previous run, not with another dataset's.
+        runs = runs[runs["dataset"].fillna("") == run["dataset"]] if "dataset" in runs.columns else runs.iloc[0:0]
     if runs.empty:
         return None
     previous_id = str(runs.sort_values(["published_at", "run_id"]).iloc[-1]["run_id"])
