@@ -56,6 +56,16 @@ def _where(parser: argparse.ArgumentParser, required: bool) -> None:
                         help="results folder, one subfolder per run_id (default: out)")
 
 
+def _stack_only(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", required=True, metavar="NAME",
+                        help="a deployed stack of template.yaml (a dataset's history lives on a stack)")
+    parser.add_argument("--region", metavar="REGION", help="the stack's AWS region (default: the AWS CLI's)")
+    parser.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
+                        help="results folder, one subfolder per run_id (default: out)")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="give up waiting for the execution after this long (default 3600)")
+
+
 COLUMNS = "recognized column names (case, spaces, underscores and hyphens ignored; --column-mapping for others):\n" + \
     "\n".join(f"  {role:<12} {', '.join(names)}" for role, names in COLUMN_ROLES.items()) + \
     "\n  money is a line amount or a unit price (line amount = quantity x unit price); a column named\n" + \
@@ -113,6 +123,27 @@ def _parser() -> argparse.ArgumentParser:
                      help="offline: run every function as its artifact ships it, each in a Python 3.12 process "
                      "with only the packages its layer or image installs, its Timeout and MemorySize enforced "
                      "(slower to start; the packages are resolved from PyPI once and cached)")
+
+    replay = commands.add_parser(
+        "replay", help="analyse a dataset's history again, with no file delivered", formatter_class=formatter,
+        epilog=EXIT_STATUS,
+        description=_wrap("Start an execution that computes the dataset's latest analysis again from its history "
+        "(after an upgrade, or with other options), as a new run: it waits for the dataset like a delivery, "
+        "parses nothing, and is followed and written to DIR/<run_id>/ like `cdnow run`."))
+    replay.add_argument("--dataset", required=True, metavar="NAME", help="the dataset (the folder under incoming/)")
+    _stack_only(replay)
+    erase = commands.add_parser(
+        "erase", help="erase customers from a dataset's history (a data-protection request)",
+        formatter_class=formatter, epilog=EXIT_STATUS,
+        description=_wrap("Delete every row of the customers from the dataset's history and analyse the rest "
+        "again (a replay), so the run it publishes, and every later run, has none of their rows. The history "
+        "keeps no earlier snapshot that holds them. Not touched: the files delivered (the raw bucket's "
+        "incoming/ folder, versioned) and earlier runs' folders and tables; docs/RELIABILITY.md says how to "
+        "remove those."))
+    erase.add_argument("--dataset", required=True, metavar="NAME", help="the dataset (the folder under incoming/)")
+    erase.add_argument("--customer", required=True, action="append", metavar="ID",
+                       help="a customer id as the export writes it; repeat for several customers")
+    _stack_only(erase)
 
     runs = commands.add_parser("runs", help="list the runs, newest first", formatter_class=formatter,
                                epilog=f"{RESULTS}\n\n{EXIT_STATUS}",
@@ -243,6 +274,33 @@ def _run(args, stack_outputs: StackOutputs) -> int:
         input_files) else EXIT_RUN_FAILED
 
 
+def _replay(args, stack_outputs: StackOutputs, erase_customers: list[str] | None = None) -> int:
+    from cdnow.domain.runs import InvalidRunRequest, dataset_of
+
+    from .remote import replay_on_stack
+
+    try:
+        dataset_of(f"incoming/{args.dataset}/file")
+    except InvalidRunRequest as exc:
+        raise UsageError(f"--dataset: {exc}") from None
+    outputs = _outputs(args, stack_outputs)
+    print(f"Stack {args.stack}: dataset {args.dataset}, state machine {outputs['StateMachineArn']}")
+    result = replay_on_stack(outputs, args.dataset, args.out, erase_customers or [], timeout_s=args.timeout or 3600,
+                             poll_s=2.0)
+    erased = (result.summary.get("history") or {}).get("erased_rows")
+    if erase_customers and result.status == "SUCCEEDED":
+        print(f"Erased {erased:,} row(s) of {len(erase_customers)} customer(s) from the dataset {args.dataset}'s "
+              "history; the run below is the history without them.")
+    return _print_run_end(result.status, result.summary, result.seconds, result.run_dir, result.report)
+
+
+def _erase(args, stack_outputs: StackOutputs) -> int:
+    customers = [customer.strip() for customer in args.customer]
+    if not all(customers):
+        raise UsageError("--customer: an empty customer id")
+    return _replay(args, stack_outputs, customers)
+
+
 _COLUMNS = (("run_id", "RUN ID"), ("dataset", "DATASET"), ("status", "STATUS"), ("analysis_date", "ANALYSIS DATE"),
             ("rows_read", "ROWS READ"), ("rows_quarantined", "QUARANTINED"), ("customers", "CUSTOMERS"),
             ("published_at", "PUBLISHED AT"), ("warnings", "WARNINGS"))
@@ -347,7 +405,7 @@ def _report(args, stack_outputs: StackOutputs) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"run": _run, "runs": _runs, "show": _show, "report": _report}
+_COMMANDS = {"run": _run, "replay": _replay, "erase": _erase, "runs": _runs, "show": _show, "report": _report}
 
 
 def main(argv: list[str] | None = None, stack_outputs: StackOutputs | None = None) -> int:

@@ -83,21 +83,38 @@ def policy_condition_on_unknown_key_holds() -> None:
     IAMPolicyStatement.is_action_permitted = _statement_is_action_permitted
 
 
+# moto's S3 events all carry this one id (events/utils.py's _BASE_EVENT_MESSAGE).
+_MOTO_CONSTANT_EVENT_ID = "17793124-05d4-b198-2fde-7ededc63b103"
+
+
+def s3_events_share_one_id(event: dict) -> dict:
+    """moto's S3 events all carry one constant `id`; EventBridge gives every event its own (which
+    only its redeliveries share), and the pipeline runs an event once by its id. The relays pass
+    each event on with an id of its own."""
+    if event.get("id") != _MOTO_CONSTANT_EVENT_ID:
+        return event
+    return {**event, "id": str(uuid.uuid4())}
+
+
 class EventBridgeDropsStepFunctionsTargets:
     """moto delivers rule targets only to logs, buses, SQS and API destinations: a Step Functions
     target is dropped (and registering one makes `send_to_targets` raise inside a bare `except`,
-    which stops delivery to every later rule). So the rule gets an SQS queue as its target, and
-    this relay starts the state machine with each event it receives, which is the input
-    EventBridge gives the state machine on AWS. Pattern matching stays moto's. With `acting_as`
-    (identities.py) the execution is started with the target's role, as EventBridge does."""
+    which stops delivery to every later rule), and so is a Lambda target. So the rule gets an SQS
+    queue as its target, and this relay starts the state machine with each event it receives,
+    which is the input EventBridge gives the state machine on AWS, or invokes the function with it.
+    Pattern matching stays moto's. With `acting_as` (identities.py) the execution is started with
+    the target's role, as EventBridge does; a function is invoked as EventBridge is allowed to by
+    the function's resource policy (not enforced offline)."""
 
-    def __init__(self, state_machine_arn: str, queue_name: str, role_arn: str | None = None,
+    def __init__(self, target_arn: str, queue_name: str, role_arn: str | None = None,
                  acting_as: Callable[[str | None], contextlib.AbstractContextManager] | None = None):
-        self.state_machine_arn = state_machine_arn
+        self.target_arn = target_arn
+        self.state_machine_arn = target_arn if target_arn.startswith("arn:aws:states:") else None
         self._role_arn = role_arn
         self._acting_as = acting_as or (lambda role_arn: contextlib.nullcontext())
         self._sqs = boto3.client("sqs")
         self._sfn = boto3.client("stepfunctions")
+        self._lambda = boto3.client("lambda")
         self.queue_url = self._sqs.create_queue(QueueName=queue_name)["QueueUrl"]
         self.queue_arn = self._sqs.get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
@@ -106,21 +123,24 @@ class EventBridgeDropsStepFunctionsTargets:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _deliver(self, event: dict) -> str:
+        if self.state_machine_arn is None:
+            self._lambda.invoke(FunctionName=self.target_arn, Payload=json.dumps(event).encode())
+            return self.target_arn
+        with self._acting_as(self._role_arn):
+            return self._sfn.start_execution(
+                stateMachineArn=self.state_machine_arn, name=str(uuid.uuid4()), input=json.dumps(event),
+            )["executionArn"]
+
     def relay_once(self, wait_seconds: int = 0) -> list[str]:
-        """Start one execution per waiting event; return the execution ARNs."""
+        """Deliver each waiting event; return the execution ARNs started (the function's ARN per
+        invocation for a Lambda target)."""
         started = []
         messages = self._sqs.receive_message(
             QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
         ).get("Messages", [])
         for message in messages:
-            event = json.loads(message["Body"])
-            with self._acting_as(self._role_arn):
-                execution = self._sfn.start_execution(
-                    stateMachineArn=self.state_machine_arn,
-                    name=str(uuid.uuid4()),  # moto's event ids are one constant: never name by them
-                    input=json.dumps(event),
-                )
-            started.append(execution["executionArn"])
+            started.append(self._deliver(s3_events_share_one_id(json.loads(message["Body"]))))
             self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
         self.started.extend(started)
         return started
@@ -380,6 +400,46 @@ def step_functions_tasks_ignore_the_state_machine_role(role_credentials: Callabl
             module.boto_client_for = _boto_client_for
 
 
+STATUS_CHANGE = "Step Functions Execution Status Change"
+
+
+def _send_status_change(execution) -> None:
+    from moto.events.models import events_backends
+
+    detail = {
+        "executionArn": execution.exec_arn, "stateMachineArn": execution.state_machine.arn,
+        "name": execution.name, "status": str(getattr(execution.exec_status, "value", execution.exec_status)),
+        "startDate": int(execution.start_date.timestamp() * 1000),
+        "stopDate": int(execution.stop_date.timestamp() * 1000) if execution.stop_date else None,
+        "input": json.dumps(execution.input_data) if not isinstance(execution.input_data, str) else execution.input_data,
+        "output": None, "error": execution.error, "cause": execution.cause,
+    }
+    events_backends[execution.account_id][execution.region_name].put_events([{
+        "Source": "aws.states", "DetailType": STATUS_CHANGE, "Detail": json.dumps(detail, default=str),
+        "Resources": [execution.exec_arn],
+    }])
+
+
+def step_functions_send_no_status_change_events() -> None:
+    """On AWS, Step Functions sends EventBridge a "Step Functions Execution Status Change" event
+    when a standard execution ends (SUCCEEDED, FAILED, TIMED_OUT, ABORTED); moto sends none, so
+    no rule on them ever fires. Each ending execution now sends it to the account's buses (where
+    moto matches the rules), with the fields the pipeline reads: executionArn, stateMachineArn,
+    name, status, input."""
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+    if getattr(BaseExecutionWorkerCommunication.terminated, "_sends_status_change", False):
+        return
+    original = BaseExecutionWorkerCommunication.terminated
+
+    def terminated(self) -> None:
+        original(self)
+        _send_status_change(self.execution)
+
+    terminated._sends_status_change = True
+    BaseExecutionWorkerCommunication.terminated = terminated
+
+
 def apply_moto_fixes(role_credentials: Callable[[str], dict] | None = None) -> None:
     """Every workaround; `role_credentials(role_arn)` (AccessKeyId, SecretAccessKey, SessionToken)
     lets the Step Functions interpreter sign as each state machine's role."""
@@ -392,5 +452,6 @@ def apply_moto_fixes(role_credentials: Callable[[str], dict] | None = None) -> N
     delete_objects_authorized_on_the_bucket()
     bodiless_requests_signed_over_their_headers()
     presigned_requests_fail_under_enforcement()
+    step_functions_send_no_status_change_events()
     if role_credentials is not None:
         step_functions_tasks_ignore_the_state_machine_role(role_credentials)

@@ -47,6 +47,11 @@ class Stack:
     physical_ids: dict[str, str] = field(default_factory=dict)
     relays: list[EventBridgeDropsStepFunctionsTargets] = field(default_factory=list)
 
+    @property
+    def execution_relay(self) -> EventBridgeDropsStepFunctionsTargets:
+        """The relay that starts the pipeline's executions (the raw bucket's rule)."""
+        return next(relay for relay in self.relays if relay.state_machine_arn)
+
 
 class Provisioner:
     def __init__(self, root: Path, region: str, lambdas: LocalLambdaRunner, glue_jobs: LocalGlueRunner,
@@ -240,6 +245,19 @@ class Provisioner:
         ))
         return name, {"Arn": function["FunctionArn"]}
 
+    def _dynamodb_table(self, stack, name, props, resource, artifacts):
+        dynamodb = self._client("dynamodb")
+        table = props.get("TableName", name)
+        spec = {key: props[key] for key in ("AttributeDefinitions", "KeySchema", "BillingMode",
+                                            "ProvisionedThroughput", "GlobalSecondaryIndexes") if key in props}
+        description = dynamodb.create_table(TableName=table, **spec)["TableDescription"]
+        if "TimeToLiveSpecification" in props:
+            dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+        if "PointInTimeRecoverySpecification" in props:
+            dynamodb.update_continuous_backups(
+                TableName=table, PointInTimeRecoverySpecification=props["PointInTimeRecoverySpecification"])
+        return table, {"Arn": description["TableArn"]}
+
     def _topic(self, stack, name, props, resource, artifacts):
         attributes = {key: str(props[key]) for key in ("DisplayName", "KmsMasterKeyId") if key in props}
         arn = self._client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
@@ -275,9 +293,10 @@ class Provisioner:
         )["RuleArn"]
         targets = []
         for target in props.get("Targets", []):
-            if target["Arn"].startswith("arn:aws:states:"):
+            if target["Arn"].startswith(("arn:aws:states:", "arn:aws:lambda:")):
+                kind = "sfn" if target["Arn"].startswith("arn:aws:states:") else "lambda"
                 relay = EventBridgeDropsStepFunctionsTargets(
-                    target["Arn"], queue_name=f"{name}-sfn-relay", role_arn=target.get("RoleArn"),
+                    target["Arn"], queue_name=f"{name}-{kind}-relay"[-80:], role_arn=target.get("RoleArn"),
                     acting_as=self.identities.acting_as,
                 )
                 stack.relays.append(relay)
@@ -319,6 +338,7 @@ _CREATORS = {
     "AWS::Glue::Job": Provisioner._glue_job,
     "AWS::Lambda::LayerVersion": Provisioner._layer,
     "AWS::Lambda::Function": Provisioner._function,
+    "AWS::DynamoDB::Table": Provisioner._dynamodb_table,
     "AWS::SNS::Topic": Provisioner._topic,
     "AWS::SNS::Subscription": Provisioner._subscription,
     "AWS::StepFunctions::StateMachine": Provisioner._state_machine,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -69,7 +70,16 @@ def progress_note(state: str, output: dict) -> str | None:
     """
     try:
         if state == "Ingest":
-            return f"run {output['run_id']}"
+            run = output.get("run", output)
+            if "waiting" in run:
+                waiting = run["waiting"]
+                holder = (waiting.get("holder") or "an earlier delivery").rsplit(":", 1)[-1]
+                ahead = f", {waiting['ahead']} ahead in the queue" if waiting.get("ahead") else ""
+                return (f"dataset {run['dataset']} is busy (held by {holder}{ahead}): "
+                        f"trying again in {waiting['seconds']} s")
+            if "duplicate_of" in run:
+                return f"this event is handled by {run['duplicate_of'].rsplit(':', 1)[-1]}: nothing to do"
+            return f"run {run['run_id']}"
         if state == "Transform":
             return f"Glue job run {output['transform']['job_run_id']} {output['transform']['state']}"
         if state == "Features":
@@ -356,6 +366,28 @@ def run_on_stack(outputs: Mapping[str, str], input_file: Path, out_root: Path,
     upload = upload_input(outputs, input_file, options, dataset)
     echo(f"Put {input_file} at s3://{upload.bucket}/{upload.key}")
     execution_arn = find_execution(outputs, upload)
+    return follow_run(outputs, execution_arn, out_root, echo, timeout_s, poll_s, started)
+
+
+def replay_on_stack(outputs: Mapping[str, str], dataset: str, out_root: Path, erase_customers: list[str] = (),
+                    echo: Callable[[str], None] = print, timeout_s: float = 3600, poll_s: float = 1.0) -> StackRun:
+    """Start a replay of the dataset's history (erasing ``erase_customers`` from it first), follow
+    it and write the run's folder as ``run_on_stack`` does."""
+    started = time.monotonic()
+    execution_input = {"bucket": outputs["RawBucketName"], "dataset": dataset, "replay": True}
+    if erase_customers:
+        execution_input["erase_customers"] = list(erase_customers)
+    # Named for what it does (and every execution needs a name of its own: moto names every
+    # unnamed one "None").
+    name = f"{'erase' if erase_customers else 'replay'}-{dataset}"[:43] + f"-{uuid.uuid4()}"
+    execution_arn = boto3.client("stepfunctions").start_execution(
+        stateMachineArn=outputs["StateMachineArn"], name=name, input=json.dumps(execution_input))["executionArn"]
+    return follow_run(outputs, execution_arn, out_root, echo, timeout_s, poll_s, started)
+
+
+def follow_run(outputs: Mapping[str, str], execution_arn: str, out_root: Path, echo: Callable[[str], None],
+               timeout_s: float, poll_s: float, started: float) -> StackRun:
+    """Follow the execution to its end and write the run's folder (see ``run_on_stack``)."""
     echo(f"Execution started: {execution_arn.rsplit(':', 1)[-1]}")
     follower = ExecutionFollower(execution_arn, echo, poll_s=poll_s)
     execution = follower.wait(timeout_s)

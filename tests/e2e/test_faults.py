@@ -36,7 +36,7 @@ class Stack:
         self.outputs = stack.outputs
         self.raw = stack.outputs["RawBucketName"]
         self.curated = stack.outputs["CuratedBucketName"]
-        self.relay = stack.relays[0]
+        self.relay = stack.execution_relay
         sqs = boto3.client("sqs")
         self.queue = sqs.create_queue(QueueName="faults-notifications")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -73,6 +73,7 @@ class Stack:
         while len(found) < count and time.monotonic() < deadline:
             for message in sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages", []):
                 body = json.loads(json.loads(message["Body"])["Message"])
+                assert "input_uri" in body or "input_uri" in body.get("run", {}), body
                 key = body.get("input_uri") or body["run"]["input_uri"]
                 found[key.split(f"s3://{self.raw}/", 1)[1]] = body
                 sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])

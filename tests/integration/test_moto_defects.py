@@ -87,6 +87,38 @@ EVENTBRIDGE_SFN_TARGET = PRELUDE + textwrap.dedent('''
         print(json.dumps({"keys": [i["detail"]["object"]["key"] for i in inputs]}))
 ''')
 
+S3_EVENT_IDS = PRELUDE + textwrap.dedent('''
+    with mock_aws():
+        sqs, events, s3 = boto3.client("sqs"), boto3.client("events"), boto3.client("s3")
+        queue = sqs.create_queue(QueueName="q")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        s3.create_bucket(Bucket="raw")
+        s3.put_bucket_notification_configuration(Bucket="raw", NotificationConfiguration={"EventBridgeConfiguration": {}})
+        events.put_rule(Name="r", EventPattern=json.dumps({"source": ["aws.s3"], "detail-type": ["Object Created"]}))
+        events.put_targets(Rule="r", Targets=[{"Id": "q", "Arn": queue_arn}])
+        s3.put_object(Bucket="raw", Key="a.txt", Body=b"x")
+        s3.put_object(Bucket="raw", Key="b.txt", Body=b"x")
+        received = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]]
+        if sys.argv[1] == "fixed":
+            from cdnow_offline.moto_defects import s3_events_share_one_id
+            received = [s3_events_share_one_id(event) for event in received]
+        print(json.dumps({"events": len(received), "ids": len({e["id"] for e in received})}))
+''')
+
+STATUS_CHANGE_EVENTS = PRELUDE + textwrap.dedent('''
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sqs, events = boto3.client("sqs"), boto3.client("events")
+        queue = sqs.create_queue(QueueName="q")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="r", EventPattern=json.dumps({"source": ["aws.states"],
+                        "detail-type": ["Step Functions Execution Status Change"]}))
+        events.put_targets(Rule="r", Targets=[{"Id": "q", "Arn": queue_arn}])
+        execute({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+        time.sleep(0.5)
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        print(json.dumps({"statuses": [json.loads(m["Body"])["detail"]["status"] for m in messages]}))
+''')
+
 DENY_WITHOUT_TLS = PRELUDE + textwrap.dedent('''
     from botocore.exceptions import ClientError
     with mock_aws():
@@ -142,6 +174,18 @@ def test_eventbridge_drops_step_functions_targets(mode, root):
 def test_policy_condition_on_unknown_key_holds(mode, root):
     result = run_case(DENY_WITHOUT_TLS, mode, root)
     assert result == ({"put": "403"} if mode == "defect" else {"put": "ok", "body": "x"})
+
+
+@pytest.mark.parametrize("mode", ["defect", "fixed"])
+def test_s3_events_share_one_id(mode, root):
+    result = run_case(S3_EVENT_IDS, mode, root)
+    assert result == {"events": 2, "ids": 1 if mode == "defect" else 2}
+
+
+@pytest.mark.parametrize("mode", ["defect", "fixed"])
+def test_step_functions_send_no_status_change_events(mode, root):
+    result = run_case(STATUS_CHANGE_EVENTS, mode, root)
+    assert result["statuses"] == ([] if mode == "defect" else ["SUCCEEDED"])
 
 
 # IAM enforced on a moto server in the case's process, as the emulator runs it: an administrator

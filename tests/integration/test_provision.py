@@ -48,6 +48,8 @@ def test_state_machine_is_the_asl_file_with_its_substitutions(stack, root):
         "ReportFunctionArn": arn("ReportFunction"),
         "TransformJobName": glue.get_job(JobName="cdnow-it-TransformJob")["Job"]["Name"],
         "RunCompleteTopicArn": stack.outputs["RunCompleteTopicArn"],
+        "RunCoordinationTableName": boto3.client("dynamodb").describe_table(
+            TableName="cdnow-it-RunCoordinationTable")["Table"]["TableName"],
     }
     expected = (root / "statemachine" / "pipeline.asl.json").read_text()
     for key, value in substitutions.items():

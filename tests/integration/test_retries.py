@@ -43,6 +43,6 @@ def test_a_throttled_invoke_is_retried_and_a_refused_run_is_caught(stack, monkey
     entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
     assert throttled and throttled[0].endswith("IngestFunction")
     assert failures == ["Lambda.TooManyRequestsException", "InvalidRunRequest"]  # retried once, then not
-    assert entered == ["Ingest", "Ingest failed", "Failure message", "Notify failure", "Run failed"]
+    assert entered == ["Ingest", "Ingest failed", "Failure message", "Held the dataset?", "Notify failure", "Run failed"]
     assert execution["status"] == "FAILED" and execution["error"] == "RunFailed"
     assert "only objects under incoming/" in execution["cause"]

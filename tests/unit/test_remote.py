@@ -34,6 +34,11 @@ def test_progress_notes_from_state_outputs(root):
     assert progress_note("Value", event["models"]["value"]).startswith("expected 12-month value $")
     pounds = {**event["models"]["value"], "metrics": {**event["models"]["value"]["metrics"], "currency": "GBP"}}
     assert progress_note("Value", pounds).startswith("expected 12-month value \u00a3")
+    waiting = {"run": {"run_id": "none", "dataset": "shop", "waiting": {
+        "holder": "arn:aws:states:us-east-1:1:execution:sm:first", "ahead": 1, "seconds": 10}}}
+    assert progress_note("Ingest", waiting) == ("dataset shop is busy (held by first, 1 ahead in the queue): "
+                                                "trying again in 10 s")
+    assert progress_note("Ingest", {"run": {"run_id": "r-1"}}) == "run r-1"
     # an output of another shape gives no note rather than breaking the follower
     assert progress_note("Features", {"steps": {}}) is None and progress_note("Models", {}) is None
 

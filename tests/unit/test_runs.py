@@ -6,7 +6,8 @@ from urllib.parse import quote
 
 from cdnow.domain.runs import (
     OPTIONS_METADATA_KEY, RUN_OPTIONS, InvalidRunRequest, RunLayout, decode_options_metadata, derive_run_id,
-    encode_options_metadata, parse_run_request,
+    Execution, ReplayRequest, derive_replay_run_id, encode_options_metadata, is_replay, parse_ingest_payload,
+    parse_replay_request, parse_run_request,
 )
 
 
@@ -134,3 +135,43 @@ def test_standing_options_are_checked_like_upload_options_and_the_upload_wins():
                           (b'{"horizon": 1}', "unknown option.*horizon"), (b'{"currency": 1}', "currency must be")]:
         with pytest.raises(InvalidRunRequest, match=f"s3://raw/incoming/shop/_dataset.json: .*{message}"):
             parse_dataset_options(body, "s3://raw/incoming/shop/_dataset.json")
+
+
+def test_ingest_reads_the_execution_beside_its_input():
+    event = {"id": "e-1", "time": "2026-12-05T12:00:07Z", "detail": {"bucket": {"name": "raw"}, "object": {"key": "incoming/shop/a.csv"}}}
+    started = {"id": "arn:aws:states:us-east-1:123456789012:execution:m:run-1", "start_time": "2026-12-05T12:00:09.250Z"}
+    run_input, execution = parse_ingest_payload({"input": event, "execution": started})
+    assert run_input == event
+    # The event's id (its redeliveries share it) and time order the deliveries, not the start.
+    assert execution == Execution(started["id"], "e-1", "2026-12-05T12:00:07.000000Z#run-1")
+    direct = {"bucket": "raw", "key": "incoming/shop/a.csv"}
+    _, execution = parse_ingest_payload({"input": direct, "execution": started})
+    assert execution == Execution(started["id"], None, "2026-12-05T12:00:09.250000Z#run-1")
+    assert parse_ingest_payload(direct) == (direct, None)  # invoked directly: no execution
+    with pytest.raises(InvalidRunRequest, match="not a JSON object"):
+        parse_ingest_payload({"input": "text", "execution": started})
+
+
+def test_a_replay_names_its_dataset_and_the_customers_it_erases():
+    request = parse_replay_request({"bucket": "raw", "dataset": "shop", "replay": True,
+                                    "erase_customers": ["42", "7", "42"], "currency": "eur"})
+    assert request == ReplayRequest("raw", "shop", ("42", "7"), {"currency": "EUR"})
+    assert request.input_uri == "s3://raw/incoming/shop/"
+    assert is_replay({"replay": True}) and not is_replay({"bucket": "raw", "key": "incoming/a.txt"})
+    assert derive_replay_run_id("Shop EU", "arn:1").startswith("shop-eu-replay-")
+    assert derive_replay_run_id("shop", "arn:1") != derive_replay_run_id("shop", "arn:2")  # each replay a run
+
+
+@pytest.mark.parametrize("event, message", [
+    ({"bucket": "raw", "replay": True}, "'dataset' is missing"),
+    ({"dataset": "shop", "replay": True}, "'bucket' is missing"),
+    ({"bucket": "raw", "dataset": "../x", "replay": True}, "names the dataset"),
+    ({"bucket": "raw", "dataset": "shop", "replay": "yes"}, "replay must be true"),
+    ({"bucket": "raw", "dataset": "shop", "replay": True, "erase_customers": "42"}, "list of customer ids"),
+    ({"bucket": "raw", "dataset": "shop", "replay": True, "erase_customers": [""]}, "list of customer ids"),
+    ({"bucket": "raw", "dataset": "shop", "replay": True, "snapshot": True}, "not of a replay"),
+    ({"bucket": "raw", "dataset": "shop", "replay": True, "churn_horizon_days": 0}, "churn_horizon_days"),
+])
+def test_a_bad_replay_names_the_field(event, message):
+    with pytest.raises(InvalidRunRequest, match=message):
+        parse_replay_request(event)

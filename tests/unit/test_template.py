@@ -66,8 +66,30 @@ def test_every_failure_path_reaches_the_failure_notification(definition):
         assert states[failed]["Parameters"]["failed_state"] == model
         assert states[failed]["Next"] == "Failure message"
     assert states["Check models"]["Default"] == "Publish"
-    assert states["Failure message"]["Next"] == "Notify failure"
+    assert states["Failure message"]["Next"] == "Held the dataset?"
     assert states["Notify failure"]["Next"] == "Run failed"
+
+
+def test_a_dataset_run_gives_its_lease_back_on_every_path_that_announces_it(root, definition):
+    """Success, failure (composed or plain notice): the lease goes back before the notification, a
+    failed release still notifies; the lease lasts as long as the execution can."""
+    from cdnow_offline.template import load_template
+
+    states = definition["States"]
+    for notify, check, release in (("Notify success", "Holds the dataset?", "Free the dataset"),
+                                   ("Notify failure", "Held the dataset?", "Free the dataset after failure")):
+        into = {name for name, state in states.items() if state.get("Next") == notify}
+        assert into == {release}
+        assert states[check]["Default"] == notify and states[check]["Choices"][0]["Next"] == release
+        assert states[release]["Resource"] == "arn:aws:states:::dynamodb:deleteItem"
+        assert states[release]["Parameters"]["ConditionExpression"] == "holder = :me"
+        assert states[release]["Catch"][0]["Next"] == notify
+    assert {n for n, s in states.items() if s.get("Next") == "Holds the dataset?"} == {"Report", "Report failed"}
+    assert {n for n, s in states.items() if s.get("Next") == "Held the dataset?"} == {"Failure message",
+                                                                                      "Plain failure notice"}
+    assert states["Wait for the dataset"]["Next"] == "Ingest"
+    environment = load_template(root / "template.yaml")["Resources"]["IngestFunction"]["Properties"]["Environment"]
+    assert int(environment["Variables"]["LEASE_SECONDS"]) == definition["TimeoutSeconds"]
 
 
 def test_models_run_in_parallel_and_tasks_have_timeouts(definition):
@@ -76,7 +98,7 @@ def test_models_run_in_parallel_and_tasks_have_timeouts(definition):
     assert branches == ["Segment", "Churn", "Value"]
     tasks = [s for s in states.values() if s["Type"] == "Task"]
     tasks += [s for b in states["Models"]["Branches"] for s in b["States"].values() if s["Type"] == "Task"]
-    assert len(tasks) == 12 and all("TimeoutSeconds" in task for task in tasks)
+    assert len(tasks) == 14 and all("TimeoutSeconds" in task for task in tasks)
     assert states["Transform"]["Resource"] == "arn:aws:states:::glue:startJobRun.sync"
 
 
@@ -134,7 +156,8 @@ def test_every_task_times_out_after_its_target_does(root, definition):
             assert job["Type"] == "AWS::Glue::Job", name
             limits[name] = job["Properties"].get("Timeout", 2880) * 60  # minutes; Glue's default: 48 h
         else:
-            assert task["Resource"] == "arn:aws:states:::sns:publish", name  # no limit of its own
+            # No limit of their own.
+            assert task["Resource"] in ("arn:aws:states:::sns:publish", "arn:aws:states:::dynamodb:deleteItem"), name
     assert set(limits) == {"Ingest", "Transform", "Features", "Segment", "Churn", "Value", "Publish", "Report",
                            "Failure message"}
     short = {name: (_tasks(definition)[name]["TimeoutSeconds"], limit) for name, limit in limits.items()
@@ -147,11 +170,11 @@ def test_the_execution_has_a_timeout_beyond_its_tasks_worst_case(definition):
     assert definition["TimeoutSeconds"] >= longest
 def test_report_runs_after_publish_and_a_failed_report_still_announces_the_run(definition):
     states = definition["States"]
-    assert states["Publish"]["Next"] == "Report" and states["Report"]["Next"] == "Notify success"
+    assert states["Publish"]["Next"] == "Report" and states["Report"]["Next"] == "Holds the dataset?"
     assert states["Report"]["Retry"] == states["Publish"]["Retry"]
     catch = states["Report"]["Catch"]
     assert catch[0]["ErrorEquals"] == ["States.ALL"] and catch[0]["Next"] == "Report failed"
-    assert states["Report failed"]["Type"] == "Pass" and states["Report failed"]["Next"] == "Notify success"
+    assert states["Report failed"]["Type"] == "Pass" and states["Report failed"]["Next"] == "Holds the dataset?"
 
 
 def test_both_notifications_carry_status_and_run_id_attributes(definition):

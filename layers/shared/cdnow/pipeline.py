@@ -10,13 +10,15 @@ JSON-ready dict: states pass locations and summaries, never data.
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from datetime import date, timedelta, timezone
 
-from .adapters import storage
+from .adapters import leases, storage
 from .domain.runs import (
-    DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_CURRENCY, INCOMING_PREFIX, MAX_DATASET_OPTIONS_BYTES, InvalidRunRequest,
-    RunLayout, RunRequest, dataset_of, dataset_options_key, derive_run_id, is_dataset_options,
-    parse_dataset_options,
+    DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_CURRENCY, INCOMING_PREFIX, MAX_DATASET_OPTIONS_BYTES, Execution,
+    InvalidRunRequest, ReplayRequest, RunLayout, RunRequest, dataset_of, dataset_options_key, derive_replay_run_id,
+    derive_run_id, is_dataset_options, parse_dataset_options, parse_run_request,
 )
 from .domain.support import InsufficientData
 
@@ -41,19 +43,134 @@ MODEL_TABLES = {
 MODEL_NAMES = {"segment": "Segments", "churn": "Churn model", "value": "Lifetime value"}
 
 
-def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
-           default_max_bad_share: float) -> dict:
+@dataclass(frozen=True)
+class Coordination:
+    """Where and how executions take turns (Ingest's environment): the coordination table, how
+    long a lease lasts (the execution's timeout: a holder never outlives it) and how long a
+    waiting execution waits between tries (a waiter silent for six tries is dropped)."""
+
+    table: str
+    lease_s: int
+    wait_s: int
+
+
+def ingest(request: RunRequest | ReplayRequest, curated_bucket: str, default_horizon_days: int,
+           default_max_bad_share: float, execution: Execution | None = None,
+           coordination: Coordination | None = None) -> dict:
     """Check the object and its options, derive the run, write its manifest; return the run
-    descriptor (with the Transform job's arguments, which the state machine passes on as they are)."""
-    if not request.key.startswith(INCOMING_PREFIX):
-        raise InvalidRunRequest(f"{request.input_uri}: only objects under {INCOMING_PREFIX} start a run")
-    dataset = dataset_of(request.key)
-    if is_dataset_options(request.key):
+    descriptor (with the Transform job's arguments, which the state machine passes on as they are).
+
+    In an execution (``coordination`` set): a redelivered event ends here (``duplicate_of``), and a
+    dataset's delivery first takes the dataset's lease (``lease``) or says it waits (``waiting``),
+    so a dataset's deliveries run one at a time, in event-time order. A replay (ReplayRequest)
+    takes the lease the same way and analyses the history with no delivery (``replay``)."""
+    replay = isinstance(request, ReplayRequest)
+    if replay:
+        dataset = request.dataset
+        if not (execution and coordination):
+            raise InvalidRunRequest(f"a replay of the dataset {dataset} runs in an execution of the state machine "
+                                    "(it must hold the dataset), not by invoking Ingest")
+    else:
+        if not request.key.startswith(INCOMING_PREFIX):
+            raise InvalidRunRequest(f"{request.input_uri}: only objects under {INCOMING_PREFIX} start a run")
+        dataset = dataset_of(request.key)
+    now = int(time.time())
+    if execution and execution.event_id and coordination:
+        first = leases.claim_event(coordination.table, execution.event_id, execution.id, now)
+        if first is not None:
+            return {"run_id": "none", "input_uri": request.input_uri, "dataset": dataset, "duplicate_of": first}
+    if not replay and is_dataset_options(request.key):
         # A dataset's standing options, not a delivery: checked now, so a mistake is announced
         # when it is uploaded rather than by the next delivery; no computation.
         body = storage.read_bytes_if_exists(request.input_uri, MAX_DATASET_OPTIONS_BYTES) or b""
         return {"run_id": "none", "input_uri": request.input_uri, "dataset": dataset,
                 "dataset_options": parse_dataset_options(body, request.input_uri)}
+    defaults = (default_horizon_days, default_max_bad_share)
+    if not (dataset and execution and coordination):
+        return _admit(request, curated_bucket, *defaults, dataset)
+    waiting = leases.take_turn(coordination.table, dataset, execution.id, execution.order, now,
+                               lease_s=coordination.lease_s, stale_s=6 * coordination.wait_s)
+    if waiting is not None:
+        return {"run_id": "none", "input_uri": request.input_uri, "dataset": dataset,
+                "waiting": {"holder": waiting.holder, "ahead": waiting.ahead, "seconds": coordination.wait_s}}
+    try:
+        if replay:
+            run = _admit_replay(request, curated_bucket, *defaults, execution)
+        else:
+            run = _admit(request, curated_bucket, *defaults, dataset)
+    except Exception:
+        leases.give_back(coordination.table, dataset, execution.id)
+        raise
+    if "already_delivered" in run:
+        leases.give_back(coordination.table, dataset, execution.id)
+        return run
+    # What the state machine's release step needs (the lease's key) and Publish's record shows.
+    run["lease"] = {"pk": f"dataset#{dataset}", "holder": execution.id}
+    return run
+
+
+def _standing_options(request, dataset: str):
+    """The request with its dataset's _dataset.json beneath its own options, and where that file is."""
+    standing_uri = f"s3://{request.bucket}/{dataset_options_key(dataset)}"
+    body = storage.read_bytes_if_exists(standing_uri, MAX_DATASET_OPTIONS_BYTES)
+    if body is None:
+        return request, None
+    return request.with_dataset_options(parse_dataset_options(body, standing_uri)), standing_uri
+
+
+def _run_settings(options: dict, default_horizon_days: int, default_max_bad_share: float) -> dict:
+    """The run descriptor's settings from its options, each unset one at the stack's default."""
+    return {
+        "analysis_date": options.get("analysis_date"),
+        "churn_horizon_days": options.get("churn_horizon_days", default_horizon_days),
+        "churn_label": options.get("churn_label"),
+        "max_bad_share": options.get("max_bad_share", default_max_bad_share),
+        "column_mapping": options.get("column_mapping"),
+        "date_order": options.get("date_order"),
+        "currency": options.get("currency", DEFAULT_CURRENCY),
+    }
+
+
+def _admit_replay(request: ReplayRequest, curated_bucket: str, default_horizon_days: int,
+                  default_max_bad_share: float, execution: Execution) -> dict:
+    """The run of a replay: the dataset's history analysed again (Features reads it; no Transform),
+    the erased customers' rows deleted from the history in Publish's switch."""
+    request, standing_uri = _standing_options(request, request.dataset)
+    run_id = derive_replay_run_id(request.dataset, execution.id)
+    layout = RunLayout(curated_bucket, run_id)
+    run = {
+        "run_id": run_id,
+        "input_uri": request.input_uri,
+        "curated_bucket": curated_bucket,
+        "run_prefix": layout.prefix,
+        "dataset": request.dataset,
+        "delivery": None,
+        "replay": {"erase_customers": list(request.erase_customers)},
+        "options": request.options,
+        "dataset_options_uri": standing_uri,
+        **_run_settings(request.options, default_horizon_days, default_max_bad_share),
+    }
+    storage.write_json(layout.manifest, run)
+    return run
+
+
+def execution_ended(detail: dict, coordination: Coordination) -> dict:
+    """Give back the lease (and the place in the queue) of an execution that ended, from its
+    EventBridge status-change event: the one release a timed-out or aborted execution gets."""
+    try:
+        request = parse_run_request(json.loads(detail.get("input") or "{}"))
+        dataset = dataset_of(request.key)
+    except (InvalidRunRequest, ValueError):
+        return {"released": False, "reason": "the execution's input names no dataset's delivery"}
+    if not dataset:
+        return {"released": False, "reason": "not a dataset's delivery"}
+    released = leases.give_back(coordination.table, dataset, detail["executionArn"])
+    return {"released": released, "dataset": dataset, "status": detail.get("status")}
+
+
+def _admit(request: RunRequest, curated_bucket: str, default_horizon_days: int, default_max_bad_share: float,
+           dataset: str | None) -> dict:
+    """The run of a delivery: its options, identity, manifest; or why there is nothing to compute."""
     head = storage.head_object(request.input_uri)
     if head["ContentLength"] == 0:
         raise InvalidRunRequest(f"{request.input_uri}: the file is empty (0 bytes)")
@@ -61,12 +178,7 @@ def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
     request = request.with_upload_options(head.get("Metadata") or {})
     standing_uri = None
     if dataset:
-        standing_uri = f"s3://{request.bucket}/{dataset_options_key(dataset)}"
-        body = storage.read_bytes_if_exists(standing_uri, MAX_DATASET_OPTIONS_BYTES)
-        if body is None:
-            standing_uri = None
-        else:
-            request = request.with_dataset_options(parse_dataset_options(body, standing_uri))
+        request, standing_uri = _standing_options(request, dataset)
     options = request.options
     # The run is the content at this key (its ETag) with its options, not the upload: a file
     # delivered twice is one run, also on a versioned bucket where each upload is a new version.
@@ -90,7 +202,8 @@ def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
             return {"run_id": "none", "input_uri": request.input_uri, "dataset": dataset,
                     "already_delivered": json.loads(record)}
         delivery = {"id": sha256, "sha256": sha256, "key": request.key, "snapshot": bool(options.get("snapshot"))}
-    max_bad_share = options.get("max_bad_share", default_max_bad_share)
+    settings = _run_settings(options, default_horizon_days, default_max_bad_share)
+    max_bad_share = settings["max_bad_share"]
     run = {
         "run_id": run_id,
         "input_uri": request.input_uri,
@@ -106,13 +219,7 @@ def ingest(request: RunRequest, curated_bucket: str, default_horizon_days: int,
         # upload's metadata and the execution's input, each over the one before.
         "options": options,
         "dataset_options_uri": standing_uri,
-        "analysis_date": options.get("analysis_date"),
-        "churn_horizon_days": options.get("churn_horizon_days", default_horizon_days),
-        "churn_label": options.get("churn_label"),
-        "max_bad_share": max_bad_share,
-        "column_mapping": options.get("column_mapping"),
-        "date_order": options.get("date_order"),
-        "currency": options.get("currency", DEFAULT_CURRENCY),
+        **settings,
         "input_last_modified_date": last_modified_day,
         # Glue job arguments are strings.
         "transform_arguments": {
@@ -141,15 +248,20 @@ def build_features(run: dict, database: str) -> dict:
     from .domain.features import customer_features, default_analysis_date
 
     layout = _layout(run)
-    transform = storage.read_json(layout.transform_summary)
-    transactions = storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS)
+    if run.get("replay") is not None:
+        transform, transactions, history_counts = _replayed_history(run, database)
+    else:
+        transform = storage.read_json(layout.transform_summary)
+        transactions = storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS)
+        history_counts = None
     if transactions.empty:
         raise ValueError(f"{run['input_uri']}: no valid transactions to build features from")
-    transactions_uri, history_counts = layout.transactions, None
+    transactions_uri = layout.transactions
     if run.get("dataset"):
-        combined, history_counts = _with_history(run, database, transactions)
+        if run.get("replay") is None:
+            transactions, history_counts = _with_history(run, database, transactions)
         storage.delete_prefix(layout.analysed)
-        storage.stage_table(combined, layout.analysed)
+        storage.stage_table(transactions, layout.analysed)
         transactions_uri = layout.analysed
         # Read back as the model steps will read it: the same types as the Transform's rows.
         transactions = storage.read_table(transactions_uri, columns=TRANSACTION_COLUMNS)
@@ -177,6 +289,25 @@ def build_features(run: dict, database: str) -> dict:
         "transactions_uri": transactions_uri,
         "history": history_counts,
     }
+
+
+def _replayed_history(run: dict, database: str):
+    """A replay's rows: the dataset's history without the customers it erases (not committed:
+    Publish deletes them from the history). The counts are the history's: every row read is
+    accepted (it was when delivered); erased rows are not read."""
+    from .adapters import history
+
+    rows = history.read_history(database, run["dataset"])
+    if rows is None:
+        raise InvalidRunRequest(f"the dataset {run['dataset']} has no history to replay: deliver a file to "
+                                f"{INCOMING_PREFIX}{run['dataset']}/ first")
+    erased = rows["customer_id"].isin(run["replay"]["erase_customers"])
+    rows = rows.loc[~erased, TRANSACTION_COLUMNS].reset_index(drop=True)
+    counts = {"read": len(rows), "accepted": len(rows), "excluded": 0, "quarantined": 0, "by_reason": {},
+              "format": "history"}
+    replay_counts = {"history_rows": len(rows), "replayed": True, "erased_rows": int(erased.sum()),
+                     "erased_customers": len(run["replay"]["erase_customers"])}
+    return counts, rows, replay_counts
 
 
 def _delivery_rows(run: dict, transactions):
@@ -441,25 +572,38 @@ def publish(run: dict, database: str, features: dict, models: dict | None = None
     for table, location in previous.items():
         if location is not None and location != new[table]:
             storage.delete_prefix(location, keep=new[table])
+    if (run.get("replay") or {}).get("erase_customers"):
+        from .adapters import history
+
+        # Erased for good: no earlier snapshot of the history, and no file of one, keeps their rows.
+        history.forget_earlier_snapshots(database, run["dataset"])
     return [{"table": table, "database": database, "rows": int(rows[table]), "location": new[table]}
             for table in order]
 
 
 def _join_history(run: dict, database: str, features: dict, history_before: list) -> None:
     """The delivery joins its dataset's history (one Iceberg commit), then its record is written
-    (what Ingest finds when the same content comes again). ``history_before`` receives the
-    snapshot to roll back to if anything after the commit fails."""
+    (what Ingest finds when the same content comes again); a replay's erased customers leave it
+    (one commit). ``history_before`` receives the snapshot to roll back to if anything after the
+    commit fails."""
     from datetime import datetime, timezone
 
     from .adapters import history
     from .domain.history import replacement_of
 
     layout = _layout(run)
+    properties = {"cdnow.run_id": run["run_id"]}
+    if run.get("replay") is not None:
+        erased = run["replay"]["erase_customers"]
+        if erased:
+            history_before.append(history.current_snapshot(database, run["dataset"]))
+            history.erase_customers(database, run["dataset"], erased, properties)
+        return
     delivery = _delivery_rows(run, storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS))
     replacement = replacement_of(delivery, run["delivery"]["key"], run["delivery"]["snapshot"])
     history_before.append(history.current_snapshot(database, run["dataset"]))
     snapshot_id = history.commit_delivery(database, run["curated_bucket"], run["dataset"], delivery, replacement,
-                                          {"cdnow.run_id": run["run_id"], "cdnow.delivery_key": run["delivery"]["key"]})
+                                          {**properties, "cdnow.delivery_key": run["delivery"]["key"]})
     storage.write_json(layout.delivery_record(run["dataset"], run["delivery"]["sha256"]), {
         "dataset": run["dataset"], "delivery_id": run["delivery"]["id"], "sha256": run["delivery"]["sha256"],
         "key": run["delivery"]["key"], "input_uri": run["input_uri"], "run_id": run["run_id"],

@@ -124,6 +124,43 @@ def commit_delivery(database: str, curated_bucket: str, dataset: str, rows, repl
     return table.refresh().current_snapshot().snapshot_id
 
 
+def erase_customers(database: str, dataset: str, customer_ids, properties: dict[str, str]) -> int | None:
+    """Delete every row of these customers from the history in one commit; the new snapshot id
+    (None when the dataset has no history)."""
+    from pyiceberg.expressions import In
+
+    table = _load(database, dataset)
+    if table is None or table.current_snapshot() is None:
+        return None
+    table.delete(In("customer_id", set(customer_ids)), snapshot_properties=properties)
+    return table.refresh().current_snapshot().snapshot_id
+
+
+def forget_earlier_snapshots(database: str, dataset: str) -> int:
+    """Expire every snapshot but the current one and delete the files only they used (data files
+    and manifests: rows and column bounds), so no time travel reaches what was deleted. Returns
+    how many files were deleted. The metadata JSON files (locations and counts only) stay."""
+    import awswrangler as wr
+
+    table = _load(database, dataset)
+    current = None if table is None else table.current_snapshot()
+    if current is None:
+        return 0
+    earlier = [snapshot.snapshot_id for snapshot in table.snapshots() if snapshot.snapshot_id != current.snapshot_id]
+    if earlier:
+        table.maintenance.expire_snapshots().by_ids(earlier).commit()
+    table = table.refresh()
+    manifests = table.current_snapshot().manifests(table.io)
+    kept = {table.current_snapshot().manifest_list, *(m.manifest_path for m in manifests)}
+    kept.update(table.inspect.files().column("file_path").to_pylist())
+    location = table.location().rstrip("/")
+    stale = [uri for uri in wr.s3.list_objects(f"{location}/")
+             if uri not in kept and not uri.endswith(".metadata.json")]
+    if stale:
+        wr.s3.delete_objects(path=stale)
+    return len(stale)
+
+
 def roll_back(database: str, dataset: str, snapshot_id: int | None) -> None:
     """Undo ``commit_delivery``: make ``snapshot_id`` (the snapshot before it) current again."""
     table = _load(database, dataset)

@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timezone
 from urllib.parse import quote, unquote
 
 INCOMING_PREFIX = "incoming/"
@@ -242,6 +242,40 @@ class RunRequest:
         return RunRequest(self.bucket, self.key, {**uploaded, **self.options})
 
 
+@dataclass(frozen=True)
+class Execution:
+    """The state machine execution Ingest runs in (the state machine passes it with the input).
+
+    ``event_id`` is the EventBridge event's id, which every redelivery of that event shares (None
+    for a hand-started execution: each start is deliberate). ``order`` sorts the executions waiting
+    for one dataset: the event's time (the start time for a hand-started one), then the execution."""
+
+    id: str
+    event_id: str | None
+    order: str
+
+
+def _utc_instant(value) -> str:
+    """An EventBridge ``time`` or a Step Functions start time as one sortable ISO form (UTC, microseconds)."""
+    instant = datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(timezone.utc)
+    return instant.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ingest_payload(payload: dict) -> tuple[dict, Execution | None]:
+    """The run input and its execution, from what the state machine passes Ingest
+    ({"input": <execution input>, "execution": {"id", "start_time"}}); a payload without
+    "execution" is a run input invoked directly (no execution: no lease, no event check)."""
+    if not (isinstance(payload, dict) and isinstance(payload.get("execution"), dict) and "input" in payload):
+        return payload, None
+    event, execution = payload["input"], payload["execution"]
+    if not isinstance(event, dict):
+        raise InvalidRunRequest(f"the execution's input is not a JSON object: {event!r:.200}")
+    event_id = event.get("id") if "detail" in event else None
+    when = event.get("time") if "detail" in event and event.get("time") is not None else execution["start_time"]
+    name = str(execution["id"]).rsplit(":", 1)[-1]
+    return event, Execution(str(execution["id"]), str(event_id) if event_id else None, f"{_utc_instant(when)}#{name}")
+
+
 def parse_run_request(event: dict) -> RunRequest:
     """Accept what EventBridge sends for "Object Created" ({"detail": {"bucket", "object"}}) or a
     hand-started execution's input ({"bucket", "key"} and any of RUN_OPTIONS, at the top level or
@@ -264,6 +298,67 @@ def parse_run_request(event: dict) -> RunRequest:
         raise InvalidRunRequest(f"s3://{bucket}/{key}: the name holds one of * ? [ ] {{ }} \\, which the "
                                 "Transform would read as a file pattern; rename the file")
     return RunRequest(bucket, key, validate_options(options, "run input"))
+
+
+# An erasure names at most this many customers (an execution's input is at most 256 KB).
+MAX_ERASED_CUSTOMERS = 1000
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    """A dataset's latest analysis computed again from its history, with no file delivered (after
+    an upgrade, or to take erased customers out): a hand-started execution's input
+    {"bucket": <raw bucket>, "dataset": NAME, "replay": true} with any run options, and
+    "erase_customers": [ids] to delete those customers' rows from the history first."""
+
+    bucket: str
+    dataset: str
+    erase_customers: tuple[str, ...] = ()
+    options: dict = field(default_factory=dict)
+
+    @property
+    def input_uri(self) -> str:
+        """Where the run's rows come from, as messages name it: the dataset's folder."""
+        return f"s3://{self.bucket}/{INCOMING_PREFIX}{self.dataset}/"
+
+    def with_dataset_options(self, standing: dict) -> ReplayRequest:
+        return ReplayRequest(self.bucket, self.dataset, self.erase_customers, {**standing, **self.options})
+
+
+def is_replay(event: dict) -> bool:
+    return isinstance(event, dict) and "replay" in event
+
+
+def parse_replay_request(event: dict) -> ReplayRequest:
+    """The replay an execution's input asks for; InvalidRunRequest naming the field otherwise."""
+    if event.get("replay") is not True:
+        raise InvalidRunRequest(f"replay must be true, got {event.get('replay')!r}")
+    bucket, dataset = event.get("bucket"), event.get("dataset")
+    if not isinstance(bucket, str) or not bucket:
+        raise InvalidRunRequest("a replay names the stack's raw bucket: 'bucket' is missing")
+    if not isinstance(dataset, str):
+        raise InvalidRunRequest("a replay names its dataset: 'dataset' is missing")
+    dataset_of(f"{INCOMING_PREFIX}{dataset}/file")  # the folder rules: InvalidRunRequest when broken
+    erase = event.get("erase_customers") or []
+    if not (isinstance(erase, list) and all(isinstance(c, str) and c.strip() for c in erase)):
+        raise InvalidRunRequest(f"erase_customers must be a list of customer ids (strings), got {erase!r:.200}")
+    if len(erase) > MAX_ERASED_CUSTOMERS:
+        raise InvalidRunRequest(f"erase_customers names {len(erase):,} customers; at most "
+                                f"{MAX_ERASED_CUSTOMERS:,} per replay")
+    options = {k: v for k, v in event.items() if k not in ("bucket", "dataset", "replay", "erase_customers", "options")}
+    if isinstance(event.get("options"), dict):
+        options.update(event["options"])
+    options = validate_options(options, "replay input")
+    if options.get("snapshot"):
+        raise InvalidRunRequest("snapshot is an option of a delivered file, not of a replay")
+    return ReplayRequest(bucket, dataset, tuple(sorted(set(erase))), options)
+
+
+def derive_replay_run_id(dataset: str, execution_id: str) -> str:
+    """Each replay is a run of its own: the dataset's name, "replay" and a hash of the execution."""
+    digest = hashlib.sha256(f"{dataset}@{execution_id}".encode()).hexdigest()[:12]
+    slug = re.sub(r"[^a-z0-9]+", "-", dataset.lower()).strip("-")[:33] or "dataset"
+    return f"{slug}-replay-{digest}"
 
 
 @dataclass(frozen=True)
