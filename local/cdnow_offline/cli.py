@@ -48,7 +48,8 @@ def _where(parser: argparse.ArgumentParser, required: bool) -> None:
                        help="offline: the run's own emulator (run), the results folder (runs, show, report)")
     group.add_argument("--stack", metavar="NAME",
                        help="a deployed stack of template.yaml: its outputs are read from CloudFormation "
-                       "(credentials and region from the usual AWS settings, or --region)")
+                       "(credentials and region from the usual AWS settings, or --region); `local`: the stack "
+                       "`cdnow local up` runs")
     parser.add_argument("--region", metavar="REGION",
                         help="with --stack: the stack's AWS region (default: the AWS CLI's, AWS_DEFAULT_REGION "
                         "or ~/.aws/config; the stacks of samconfig.toml are in us-east-1)")
@@ -58,7 +59,8 @@ def _where(parser: argparse.ArgumentParser, required: bool) -> None:
 
 def _stack_only(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", required=True, metavar="NAME",
-                        help="a deployed stack of template.yaml (a dataset's history lives on a stack)")
+                        help="a deployed stack of template.yaml (a dataset's history lives on a stack), or `local` "
+                        "for the stack `cdnow local up` runs")
     parser.add_argument("--region", metavar="REGION", help="the stack's AWS region (default: the AWS CLI's)")
     parser.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
                         help="results folder, one subfolder per run_id (default: out)")
@@ -145,6 +147,20 @@ def _parser() -> argparse.ArgumentParser:
                        help="a customer id as the export writes it; repeat for several customers")
     _stack_only(erase)
 
+    local = commands.add_parser(
+        "local", help="a long-lived offline stack: local up, local down", formatter_class=formatter,
+        epilog=EXIT_STATUS,
+        description=_wrap("`cdnow local up` starts the offline stack (moto with the stack of template.yaml "
+        "provisioned, local Spark) in a process of its own on a loopback port, and returns: drop files with "
+        "the AWS CLI (--endpoint-url, the printed key) or `cdnow run --stack local`, and use every other "
+        "--stack command with --stack local, until `cdnow local down` stops it. What it holds lives in "
+        "memory and goes with it."))
+    local_commands = local.add_subparsers(dest="local_command", required=True, metavar="up|down")
+    local_up = local_commands.add_parser("up", help="start the local stack (if none runs) and print how to reach it")
+    local_up.add_argument("--port", type=int, default=None, metavar="PORT",
+                          help="the loopback port (default 4599)")
+    local_commands.add_parser("down", help="stop the local stack")
+
     runs = commands.add_parser("runs", help="list the runs, newest first", formatter_class=formatter,
                                epilog=f"{RESULTS}\n\n{EXIT_STATUS}",
                                description=_wrap("List the runs: offline the folders of DIR, on a stack its runs table "
@@ -174,14 +190,49 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _outputs(args, stack_outputs: StackOutputs) -> Mapping[str, str]:
+    from .local_stack import LocalStackError
     from .remote import StackNotFound, check_outputs
 
     try:
         outputs = stack_outputs(args.stack)
         check_outputs(args.stack, outputs)
-    except StackNotFound as exc:
+    except (StackNotFound, LocalStackError) as exc:
         raise UsageError(str(exc)) from None
     return outputs
+
+
+def _stack_outputs(name: str) -> Mapping[str, str]:
+    """A deployed stack's outputs from CloudFormation; ``local``: the local stack's (cdnow local up)."""
+    from .local_stack import LOCAL_STACK, local_outputs
+    from .remote import cloudformation_outputs
+
+    return local_outputs(name) if name == LOCAL_STACK else cloudformation_outputs(name)
+
+
+def _local(args, stack_outputs: StackOutputs) -> int:
+    from . import local_stack
+
+    if args.local_command == "down":
+        if not local_stack.down():
+            print("No local stack runs.")
+        return EXIT_OK
+    try:
+        state = local_stack.up(project_root(), args.port or local_stack.DEFAULT_PORT)
+    except local_stack.LocalStackError as exc:
+        print(f"cdnow local up: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    outputs, key = state["outputs"], state["credentials"]
+    endpoint = state["endpoint"]
+    print(f"The local stack runs at {endpoint} (pid {state['pid']}), region {state['region']}.")
+    for name in ("RawBucketName", "CuratedBucketName", "StateMachineArn", "RunCompleteTopicArn"):
+        print(f"  {name:<20} {outputs[name]}")
+    print("Drop a file as on AWS (a folder under incoming/ is a dataset):\n"
+          f"  export AWS_ACCESS_KEY_ID={key['AccessKeyId']} AWS_SECRET_ACCESS_KEY={key['SecretAccessKey']} "
+          f"AWS_DEFAULT_REGION={state['region']}\n"
+          f"  aws --endpoint-url {endpoint} s3 cp FILE s3://{outputs['RawBucketName']}/incoming/DATASET/\n"
+          "or: cdnow run --stack local --dataset DATASET --input FILE; then cdnow runs --stack local, "
+          "cdnow erase --stack local …\nStop it with: cdnow local down")
+    return EXIT_OK
 
 
 def _print_run_end(status: str, summary: dict, seconds: float, run_dir: Path, report: Path | None) -> int:
@@ -405,7 +456,8 @@ def _report(args, stack_outputs: StackOutputs) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"run": _run, "replay": _replay, "erase": _erase, "runs": _runs, "show": _show, "report": _report}
+_COMMANDS = {"run": _run, "replay": _replay, "erase": _erase, "local": _local, "runs": _runs, "show": _show,
+             "report": _report}
 
 
 def main(argv: list[str] | None = None, stack_outputs: StackOutputs | None = None) -> int:
@@ -422,7 +474,7 @@ def main(argv: list[str] | None = None, stack_outputs: StackOutputs | None = Non
         # Every boto3 client of the CLI is made from the default session.
         boto3.setup_default_session(region_name=args.region)
     if stack_outputs is None:
-        from .remote import cloudformation_outputs as stack_outputs
+        stack_outputs = _stack_outputs
     try:
         return _COMMANDS[args.command](args, stack_outputs)
     except UsageError as exc:

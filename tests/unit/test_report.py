@@ -256,3 +256,17 @@ def test_a_skipped_model_is_a_warning_in_the_summary_report_and_message(root, sv
     text = messages.email_text(skipped)
     assert f"  Churn model skipped: {reason}" in text and "Churn within" not in text
     assert messages.subject(skipped).endswith(", 1 warning")
+
+
+def test_a_dataset_s_run_says_how_its_delivery_changed_the_history(summary, svgs):
+    assert 'id="history"' not in render(summary, svgs)  # a file directly under incoming/: no history
+    delivered = {**summary, "dataset": "shop", "history": {
+        "history_rows_kept": 60_000, "replaced_by_key": 4_000, "replaced_by_order_id": 12, "replaced_by_snapshot": 0,
+        "delivery_rows": 4_100, "history_rows": 64_100}}
+    html = render(delivered, svgs)
+    assert "History of the dataset shop" in html and "64,100" in html and "a correction and replaces" in html
+    assert Balance().feed(html) is None
+    replayed = {**summary, "dataset": "shop", "history": {"history_rows": 64_000, "replayed": True,
+                                                           "erased_rows": 100, "erased_customers": 1}}
+    html = render(replayed, svgs)
+    assert "A replay: no file was delivered" in html and "without the customers erased from it" in html

@@ -509,6 +509,46 @@ def _more_charts(charts: Mapping[str, str]) -> str:
                     _figures(charts, rest))
 
 
+HISTORY_RULES = (
+    "a new file appends its rows; a file under a key already delivered is a correction and replaces "
+    "that key's rows; where rows carry an order id, an order id already in the history is replaced whole "
+    "by the newer delivery's lines; a delivery marked as a snapshot replaces the whole history; rows "
+    "without order ids are never deduplicated across files; content the dataset already holds (the same "
+    "SHA-256) is not run again; a delivery joins the history only when its run publishes, so a failed run "
+    "leaves it as it was; deliveries to one dataset run one at a time")
+
+
+def _history(summary: dict) -> str:
+    """For a dataset's run: what this run did to the dataset's history, and how a history works."""
+    history = summary.get("history")
+    dataset = summary.get("dataset")
+    if not (dataset and isinstance(history, dict)):
+        return ""
+    if history.get("replayed"):
+        rows = [["History rows analysed", fmt.count(history.get("history_rows"))],
+                ["Rows erased by this run", fmt.count(history.get("erased_rows"))],
+                ["Customers named for erasure", fmt.count(history.get("erased_customers"))]]
+        what = ("A replay: no file was delivered; this run analysed the dataset's history as it stood"
+                + (", without the customers erased from it." if history.get("erased_customers") else "."))
+    else:
+        rows = [[label, fmt.count(history.get(key))] for label, key in (
+            ("Rows kept from earlier deliveries", "history_rows_kept"),
+            ("Replaced: the same key delivered again", "replaced_by_key"),
+            ("Replaced: an order id delivered again", "replaced_by_order_id"),
+            ("Replaced: this delivery is a snapshot", "replaced_by_snapshot"),
+            ("Added by this delivery", "delivery_rows"),
+            ("History rows analysed", "history_rows"))]
+        what = ("This delivery's rows joined the history when the run published; the Data quality section "
+                "counts this delivery's file alone.")
+    return _section(
+        "history", f"History of the dataset {_e(dataset)}",
+        f"every run of a dataset analyses all its deliveries so far: {HISTORY_RULES}.",
+        _table(["History", "Rows"], rows, numeric=(1,), cls="history"), f'<p class="note">{_e(what)}</p>',
+        f'<p class="note">The history is an Apache Iceberg table in the Glue catalog (<code>history_*</code>, '
+        f"Athena reads it), its files under <code>datasets/{_e(dataset)}/history/</code> of the curated bucket; "
+        f"each delivery's record is under <code>datasets/{_e(dataset)}/deliveries/</code>.</p>")
+
+
 def _tables(summary: dict) -> str:
     tables = summary.get("tables") or {}
     if not tables:
@@ -573,6 +613,7 @@ def render_report(summary: Mapping[str, Any], charts: Mapping[str, str], *,
         _glance(summary),
         _warnings(summary),
         _data_quality(summary, list(quarantine_examples or [])),
+        _history(summary),
         _skipped("segments", "Segments", skipped["segment"]) if "segment" in skipped
         else _segments(summary, charts, list(profiles or [])),
         _skipped("churn", "Churn risk", skipped["churn"]) if "churn" in skipped else _churn(summary, charts),
