@@ -440,6 +440,37 @@ def step_functions_send_no_status_change_events() -> None:
     BaseExecutionWorkerCommunication.terminated = terminated
 
 
+_glue_update_lock = threading.Lock()
+
+
+def glue_update_table_ignores_version_id() -> None:
+    """Glue's UpdateTable takes the VersionId the caller read and answers
+    ConcurrentModificationException when the table has moved on since; moto accepts any VersionId,
+    so of two commits racing on one Iceberg table (pyiceberg's Glue catalog) both "succeed" and
+    one is lost (docs/notes/iceberg-offline.md). UpdateTable now checks it, atomically."""
+    from moto.glue.exceptions import GlueClientError
+    from moto.glue.responses import GlueResponse
+
+    if getattr(GlueResponse.update_table, "_checks_version", False):
+        return
+    original = GlueResponse.update_table
+
+    def update_table(self):
+        version = self.parameters.get("VersionId")
+        with _glue_update_lock:
+            if version is not None:
+                table_input = self.parameters.get("TableInput") or {}
+                table = self.glue_backend.get_table(self.parameters.get("DatabaseName"), table_input.get("Name"))
+                if str(version) != str(table._current_version):
+                    raise GlueClientError("ConcurrentModificationException",
+                                          f"Table version {version} is not the current version "
+                                          f"{table._current_version}: the table was updated meanwhile.")
+            return original(self)
+
+    update_table._checks_version = True
+    GlueResponse.update_table = update_table
+
+
 def apply_moto_fixes(role_credentials: Callable[[str], dict] | None = None) -> None:
     """Every workaround; `role_credentials(role_arn)` (AccessKeyId, SecretAccessKey, SessionToken)
     lets the Step Functions interpreter sign as each state machine's role."""
@@ -453,5 +484,6 @@ def apply_moto_fixes(role_credentials: Callable[[str], dict] | None = None) -> N
     bodiless_requests_signed_over_their_headers()
     presigned_requests_fail_under_enforcement()
     step_functions_send_no_status_change_events()
+    glue_update_table_ignores_version_id()
     if role_credentials is not None:
         step_functions_tasks_ignore_the_state_machine_role(role_credentials)

@@ -100,6 +100,14 @@ def test_each_month_is_analysed_with_the_history_before_it(monthly_runs, months)
     for summary, previous in zip(monthly_runs[1:], monthly_runs):
         assert summary["segmentation"]["migration"]["previous_run_id"] == previous["run_id"]
     assert len(history.read_history(DATABASE, DATASET)) == MASTER_ROWS
+    # The deliveries table: one row per delivery, as Athena reads it.
+    deliveries = read_published_table(DATABASE, "deliveries")
+    deliveries = deliveries[deliveries["dataset"] == DATASET].sort_values("delivered_at")
+    assert list(deliveries["run_id"]) == [summary["run_id"] for summary in monthly_runs]
+    assert list(deliveries["rows"]) == [len(lines) for _, lines in months]
+    assert list(deliveries["delivery_key"]) == [f"incoming/{DATASET}/{path.name}" for path, _ in months]
+    assert list(deliveries["history_rows"]) == list(np.cumsum([len(lines) for _, lines in months]))
+    assert deliveries["sha256"].str.fullmatch("[0-9a-f]{64}").all()
 
 
 def test_after_the_last_month_the_features_equal_the_whole_file_s(monthly_runs, whole_run):

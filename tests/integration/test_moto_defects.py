@@ -119,6 +119,23 @@ STATUS_CHANGE_EVENTS = PRELUDE + textwrap.dedent('''
         print(json.dumps({"statuses": [json.loads(m["Body"])["detail"]["status"] for m in messages]}))
 ''')
 
+GLUE_STALE_VERSION = PRELUDE + textwrap.dedent('''
+    from botocore.exceptions import ClientError
+    with mock_aws():
+        glue = boto3.client("glue")
+        glue.create_database(DatabaseInput={"Name": "d"})
+        glue.create_table(DatabaseName="d", TableInput={"Name": "t", "Parameters": {"v": "0"}})
+        read = glue.get_table(DatabaseName="d", Name="t")["Table"]["VersionId"]
+        outcomes = []
+        for writer in ("a", "b"):  # both read the same version, then update
+            try:
+                glue.update_table(DatabaseName="d", VersionId=read, TableInput={"Name": "t", "Parameters": {"v": writer}})
+                outcomes.append("ok")
+            except ClientError as error:
+                outcomes.append(error.response["Error"]["Code"])
+        print(json.dumps({"outcomes": outcomes}))
+''')
+
 DENY_WITHOUT_TLS = PRELUDE + textwrap.dedent('''
     from botocore.exceptions import ClientError
     with mock_aws():
@@ -186,6 +203,12 @@ def test_s3_events_share_one_id(mode, root):
 def test_step_functions_send_no_status_change_events(mode, root):
     result = run_case(STATUS_CHANGE_EVENTS, mode, root)
     assert result["statuses"] == ([] if mode == "defect" else ["SUCCEEDED"])
+
+
+@pytest.mark.parametrize("mode", ["defect", "fixed"])
+def test_glue_update_table_ignores_version_id(mode, root):
+    result = run_case(GLUE_STALE_VERSION, mode, root)
+    assert result["outcomes"] == (["ok", "ok"] if mode == "defect" else ["ok", "ConcurrentModificationException"])
 
 
 # IAM enforced on a moto server in the case's process, as the emulator runs it: an administrator

@@ -539,7 +539,8 @@ def publish(run: dict, database: str, features: dict, models: dict | None = None
     missing = [table for table in required_tables(models) if table not in staged]
     if missing:
         raise ValueError(f"run {run['run_id']}: table(s) {', '.join(missing)} not staged, nothing published")
-    runs_row = _run_row(run, features, models, [*staged, "runs"])
+    delivered = bool(run.get("dataset") and run.get("delivery"))
+    runs_row = _run_row(run, features, models, [*staged, "runs", *(["deliveries"] if delivered else [])])
 
     attempt = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid4().hex[:8]}"
     # The runs table last: a run is complete in it only once everything else is switched.
@@ -558,7 +559,16 @@ def publish(run: dict, database: str, features: dict, models: dict | None = None
             previous[table] = storage.point_partition(
                 columns[table], database, table, layout.published(table), new[table], run["run_id"])
         if run.get("dataset"):
-            _join_history(run, database, features, history_before)
+            record = _join_history(run, database, features, history_before)
+            if record is not None:
+                # The delivery's row of the deliveries table, in the same switch as the rest.
+                new["deliveries"] = layout.published_attempt("deliveries", attempt)
+                row = _delivery_row(record)
+                storage.stage_table(row, new["deliveries"])
+                columns["deliveries"], rows["deliveries"] = storage.athena_columns(row), len(row)
+                previous["deliveries"] = storage.point_partition(
+                    columns["deliveries"], database, "deliveries", layout.published("deliveries"),
+                    new["deliveries"], run["run_id"])
     except BaseException:
         if history_before:
             from .adapters import history
@@ -578,10 +588,10 @@ def publish(run: dict, database: str, features: dict, models: dict | None = None
         # Erased for good: no earlier snapshot of the history, and no file of one, keeps their rows.
         history.forget_earlier_snapshots(database, run["dataset"])
     return [{"table": table, "database": database, "rows": int(rows[table]), "location": new[table]}
-            for table in order]
+            for table in [*order, *(["deliveries"] if "deliveries" in new else [])]]
 
 
-def _join_history(run: dict, database: str, features: dict, history_before: list) -> None:
+def _join_history(run: dict, database: str, features: dict, history_before: list) -> dict | None:
     """The delivery joins its dataset's history (one Iceberg commit), then its record is written
     (what Ingest finds when the same content comes again); a replay's erased customers leave it
     (one commit). ``history_before`` receives the snapshot to roll back to if anything after the
@@ -598,18 +608,36 @@ def _join_history(run: dict, database: str, features: dict, history_before: list
         if erased:
             history_before.append(history.current_snapshot(database, run["dataset"]))
             history.erase_customers(database, run["dataset"], erased, properties)
-        return
+        return None
     delivery = _delivery_rows(run, storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS))
     replacement = replacement_of(delivery, run["delivery"]["key"], run["delivery"]["snapshot"])
     history_before.append(history.current_snapshot(database, run["dataset"]))
     snapshot_id = history.commit_delivery(database, run["curated_bucket"], run["dataset"], delivery, replacement,
                                           {**properties, "cdnow.delivery_key": run["delivery"]["key"]})
-    storage.write_json(layout.delivery_record(run["dataset"], run["delivery"]["sha256"]), {
+    record = {
         "dataset": run["dataset"], "delivery_id": run["delivery"]["id"], "sha256": run["delivery"]["sha256"],
         "key": run["delivery"]["key"], "input_uri": run["input_uri"], "run_id": run["run_id"],
         "snapshot": run["delivery"]["snapshot"], "rows": len(delivery), "history": features.get("history"),
         "history_snapshot_id": snapshot_id, "delivered_at": datetime.now(timezone.utc).isoformat(),
-    })
+    }
+    storage.write_json(layout.delivery_record(run["dataset"], run["delivery"]["sha256"]), record)
+    return record
+
+
+def _delivery_row(record: dict):
+    """A delivery's row of the ``deliveries`` table (Athena: which file brought what, when)."""
+    import pandas as pd
+
+    history = record.get("history") or {}
+    return pd.DataFrame([{
+        "dataset": record["dataset"], "delivery_id": record["delivery_id"], "sha256": record["sha256"],
+        "delivery_key": record["key"], "input_uri": record["input_uri"], "snapshot": bool(record["snapshot"]),
+        "rows": int(record["rows"]),
+        **{key: int(history.get(key) or 0) for key in ("replaced_by_key", "replaced_by_order_id",
+                                                         "replaced_by_snapshot", "history_rows")},
+        "history_snapshot_id": int(record["history_snapshot_id"]),
+        "delivered_at": pd.Timestamp(record["delivered_at"]).tz_convert(None),
+    }])
 
 
 def run_summary(run: dict, features: dict, models: dict, tables: list[dict]) -> dict:
