@@ -54,8 +54,16 @@ REASONS = (
     "date_out_of_range",
     "date_in_future",
     "invalid_quantity",
+    "quantity_out_of_range",
     "invalid_amount",
+    "amount_out_of_range",
 )
+# Bounds of one line (issue 20): a quantity of at most a million units and a line amount of at
+# most a billion (in the file's currency), finite. Beyond them a line is an export error, never a
+# sale: quarantined, so that no sum can overflow (a customer's quantity stays far inside int64) and
+# no infinity reaches the models.
+MAX_LINE_QUANTITY = 1_000_000
+MAX_LINE_AMOUNT = 1_000_000_000.0
 
 DEFAULT_MIN_DATE = date(1900, 1, 1)
 DEFAULT_MAX_DATE = date(2100, 12, 31)
@@ -313,8 +321,10 @@ def check_text(head: bytes, source: str) -> None:
     if len(head) >= 8 and max(even, odd) > 0.4 and min(even, odd) < 0.05:
         raise ValueError(f"{source}: UTF-16 text without a byte-order mark; re-export the file as UTF-8")
     controls = sum(head.count(bytes([b])) for b in _CONTROL)
-    # A stray control character is a bad line (quarantined); many make a binary file.
-    if b"\x00" in head or controls > max(MAX_CONTROL_SHARE * len(head), MIN_CONTROL_BYTES):
+    # The rule for "binary": more than 1% of the first 64 KiB (and more than 8 bytes) are control
+    # bytes (NUL included). Fewer are stray characters: each quarantines its own line
+    # (unparseable_line, with its number), a NUL as any other.
+    if controls > max(MAX_CONTROL_SHARE * len(head), MIN_CONTROL_BYTES):
         raise ValueError(f"{source}: binary data, not a text transaction log "
                          f"({controls} control bytes in the first {len(head):,})")
     try:
@@ -691,7 +701,10 @@ def parse_transactions(
         .when(~F.col("order_date").between(F.lit(min_date), F.lit(max_date)), "date_out_of_range")
         .when(future, "date_in_future")
         .when(~quantity_is_valid, "invalid_quantity")
+        .when(F.abs(quantity) > MAX_LINE_QUANTITY, "quantity_out_of_range")
         .when(~amount_is_valid, "invalid_amount")
+        # An infinity (a number too long for a double) is out of range too; NaN never parses.
+        .when(~(line_amount <= MAX_LINE_AMOUNT), "amount_out_of_range")
     )
     sign = F.when(F.col("is_return"), -1).otherwise(1)
     return dated.withColumn("is_return", is_return).select(

@@ -175,3 +175,19 @@ def test_sam_function_roles_do_not_bring_the_basic_execution_role(root):
     for logical_id, resource in template["Resources"].items():
         if resource["Type"] == "AWS::Serverless::Function":
             assert "Role" in resource["Properties"] and "Policies" not in resource["Properties"], logical_id
+
+
+def test_every_bucket_listing_is_scoped_to_prefixes(root, managed_policies):
+    """A role may list a bucket only under the prefixes it works in (issue 20, case 13: the
+    Transform role listed both buckets whole). moto does not evaluate conditions: this checks them."""
+    template = load_template(root / "template.yaml")
+    parameters = {k: str(v["Default"]) for k, v in template["Parameters"].items() if "Default" in v}
+    cfn, _ = translate_sam(template, root, parameters, "us-east-1")
+    unscoped = []
+    for where, document in policy_documents(cfn, managed_policies):
+        for statement in _statements(document):
+            if statement["Effect"] == "Allow" and "s3:ListBucket" in _render(statement["Action"]):
+                prefixes = (statement.get("Condition") or {}).get("StringLike", {}).get("s3:prefix")
+                if not prefixes or any(prefix in ("*", "") for prefix in _render(prefixes)):
+                    unscoped.append(where)
+    assert not unscoped, f"ListBucket without a prefix condition: {unscoped}"

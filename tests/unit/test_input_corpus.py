@@ -83,6 +83,9 @@ ACCEPTED = [
     Accepted("slashed_month_first.csv", "csv", 3),
     Accepted("slashed_undecidable.csv", "csv", 2, options={"date_order": "month_first"}),
     Accepted("latin1_late_line.txt", "cdnow_master", 3010, by_reason={"unparseable_line": 1}),
+    Accepted("nul_on_line_501.txt", "cdnow_master", 599, by_reason={"unparseable_line": 1}),
+    Accepted("out_of_range.txt", "cdnow_master", 301, by_reason={"quantity_out_of_range": 10,
+                                                                 "amount_out_of_range": 2}),
 ]
 
 REFUSED = [

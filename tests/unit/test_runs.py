@@ -84,7 +84,10 @@ def test_options_too_large_for_s3_metadata_are_refused_before_the_upload():
     ({"bucket": "raw", "key": "incoming/a", "analysis_date": "01/07/1998"}, "YYYY-MM-DD"),
     ({"bucket": "raw", "key": "incoming/a", "churn_label": 90}, "churn_label"),
     ({"bucket": "raw", "key": "incoming/a", "max_bad_share": 1.5}, "max_bad_share"),
-    ({"bucket": "raw", "key": "incoming/export[1].csv"}, r"s3://raw/incoming/export\[1\]\.csv: .*file pattern"),
+    ({"bucket": "raw", "key": "incoming/export[1].csv"}, r"s3://raw/incoming/export\[1\]\.csv: .*\[ \].*file pattern"),
+    # Issue 20, case 4: a colon crashed the Transform with a Java URISyntaxException.
+    ({"bucket": "raw", "key": "incoming/orders 2026-12-05T10:00.csv"}, r"holds :, .*colon as a URI scheme.*rename"),
+    ({"bucket": "raw", "key": "incoming/a\tb.csv"}, r"holds '\\t'"),
     ({"bucket": "raw", "key": "incoming/a", "column_mapping": {"customer_id": 3}}, "column_mapping"),
     ({"bucket": "raw", "key": "incoming/a", "date_order": "ymd"}, "run input: date_order"),
     ({"bucket": "raw", "key": "incoming/a", "currency": "€"}, "run input: currency"),

@@ -131,6 +131,16 @@ def main() -> None:
           + fixed_width(master_rows(10, seed=4)).encode())
 
     # --- files refused, nothing published
+    # Issue 20: one NUL byte on line 501 quarantines that line, not the file; quantities and
+    # amounts beyond a line's bounds (one of 400 nines, which parses to infinity) are quarantined.
+    nul = fixed_width(master_rows(600, seed=11)).splitlines(keepends=True)
+    nul[500] = nul[500][:8] + "\x00" + nul[500][9:]
+    write("nul_on_line_501.txt", "".join(nul))
+    write("out_of_range.txt", fixed_width(master_rows(300, seed=13))
+          + "".join(f" 00960 19970105 999999999999999999   10.00\n" for _ in range(10))
+          + " 00961 19970105  1 " + "9" * 400 + ".00\n"
+          + " 00962 19970105  1   1000000000.01\n"
+          + " 00963 19970105  1000000   10.00\n")   # at the bound: accepted
     write("empty.txt", b"")
     write("blank_lines.txt", "\n   \n\r\n")
     write("header_only.csv", "customer_id,date,quantity,price\r\n")

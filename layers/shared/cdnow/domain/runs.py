@@ -21,6 +21,11 @@ INCOMING_PREFIX = "incoming/"
 DEFAULT_CHURN_HORIZON_DAYS = 180
 DEFAULT_MAX_BAD_ROW_SHARE = 0.05
 DEFAULT_CURRENCY = "USD"
+# Characters a key may not hold (besides control characters): Spark (Hadoop) reads * ? [ ] { } \\
+# in a path as a file pattern, so it would read other files or none, and a colon makes the name a
+# URI scheme ("Relative path in absolute URI"). Ingest refuses them before anything runs.
+REFUSED_KEY_CHARACTERS = frozenset("*?[]{}\\:")
+REFUSED_KEY_REASON = "Spark reads * ? [ ] { } \\ as a file pattern and a colon as a URI scheme"
 # The Transform job's --date_order values, and the fields a column_mapping maps with the header
 # names recognized for each (case, spaces, underscores and hyphens ignored). The Glue script cannot
 # import this package: these are glue/cdnow_transform.py's DATE_ORDERS and ROLE_ALIASES, kept
@@ -293,10 +298,12 @@ def parse_run_request(event: dict) -> RunRequest:
             "the run input names no object: expected an S3 'Object Created' event or "
             f"{{'bucket': ..., 'key': ...}}, got keys {sorted(event)}"
         )
-    if re.search(r"[*?\[\]{}\\]", key):
-        # Spark (Hadoop) reads such a name as a glob pattern: it would read other files, or none.
-        raise InvalidRunRequest(f"s3://{bucket}/{key}: the name holds one of * ? [ ] {{ }} \\, which the "
-                                "Transform would read as a file pattern; rename the file")
+    refused = sorted({c for c in key if c in REFUSED_KEY_CHARACTERS or ord(c) < 32 or ord(c) == 127})
+    if refused:
+        shown = " ".join(repr(c) if ord(c) < 32 or ord(c) == 127 else c for c in refused)
+        raise InvalidRunRequest(f"s3://{bucket}/{key}: the name holds {shown}, which the Transform cannot "
+                                f"read in a file name ({REFUSED_KEY_REASON}); rename the file without "
+                                "them, e.g. with - or _ in their place")
     return RunRequest(bucket, key, validate_options(options, "run input"))
 
 

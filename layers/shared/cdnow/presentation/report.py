@@ -73,7 +73,9 @@ QUARANTINE_REASONS = {
     "date_out_of_range": "the date is outside the accepted range",
     "date_in_future": "the date is more than a day after the file was delivered",
     "invalid_quantity": "the quantity is not a whole number",
+    "quantity_out_of_range": "the quantity is more than 1,000,000 units (an export error, never a sale)",
     "invalid_amount": "the amount is not a number, or negative on a line that is not a return",
+    "amount_out_of_range": "the line's amount is more than 1,000,000,000 or too large to hold",
 }
 # What each exclusion of the Transform step means: valid input the analysis leaves out.
 EXCLUSIONS = {
