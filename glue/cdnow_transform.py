@@ -17,7 +17,7 @@ a ``--column_mapping``; the money as a line amount or a unit price); any of thos
 gzip-compressed (``.gz``); parquet (a row's number is its position in the file, its raw line
 the tab-joined values). Text must be UTF-8, with or without a BOM, LF or CRLF line ends. The
 first 64 KiB decide what the file is (``sniff``): UTF-16/32, binary data, a non-UTF-8 text
-encoding, or gzip data without ``.gz`` in its name end the job with an error naming the file;
+encoding, or gzip data without ``.gz`` (in any case) in its name end the job with an error naming the file;
 a later line that is not valid UTF-8 or holds control characters is quarantined as
 ``unparseable_line``.
 """
@@ -296,7 +296,7 @@ def sniff(head: bytes, source: str) -> str:
         return PARQUET_FILE
     kind = TEXT
     if head.startswith(b"\x1f\x8b"):
-        if not source.endswith(".gz"):
+        if not source.lower().endswith(".gz"):
             raise ValueError(f"{source}: gzip-compressed data in a file whose name does not end "
                              "in .gz; name it ....gz so that it is decompressed")
         try:
@@ -355,6 +355,22 @@ def read_head(spark: SparkSession, input_path: str, size: int = HEAD_BYTES) -> b
         return bytes(stream.readNBytes(size))
     finally:
         stream.close()
+
+
+def with_lowercase_gz(spark: SparkSession, input_path: str, scratch_dir: str) -> str:
+    """A gzip file named ….GZ (any case but .gz) as a copy named ….gz under ``scratch_dir``:
+    Hadoop picks the gzip codec by the exact suffix ".gz", and would read the compressed bytes as
+    text. The copy streams through Hadoop's file system; a name already ending in .gz is used as it is."""
+    if input_path.endswith(".gz"):
+        return input_path
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    source = jvm.org.apache.hadoop.fs.Path(input_path)
+    name = input_path.rstrip("/").rsplit("/", 1)[-1]
+    target = jvm.org.apache.hadoop.fs.Path(f"{scratch_dir.rstrip('/')}/{name[:-3]}.gz")
+    jvm.org.apache.hadoop.fs.FileUtil.copy(source.getFileSystem(conf), source, target.getFileSystem(conf), target,
+                                           False, True, conf)
+    return target.toString()
 
 
 def read_parquet_rows(spark: SparkSession, input_path: str, source: str,
@@ -761,6 +777,9 @@ def _java_cause(exc: Py4JJavaError) -> str:
 def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id, source_uri,
                min_date, max_date, max_bad_share, column_mapping, date_order, last_modified_date) -> dict:
     container = sniff(read_head(spark, input_path), source_uri)
+    if container == GZIP:
+        # Beside the run's outputs (its prefix), never in the raw bucket.
+        input_path = with_lowercase_gz(spark, input_path, transactions_path.rstrip("/").rsplit("/", 1)[0] + "/input")
     if container == PARQUET_FILE:
         rows, fmt = read_parquet_rows(spark, input_path, source_uri, column_mapping)
         numbered = read_lines(spark, input_path, source_uri, rows=rows)

@@ -69,6 +69,7 @@ ACCEPTED = [
     Accepted("transactions.tsv", "tsv", 60),
     Accepted("kunden.csv", "csv", 60, options={"column_mapping": GERMAN_HEADER}),
     Accepted("master.txt.gz", "cdnow_master", 60, compression="gzip"),
+    Accepted("MASTER.TXT.GZ", "cdnow_master", 60, compression="gzip"),
     Accepted("transactions.parquet", "parquet", 60),
     Accepted("dirty.txt", "cdnow_master", 203, by_reason={
         "blank_line": 1, "unparseable_line": 1, "wrong_field_count": 2, "invalid_date": 1,

@@ -78,6 +78,8 @@ def main() -> None:
           + "".join(f"{c}\t{d}\t{q}\t{a}\n" for c, d, q, a in rows))
     write("kunden.csv", "Kunde;Datum;Menge;Betrag\n" + "".join(f"{c};{d};{q};{a}\n" for c, d, q, a in rows))
     write("master.txt.gz", gzip.compress(fixed_width(rows).encode(), mtime=0))
+    # Issue 20, case 6: the extension in capitals was refused ("does not end in .gz").
+    write("MASTER.TXT.GZ", gzip.compress(fixed_width(rows).encode(), mtime=0))
     table = pa.table({
         "customer": pa.array([int(c) for c, *_ in rows], pa.int64()),
         "order_date": pa.array([datetime.date(int(d[:4]), int(d[4:6]), int(d[6:]))
