@@ -265,6 +265,11 @@ def failure_summary(execution: dict, state_outputs: Mapping[str, dict]) -> dict:
     error = failed.get("error") or {}
     run = failed.get("run") or {}
     run_id = run.get("run_id")
+    # The counts known when it failed, as the failure notice carries them.
+    try:
+        rows = json.loads(state_outputs["Failure message"]["notice"]["message"]["default"]).get("rows")
+    except (KeyError, TypeError, ValueError):
+        rows = None
     return {
         "run_id": None if run_id in (None, "none") else run_id,
         "status": execution["status"],
@@ -273,6 +278,7 @@ def failure_summary(execution: dict, state_outputs: Mapping[str, dict]) -> dict:
         "cause": readable_cause(error.get("Cause", execution.get("cause"))),
         "input_uri": run.get("input_uri"),
         "execution_arn": execution["executionArn"],
+        "rows": rows,
     }
 
 

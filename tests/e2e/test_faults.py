@@ -200,6 +200,9 @@ def test_a_step_that_raises_fails_the_run_and_publishes_nothing(stack, sample, f
                  if json.loads(m["default"]).get("run") == message["run"])
     assert email.startswith(f"CDNOW customer analytics: run {message['run']['run_id']} FAILED in the Churn step.\n")
     assert "injected: the churn model" in email
+    # Issue 20, case 7: a failed run still says what its file held (the Transform had counted it).
+    assert message["rows"]["read"] == message["rows"]["accepted"] == 6_919
+    assert "The file: 6,919 rows read, 6,919 accepted, 0 excluded, 0 quarantined." in email
     assert message["run"]["input_uri"].endswith("incoming/raises.txt")
     assert_catalog_unchanged(before, stack)
 

@@ -730,4 +730,16 @@ def failure_notice(failure: dict) -> dict:
     from .presentation.messages import failure_message
 
     return failure_message(failure.get("failed_state") or "?", failure.get("error"), failure.get("run"),
-                           failure.get("execution") or "")
+                           failure.get("execution") or "", rows=_counts_so_far(failure.get("run") or {}))
+
+
+def _counts_so_far(run: dict) -> dict | None:
+    """The row counts the Transform wrote before the run failed (None when it wrote none: the run
+    failed before or in it), so a failed run still says what its file held."""
+    if not (run.get("curated_bucket") and run.get("run_id") not in (None, "none")):
+        return None
+    body = storage.read_bytes_if_exists(_layout(run).transform_summary, 1024 * 1024)
+    if body is None:
+        return None
+    transform = json.loads(body)
+    return {k: transform[k] for k in ROW_COUNTS if k in transform}

@@ -178,22 +178,28 @@ def readable_cause(cause: str | None) -> str | None:
 
 
 def failure_message(failed_state: str, error: Mapping[str, Any] | None, run: Mapping[str, Any] | None,
-                    execution: str) -> dict[str, Any]:
+                    execution: str, rows: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The run-failed notice: ``subject`` and the SNS ``message`` (JSON for machines, text for
     e-mail), with the error's type and message but never its stack trace or a serialized payload
-    (the execution's history keeps the raw cause)."""
+    (the execution's history keeps the raw cause), and the row counts known when it failed."""
     error = error or {}
     run = dict(run or {})
     run_id = str(run.get("run_id") or "none")
     cause = readable_cause(error.get("Cause"))
     summary = {"status": "FAILED", "failed_state": failed_state, "error": error.get("Error"), "cause": cause,
-               "run": run, "execution": execution}
+               "run": run, "execution": execution, "rows": dict(rows) if rows else None}
+    counted = []
+    if rows and "read" in rows:
+        counted = ["", f"The file: {rows['read']:,} rows read, {rows.get('accepted', 0):,} accepted, "
+                       f"{sum((rows.get('excluded') or {}).values()):,} excluded, "
+                       f"{rows.get('quarantined', 0):,} quarantined."]
     as_json = json.dumps(summary, default=str)
     email = "\n".join(_ascii_line(line) for line in [
         f"CDNOW customer analytics: run {run_id} FAILED in the {failed_state} step.",
         "",
         f"Error: {error.get('Error')}",
         f"Cause: {cause}",
+        *counted,
         "",
         "Nothing was published: the tables in the catalog are those of the previous run. "
         f"Execution: {execution}",
