@@ -18,7 +18,7 @@ from . import spark
 from .glue_runner import LocalGlueRunner
 from .identities import Identities
 from .lambda_runner import LocalLambdaRunner
-from .moto_defects import apply_moto_fixes
+from .moto_defects import apply_moto_fixes, sns_sends_no_email
 from .provision import Provisioner, Stack
 
 REGION = "us-east-1"
@@ -108,14 +108,9 @@ class Emulator:
 
     @staticmethod
     def published(topic_arn: str) -> list[dict]:
-        """Every message published to the topic, oldest first, as given: with ``MessageStructure:
-        json`` one body per protocol. The emulator delivers to SQS only; what an e-mail subscriber
-        would have been sent is kept here."""
-        from moto.sns.models import sns_backends
-
-        _, _, _, region, account, _ = topic_arn.split(":")
-        sent = sns_backends[account][region].topics[topic_arn].sent_notifications
-        return [_structured(message) for _, message, *_ in sent]
+        """Every message published to the topic, oldest first, one body per protocol: what an
+        e-mail subscriber would have been sent (moto_defects.sns_sends_no_email)."""
+        return sns_sends_no_email(topic_arn)
 
     def stop(self) -> None:
         for stack in self._stacks:
@@ -140,11 +135,3 @@ class Emulator:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _structured(message: str) -> dict:
-    try:
-        document = json.loads(message)
-    except ValueError:
-        return {"default": message}
-    return document if isinstance(document, dict) and "default" in document else {"default": message}

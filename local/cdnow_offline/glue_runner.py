@@ -1,10 +1,10 @@
 """The Glue adapter: moto's Glue job runs run the real script in local Spark.
 
-moto records job runs but never runs a script: `FakeJobRun` walks STARTING -> RUNNING ->
-SUCCEEDED on successive reads. This adapter patches `FakeJob.start_job_run` (the job's method,
-which the backend's calls) to freeze that walk and run the job's script on a thread, in one
-SparkSession kept for the whole process (a JVM per job costs 10-20 s), then set the run's state
-itself, with Glue's `ErrorMessage` on failure so the cause reaches the state machine.
+moto records job runs but never runs a script. This adapter patches `FakeJob.start_job_run` (the
+job's method, which the backend's calls) to hold the run at RUNNING (moto_defects.hold_glue_job_run)
+and run the job's script on a thread, in one SparkSession kept for the whole process (a JVM per
+job costs 10-20 s), then set the run's state itself, with the error on failure
+(moto_defects.glue_job_runs_have_no_error_message returns it as Glue's `ErrorMessage`).
 
 Offline Spark cannot read s3:// (no hadoop-aws jar can be fetched), so the adapter stages: each
 argument naming an existing S3 object is downloaded to a staging folder, the script reads and
@@ -32,11 +32,11 @@ from cdnow.adapters.storage import split_s3_uri
 from moto.glue.models import FakeJob, FakeJobRun
 
 from .identities import Identities
+from .moto_defects import hold_glue_job_run
 
 _SPARK_SIDE_FILES = (".crc",)
-# moto's own methods, kept before any patching so that a second install never wraps the first.
+# moto's own method, kept before any patching so that a second install never wraps the first.
 _MOTO_START_JOB_RUN = FakeJob.start_job_run
-_MOTO_JOB_RUN_AS_DICT = FakeJobRun.as_dict
 
 
 class LocalGlueRunner:
@@ -59,22 +59,13 @@ class LocalGlueRunner:
         def start_job_run(job: FakeJob, *args, **kwargs) -> str:
             run_id = _MOTO_START_JOB_RUN(job, *args, **kwargs)
             job_run = next(r for r in job.job_runs if r.job_run_id == run_id)
-            job_run._transitions = []  # frozen: only the adapter moves the state now
-            job_run.status = "RUNNING"
-            job_run.error_message = None
+            hold_glue_job_run(job_run)  # only this adapter moves the state now
             threading.Thread(
                 target=runner.run, args=(job.name, job_run, job.role), name=f"glue-{job.name}", daemon=True
             ).start()
             return run_id
 
-        def as_dict(job_run: FakeJobRun) -> dict:
-            result = _MOTO_JOB_RUN_AS_DICT(job_run)
-            if getattr(job_run, "error_message", None):
-                result["ErrorMessage"] = job_run.error_message
-            return result
-
         FakeJob.start_job_run = start_job_run
-        FakeJobRun.as_dict = as_dict
 
     def _script(self, job_name: str) -> ModuleType:
         script = self.scripts[job_name]

@@ -89,11 +89,16 @@ _MOTO_CONSTANT_EVENT_ID = "17793124-05d4-b198-2fde-7ededc63b103"
 
 def s3_events_share_one_id(event: dict) -> dict:
     """moto's S3 events all carry one constant `id`; EventBridge gives every event its own (which
-    only its redeliveries share), and the pipeline runs an event once by its id. The relays pass
-    each event on with an id of its own."""
-    if event.get("id") != _MOTO_CONSTANT_EVENT_ID:
-        return event
-    return {**event, "id": str(uuid.uuid4())}
+    only its redeliveries share), and the pipeline runs an event once by its id. moto also spells
+    the object's `etag` as `eTag`. The relays pass each event on as EventBridge sends it: an id of
+    its own, `detail.object.etag`."""
+    if event.get("id") == _MOTO_CONSTANT_EVENT_ID:
+        event = {**event, "id": str(uuid.uuid4())}
+    obj = (event.get("detail") or {}).get("object")
+    if isinstance(obj, dict) and "eTag" in obj:
+        obj = {("etag" if k == "eTag" else k): v for k, v in obj.items()}
+        event = {**event, "detail": {**event["detail"], "object": obj}}
+    return event
 
 
 class EventBridgeDropsStepFunctionsTargets:
@@ -440,6 +445,62 @@ def step_functions_send_no_status_change_events() -> None:
     BaseExecutionWorkerCommunication.terminated = terminated
 
 
+def glue_job_runs_have_no_error_message() -> None:
+    """Glue's GetJobRun gives a failed run's `ErrorMessage` (the state machine's Catch shows it as
+    the cause); moto's job runs have none. A job run's `error_message` (the offline Glue runner
+    sets it when the script raises) is now returned as `ErrorMessage`."""
+    from moto.glue.models import FakeJobRun
+
+    if getattr(FakeJobRun.as_dict, "_has_error_message", False):
+        return
+    original = FakeJobRun.as_dict
+
+    def as_dict(job_run) -> dict:
+        result = original(job_run)
+        if getattr(job_run, "error_message", None):
+            result["ErrorMessage"] = job_run.error_message
+        return result
+
+    as_dict._has_error_message = True
+    FakeJobRun.as_dict = as_dict
+
+
+def hold_glue_job_run(job_run) -> None:
+    """moto walks a job run STARTING -> RUNNING -> SUCCEEDED on successive reads (its private
+    `_transitions`), whatever the job does. The offline Glue runner, which really runs the job,
+    holds it at RUNNING with this and sets its end itself."""
+    job_run._transitions = []
+    job_run.status = "RUNNING"
+    job_run.error_message = None
+
+
+def iam_refuses_a_policy_without_version(document: dict) -> dict:
+    """IAM takes a policy document without `Version` (SAM's policy templates have none; IAM reads
+    it as 2008-10-17); moto refuses it as malformed. The provisioner gives such a document the
+    current version, which grants the same for every statement the template writes."""
+    return document if "Version" in document else {"Version": "2012-10-17", **document}
+
+
+def sns_sends_no_email(topic_arn: str) -> list[dict]:
+    """moto delivers a topic's messages to SQS, Lambda and HTTP subscribers, never e-mail, and no
+    API shows what an e-mail subscriber would have been sent. This reads it from moto's backend
+    (its sent notifications), oldest first: with `MessageStructure: json` one body per protocol
+    ({"default", "email", ...}), else {"default": message}."""
+    from moto.sns.models import sns_backends
+
+    _, _, _, region, account, _ = topic_arn.split(":")
+    sent = sns_backends[account][region].topics[topic_arn].sent_notifications
+    return [_per_protocol(message) for _, message, *_ in sent]
+
+
+def _per_protocol(message: str) -> dict:
+    try:
+        document = json.loads(message)
+    except ValueError:
+        return {"default": message}
+    return document if isinstance(document, dict) and "default" in document else {"default": message}
+
+
 _glue_update_lock = threading.Lock()
 
 
@@ -485,5 +546,6 @@ def apply_moto_fixes(role_credentials: Callable[[str], dict] | None = None) -> N
     presigned_requests_fail_under_enforcement()
     step_functions_send_no_status_change_events()
     glue_update_table_ignores_version_id()
+    glue_job_runs_have_no_error_message()
     if role_credentials is not None:
         step_functions_tasks_ignore_the_state_machine_role(role_credentials)

@@ -20,7 +20,7 @@ import boto3
 from .glue_runner import LocalGlueRunner
 from .identities import Identities
 from .lambda_runner import LocalFunction, LocalLambdaRunner
-from .moto_defects import EventBridgeDropsStepFunctionsTargets
+from .moto_defects import EventBridgeDropsStepFunctionsTargets, iam_refuses_a_policy_without_version
 from .template import (
     ACCOUNT_ID, Intrinsics, LocalArtifacts, creation_order, image_code_paths, image_requirements, load_template,
     translate_sam,
@@ -180,8 +180,7 @@ class Provisioner:
             RoleName=role_name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"])
         )["Role"]
         for policy in props.get("Policies", []):
-            # IAM takes a document without Version (SAM's policy templates have none); moto does not.
-            document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
+            document = iam_refuses_a_policy_without_version(policy["PolicyDocument"])
             iam.put_role_policy(RoleName=role_name, PolicyName=policy["PolicyName"],
                                 PolicyDocument=json.dumps(document))
         for policy_arn in props.get("ManagedPolicyArns", []):

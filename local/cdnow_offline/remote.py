@@ -219,7 +219,7 @@ def names_upload(execution_input: dict, upload: Upload) -> bool:
     if "detail" in execution_input:
         detail = execution_input.get("detail") or {}
         obj = detail.get("object") or {}
-        etag = obj.get("etag") or obj.get("eTag")  # AWS writes etag; moto writes eTag
+        etag = obj.get("etag")
         return ((detail.get("bucket") or {}).get("name") == upload.bucket and obj.get("key") == upload.key
                 and (etag is None or etag.strip('"') == upload.etag))
     return execution_input.get("bucket") == upload.bucket and execution_input.get("key") == upload.key

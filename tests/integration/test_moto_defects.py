@@ -102,7 +102,8 @@ S3_EVENT_IDS = PRELUDE + textwrap.dedent('''
         if sys.argv[1] == "fixed":
             from cdnow_offline.moto_defects import s3_events_share_one_id
             received = [s3_events_share_one_id(event) for event in received]
-        print(json.dumps({"events": len(received), "ids": len({e["id"] for e in received})}))
+        print(json.dumps({"events": len(received), "ids": len({e["id"] for e in received}),
+                          "etag": sorted({k for e in received for k in e["detail"]["object"] if k.lower() == "etag"})}))
 ''')
 
 STATUS_CHANGE_EVENTS = PRELUDE + textwrap.dedent('''
@@ -134,6 +135,55 @@ GLUE_STALE_VERSION = PRELUDE + textwrap.dedent('''
             except ClientError as error:
                 outcomes.append(error.response["Error"]["Code"])
         print(json.dumps({"outcomes": outcomes}))
+''')
+
+GLUE_JOB_RUNS = PRELUDE + textwrap.dedent('''
+    from moto.glue.models import glue_backends
+    with mock_aws():
+        glue = boto3.client("glue")
+        glue.create_job(Name="job", Role=ROLE, Command={"Name": "glueetl", "ScriptLocation": "s3://b/k.py"})
+        run_id = glue.start_job_run(JobName="job")["JobRunId"]
+        job_run = next(r for r in glue_backends["123456789012"]["us-east-1"].jobs["job"].job_runs if r.job_run_id == run_id)
+        if sys.argv[1] == "fixed":
+            from cdnow_offline.moto_defects import hold_glue_job_run
+            hold_glue_job_run(job_run)
+        states = [glue.get_job_run(JobName="job", RunId=run_id)["JobRun"]["JobRunState"] for _ in range(4)]
+        job_run.status, job_run.error_message = "FAILED", "ValueError: the file is empty"
+        failed = glue.get_job_run(JobName="job", RunId=run_id)["JobRun"]
+        print(json.dumps({"states": states, "error": failed.get("ErrorMessage")}))
+''')
+
+POLICY_WITHOUT_VERSION = PRELUDE + textwrap.dedent('''
+    from botocore.exceptions import ClientError
+    with mock_aws():
+        iam = boto3.client("iam")
+        iam.create_role(RoleName="r", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+        document = {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]}
+        if sys.argv[1] == "fixed":
+            from cdnow_offline.moto_defects import iam_refuses_a_policy_without_version
+            document = iam_refuses_a_policy_without_version(document)
+        try:
+            iam.put_role_policy(RoleName="r", PolicyName="p", PolicyDocument=json.dumps(document))
+            print(json.dumps({"put": "ok"}))
+        except ClientError as error:
+            print(json.dumps({"put": error.response["Error"]["Code"]}))
+''')
+
+SNS_EMAIL = PRELUDE + textwrap.dedent('''
+    with mock_aws():
+        sns = boto3.client("sns")
+        topic = sns.create_topic(Name="t")["TopicArn"]
+        sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="ops@example.com")
+        sns.publish(TopicArn=topic, MessageStructure="json",
+                    Message=json.dumps({"default": "{}", "email": "Run r FAILED"}))
+        # No API of SNS (or anything moto offers) shows what the e-mail subscriber was sent.
+        seen = [s["Protocol"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]]
+        sent = None
+        if sys.argv[1] == "fixed":
+            from cdnow_offline.moto_defects import sns_sends_no_email
+            sent = [m["email"] for m in sns_sends_no_email(topic)]
+        print(json.dumps({"subscriptions": seen, "email": sent}))
 ''')
 
 DENY_WITHOUT_TLS = PRELUDE + textwrap.dedent('''
@@ -196,7 +246,7 @@ def test_policy_condition_on_unknown_key_holds(mode, root):
 @pytest.mark.parametrize("mode", ["defect", "fixed"])
 def test_s3_events_share_one_id(mode, root):
     result = run_case(S3_EVENT_IDS, mode, root)
-    assert result == {"events": 2, "ids": 1 if mode == "defect" else 2}
+    assert result == {"events": 2, "ids": 1 if mode == "defect" else 2, "etag": ["eTag" if mode == "defect" else "etag"]}
 
 
 @pytest.mark.parametrize("mode", ["defect", "fixed"])
@@ -209,6 +259,26 @@ def test_step_functions_send_no_status_change_events(mode, root):
 def test_glue_update_table_ignores_version_id(mode, root):
     result = run_case(GLUE_STALE_VERSION, mode, root)
     assert result["outcomes"] == (["ok", "ok"] if mode == "defect" else ["ok", "ConcurrentModificationException"])
+
+
+@pytest.mark.parametrize("mode", ["defect", "fixed"])
+def test_glue_job_runs_walk_by_themselves_and_have_no_error_message(mode, root):
+    result = run_case(GLUE_JOB_RUNS, mode, root)
+    if mode == "defect":
+        assert result["states"][-1] == "SUCCEEDED" and result["error"] is None  # nothing ran
+    else:
+        assert result == {"states": ["RUNNING"] * 4, "error": "ValueError: the file is empty"}
+
+
+@pytest.mark.parametrize("mode", ["defect", "fixed"])
+def test_iam_refuses_a_policy_without_version(mode, root):
+    assert run_case(POLICY_WITHOUT_VERSION, mode, root) == {"put": "MalformedPolicyDocument" if mode == "defect" else "ok"}
+
+
+@pytest.mark.parametrize("mode", ["defect", "fixed"])
+def test_sns_sends_no_email(mode, root):
+    result = run_case(SNS_EMAIL, mode, root)
+    assert result == {"subscriptions": ["email"], "email": None if mode == "defect" else ["Run r FAILED"]}
 
 
 # IAM enforced on a moto server in the case's process, as the emulator runs it: an administrator
