@@ -12,6 +12,7 @@ then fetch the run summary, the report and the charts.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -409,7 +410,10 @@ def follow_run(outputs: Mapping[str, str], execution_arn: str, out_root: Path, e
     else:
         summary = failure_summary(execution, follower.outputs)
     run_dir = run_folder(out_root, summary, execution_arn)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.is_dir():
+        # A rerun replaces its folder: nothing of an earlier run of this run_id stays beside it.
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
     (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     report = None
     if status == "SUCCEEDED":

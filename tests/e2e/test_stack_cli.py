@@ -175,3 +175,19 @@ def test_the_reference_check_catches_what_it_is_for():
         assert expected in joined, expected
     assert split_queries("-- name: a\n-- a comment; with a semicolon\nSELECT 1;\n-- name: b\nSELECT 2;") == [
         Query("a", "SELECT 1"), Query("b", "SELECT 2")]
+
+
+def test_a_rerun_replaces_its_folder(root, cli, two_runs, tmp_path):
+    """Issue 20, case 8: a rerun's folder holds only that run's files (files were overwritten and
+    anything else already there stayed)."""
+    out, _, _ = two_runs
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir() and p.name.startswith("cdnow-sample-") and "week2" not in p.name]
+    stray = run_dir / "charts" / "from-an-older-version.svg"
+    stray.write_text("<svg/>")
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*") if p != stray)
+    path = tmp_path / "cdnow_sample.txt"
+    shutil.copy(root / "data" / "CDNOW_sample.txt", path)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli("run", "--stack", STACK, "--input", str(path), "--out", str(out)) == 0
+    assert not stray.exists()
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
