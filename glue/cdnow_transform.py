@@ -556,8 +556,10 @@ def record_fields(records: DataFrame, fmt: Format) -> DataFrame:
         # get() gives null past the end even under ANSI mode.
         token = F.get(F.col("fields"), position)
         if delimited:
-            # Padding and quotes around a delimited value are not part of it.
-            token = F.regexp_extract(token, r'^\s*"?(.*?)"?\s*$', 1)
+            # Padding around a delimited value is not part of it, nor is a pair of double quotes
+            # around it; a lone quote at one end is (ID_RULES).
+            token = F.regexp_replace(token, r'^\s+|\s+$', "")
+            token = F.regexp_replace(token, r'^"(.*)"$', "$1")
         return F.coalesce(token, F.lit(""))
 
     def identifier(position: int) -> Column:
@@ -592,6 +594,12 @@ def record_fields(records: DataFrame, fmt: Format) -> DataFrame:
         )
     )
 
+
+# How a field becomes an id (customer_id, order_id), as docs/RELIABILITY.md states them: spaces
+# and tabs around it removed; a pair of double quotes around it removed (one at each end); an
+# integer written with a zero decimal part (a spreadsheet's 17850.0) read as the integer; the rest
+# verbatim: case, leading zeros (00012 is not 12), inner spaces, a lone quote at the end (45").
+ID_RULES = "trimmed, a surrounding pair of quotes removed, 17850.0 read as 17850, the rest verbatim"
 
 # Rows read before a slashed date decides whether the file's dates need a day/month order.
 DATE_ORDER_SAMPLE_ROWS = 1000

@@ -521,3 +521,18 @@ def test_iso_date_times_and_float_written_ids(spark, tmp_path):
         ("17850", "2010-12-01"), ("17850", "2010-12-01"), ("00042", "2010-12-02"), ("13047", "2010-12-03"),
         ("1.5", "2010-12-04")]
     assert reasons_by_line(quarantine) == {7: "invalid_date"}
+
+
+def test_ids_are_trimmed_unquoted_and_otherwise_kept_verbatim(spark, tmp_path):
+    """Issue 20, case 9 (ID_RULES): padding and a pair of quotes go, 17850.0 is 17850, and
+    nothing else changes; a lone trailing quote was dropped silently before."""
+    content = ("customer_id\tdate\tquantity\tamount\n"
+               " 42 \t2010-01-02\t1\t1.00\n"
+               '"44"\t2010-01-02\t1\t1.00\n'
+               '45"\t2010-01-02\t1\t1.00\n'
+               "00012\t2010-01-02\t1\t1.00\n"
+               "17850.0\t2010-01-02\t1\t1.00\n"
+               "Ab c\t2010-01-02\t1\t1.00\n")
+    summary, transactions, _ = run_transform(spark, tmp_path, content, name="ids.tsv")
+    assert summary["quarantined"] == 0
+    assert [row["customer_id"] for row in rows(transactions)] == ["42", "44", '45"', "00012", "17850", "Ab c"]
