@@ -26,7 +26,7 @@ def main() -> None:
         stack = emulator.provision(STACK)
         raw, curated = stack.outputs["RawBucketName"], stack.outputs["CuratedBucketName"]
         boto3.client("s3").upload_file(str(ROOT / "data" / "CDNOW_sample.txt"), raw, "incoming/CDNOW_sample.txt")
-        relay = stack.relays[0]
+        relay = stack.execution_relay
         while not relay.started:
             time.sleep(0.2)
         sfn = boto3.client("stepfunctions")

@@ -65,6 +65,18 @@ REASONS = (
 MAX_LINE_QUANTITY = 1_000_000
 MAX_LINE_AMOUNT = 1_000_000_000.0
 
+# Limits of one delivery: the template's MaxDeliveryBytes, MaxDeliveryRows, MaxCompressionRatio
+# (Ingest passes them as job arguments; these defaults equal layers' runs.DEFAULT_MAX_DELIVERY_*).
+DEFAULT_MAX_DELIVERY_BYTES = 20_000_000_000
+DEFAULT_MAX_DELIVERY_ROWS = 100_000_000
+DEFAULT_MAX_COMPRESSION_RATIO = 100
+# The ratio is judged once this much is decompressed (a small file may compress very well).
+RATIO_JUDGED_AFTER_BYTES = 64 * 1024 * 1024
+# The shortest line a log can have ("1 19970101 1 1\n" is 15 bytes; 8 is a safe floor): a plain
+# file smaller than max_rows x 8 bytes cannot pass the rows limit and is not read twice.
+MIN_LINE_BYTES = 8
+PRECHECK_CHUNK_BYTES = 8 * 1024 * 1024
+
 DEFAULT_MIN_DATE = date(1900, 1, 1)
 DEFAULT_MAX_DATE = date(2100, 12, 31)
 DEFAULT_MAX_BAD_SHARE = 0.05
@@ -355,6 +367,63 @@ def read_head(spark: SparkSession, input_path: str, size: int = HEAD_BYTES) -> b
         return bytes(stream.readNBytes(size))
     finally:
         stream.close()
+
+
+def check_delivery_limits(source_uri: str, max_bytes: int, max_rows: int, max_ratio: int) -> dict:
+    """Stream the object from S3 before Spark reads it (a Spark scan cannot stop early) and stop
+    as soon as it passes a limit: uncompressed bytes, lines, or a gzip's expansion ratio. Returns
+    what was counted; ValueError naming the file, the limit and the figure. A plain file too small
+    to hold ``max_rows`` lines is not read (its size is its uncompressed size)."""
+    bucket, _, key = source_uri.removeprefix("s3://").partition("/")
+    s3 = boto3.client("s3")
+    size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    first = body.read(2)
+    gzipped = first == b"\x1f\x8b"
+    if not gzipped and size < max_rows * MIN_LINE_BYTES:
+        body.close()
+        return {"compressed": False, "bytes": size, "rows": None}
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+    read, produced, lines, pending = len(first), 0, 0, first
+    last = b""
+    try:
+        while True:
+            new = body.read(PRECHECK_CHUNK_BYTES)
+            read += len(new)  # compressed bytes consumed so far
+            chunk, pending = pending + new, b""
+            if not chunk:
+                break
+            pieces = [chunk]
+            if inflate is not None:
+                pieces, data = [], chunk
+                while data:
+                    out = inflate.decompress(data, PRECHECK_CHUNK_BYTES)
+                    pieces.append(out)
+                    data = inflate.unconsumed_tail
+                    if not out and not data:
+                        break
+            for piece in pieces:
+                produced += len(piece)
+                lines += piece.count(b"\n")
+                if piece:
+                    last = piece[-1:]
+                if produced > max_bytes:
+                    raise ValueError(f"{source_uri}: more than {max_bytes:,} bytes uncompressed, the stack's "
+                                     "MaxDeliveryBytes; split the export into smaller files")
+                if lines > max_rows:
+                    raise ValueError(f"{source_uri}: more than {max_rows:,} lines, the stack's MaxDeliveryRows; "
+                                     "split the export into smaller files")
+                if gzipped and produced > RATIO_JUDGED_AFTER_BYTES and produced > max_ratio * read:
+                    raise ValueError(
+                        f"{source_uri}: the gzip expands more than {max_ratio}x (to {produced:,} bytes from the "
+                        f"first {read:,}), the stack's MaxCompressionRatio: a decompression bomb, or an export "
+                        "far more repetitive than transactions are")
+    except zlib.error as exc:
+        raise ValueError(f"{source_uri}: corrupt gzip data ({exc})") from None
+    finally:
+        body.close()
+    rows = lines + (1 if last not in (b"", b"\n") else 0)
+    return {"compressed": gzipped, "bytes": produced, "rows": rows}
 
 
 def with_lowercase_gz(spark: SparkSession, input_path: str, scratch_dir: str) -> str:
@@ -963,6 +1032,9 @@ def parse_args(argv: Sequence[str]) -> dict:
         "column_mapping": _argument(given, "column_mapping", _column_mapping, None),
         "date_order": _argument(given, "date_order", _date_order, None),
         "last_modified_date": _argument(given, "last_modified_date", date.fromisoformat, None),
+        "max_delivery_bytes": _argument(given, "max_delivery_bytes", int, DEFAULT_MAX_DELIVERY_BYTES),
+        "max_delivery_rows": _argument(given, "max_delivery_rows", int, DEFAULT_MAX_DELIVERY_ROWS),
+        "max_compression_ratio": _argument(given, "max_compression_ratio", int, DEFAULT_MAX_COMPRESSION_RATIO),
     }
     if args["min_date"] > args["max_date"]:
         raise ValueError(f"--min_date {args['min_date']} is after --max_date {args['max_date']}")
@@ -1010,6 +1082,9 @@ def main(
     if spark is None:
         spark = SparkSession.builder.getOrCreate()
     run_prefix = args["run_prefix"]
+    checked = check_delivery_limits(args["input_uri"], args["max_delivery_bytes"], args["max_delivery_rows"],
+                                    args["max_compression_ratio"])
+    log.info("run_id=%s delivery within its limits: %s", args["run_id"], json.dumps(checked))
     summary = transform(
         spark,
         spark_path(args["input_uri"]),

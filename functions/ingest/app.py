@@ -8,7 +8,8 @@ import os
 from cdnow import pipeline
 from cdnow.adapters.observability import bind_run, handler, logger, metrics
 from cdnow.domain.runs import (
-    DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_MAX_BAD_ROW_SHARE, is_replay, parse_ingest_payload, parse_replay_request,
+    DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_MAX_BAD_ROW_SHARE, DEFAULT_MAX_COMPRESSION_RATIO, DEFAULT_MAX_DELIVERY_BYTES,
+    DEFAULT_MAX_DELIVERY_ROWS, DeliveryLimits, is_replay, parse_ingest_payload, parse_replay_request,
     parse_run_request,
 )
 
@@ -38,6 +39,10 @@ def lambda_handler(event, context):
         default_max_bad_share=float(os.environ.get("MAX_BAD_ROW_SHARE", DEFAULT_MAX_BAD_ROW_SHARE)),
         execution=execution,
         coordination=_coordination(),
+        limits=DeliveryLimits(
+            max_bytes=int(os.environ.get("MAX_DELIVERY_BYTES", DEFAULT_MAX_DELIVERY_BYTES)),
+            max_rows=int(os.environ.get("MAX_DELIVERY_ROWS", DEFAULT_MAX_DELIVERY_ROWS)),
+            max_compression_ratio=int(os.environ.get("MAX_COMPRESSION_RATIO", DEFAULT_MAX_COMPRESSION_RATIO))),
     )
     for outcome in ("dataset_options", "already_delivered", "duplicate_of", "waiting"):
         if outcome in run:

@@ -340,3 +340,26 @@ def test_two_files_arriving_together_are_two_independent_runs(stack, sample, fir
     assert published_rows("customer_features", run_a) == SAMPLE_CUSTOMERS
     assert published_rows("customer_features", run_b) == SAMPLE_CUSTOMERS - 1
     assert {run_a, run_b} <= set(catalog()["runs"])
+
+
+def test_a_decompression_bomb_fails_in_seconds_naming_the_limit(stack, tmp_path):
+    """Issue 20, case 3: a 5 MB gzip of 2 GB of valid rows was still being parsed after ten
+    minutes. The Transform's pre-check stops it once it expands past MaxCompressionRatio."""
+    import zlib
+
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b" 00001 19970101  1   11.77\n" * 40_000
+    bomb = tmp_path / "bomb.txt.gz"
+    with bomb.open("wb") as out:
+        for _ in range(2 * 1024**3 // len(block)):
+            out.write(deflate.compress(block))
+        out.write(deflate.flush())
+    assert bomb.stat().st_size < 10 * 1024**2
+    before = catalog()
+    started = time.monotonic()
+    (result,) = stack.drop((bomb, "bomb.txt.gz"))
+    assert time.monotonic() - started < 60
+    message = result["message"]
+    assert message["status"] == "FAILED" and message["failed_state"] == "Transform"
+    assert "the gzip expands more than 100x" in message["cause"] and "MaxCompressionRatio" in message["cause"]
+    assert_catalog_unchanged(before, stack)

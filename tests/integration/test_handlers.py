@@ -63,6 +63,8 @@ def test_ingest_derives_a_stable_run_and_writes_its_manifest(stack, root, ingest
         "--run_id": ingested["run_id"], "--input_uri": ingested["input_uri"],
         "--run_prefix": ingested["run_prefix"], "--max_bad_share": "0.05", "--column_mapping": "null",
         "--last_modified_date": head["LastModified"].astimezone(dt.timezone.utc).date().isoformat(),
+        # The stack's delivery limits (template parameters, through Ingest's environment).
+        "--max_delivery_bytes": "20000000000", "--max_delivery_rows": "100000000", "--max_compression_ratio": "100",
     }
 
 

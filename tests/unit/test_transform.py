@@ -1,6 +1,7 @@
 """The Glue Transform job on small hand-written files, in a real local SparkSession."""
 
 import datetime as dt
+import gzip
 import json
 from pathlib import Path
 
@@ -381,6 +382,9 @@ def test_parse_args_ignores_glue_system_arguments():
         "column_mapping": None,
         "date_order": None,
         "last_modified_date": None,
+        "max_delivery_bytes": 20_000_000_000,
+        "max_delivery_rows": 100_000_000,
+        "max_compression_ratio": 100,
     }
     mapped = parse_args(["--run_id", "r", "--input_uri", "s3://raw/k", "--run_prefix", "s3://c/r/",
                          "--column_mapping", '{"customer_id": "Kunde"}'])
@@ -444,6 +448,8 @@ def test_main_reads_and_writes_through_s3_names(spark, tmp_path, monkeypatch):
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="curated")
+        s3.create_bucket(Bucket="raw")  # the pre-check of the delivery's limits reads it from S3
+        s3.put_object(Bucket="raw", Key="incoming/orders.txt", Body=raw.read_bytes())
         summary = main(
             ["--JOB_NAME", "transform", "--run_id", "r1", "--input_uri", "s3://raw/incoming/orders.txt",
              "--run_prefix", prefix],
@@ -536,3 +542,65 @@ def test_ids_are_trimmed_unquoted_and_otherwise_kept_verbatim(spark, tmp_path):
     summary, transactions, _ = run_transform(spark, tmp_path, content, name="ids.tsv")
     assert summary["quarantined"] == 0
     assert [row["customer_id"] for row in rows(transactions)] == ["42", "44", '45"', "00012", "17850", "Ab c"]
+
+
+# --- limits of one delivery (issue 20, case 3) ------------------------------------------------
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch):
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for key, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="raw")
+        yield s3
+
+
+def gzip_of_repeated(line: bytes, total: int) -> bytes:
+    """A gzip of ``line`` repeated to ``total`` bytes, compressed chunk by chunk (little memory)."""
+    import zlib
+
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = line * (1024 * 1024 // len(line))
+    parts = [deflate.compress(block) for _ in range(total // len(block))]
+    return b"".join(parts) + deflate.flush()
+
+
+def test_a_decompression_bomb_is_stopped_as_soon_as_it_shows(s3_bucket):
+    from cdnow_transform import DEFAULT_MAX_COMPRESSION_RATIO, check_delivery_limits
+
+    bomb = gzip_of_repeated(b" 00001 19970101  1   11.77\n", 512 * 1024 * 1024)
+    s3_bucket.put_object(Bucket="raw", Key="incoming/bomb.txt.gz", Body=bomb)
+    with pytest.raises(ValueError, match=r"incoming/bomb\.txt\.gz: the gzip expands more than 100x .*MaxCompressionRatio"):
+        check_delivery_limits("s3://raw/incoming/bomb.txt.gz", 10**12, 10**12, DEFAULT_MAX_COMPRESSION_RATIO)
+
+
+def test_bytes_and_lines_past_their_limits_name_the_limit(s3_bucket):
+    from cdnow_transform import check_delivery_limits
+
+    lines = b"".join(b" %05d 19970101  1   11.77\n" % i for i in range(1000))
+    s3_bucket.put_object(Bucket="raw", Key="incoming/a.txt.gz", Body=gzip.compress(lines))
+    s3_bucket.put_object(Bucket="raw", Key="incoming/a.txt", Body=lines)
+    assert check_delivery_limits("s3://raw/incoming/a.txt.gz", 10**9, 1000, 100) == {
+        "compressed": True, "bytes": len(lines), "rows": 1000}
+    with pytest.raises(ValueError, match=r"a\.txt\.gz: more than 999 lines, the stack's MaxDeliveryRows"):
+        check_delivery_limits("s3://raw/incoming/a.txt.gz", 10**9, 999, 100)
+    with pytest.raises(ValueError, match=r"a\.txt\.gz: more than 1,000 bytes uncompressed, the stack's MaxDeliveryBytes"):
+        check_delivery_limits("s3://raw/incoming/a.txt.gz", 1000, 10**9, 100)
+    # A plain file too small to hold max_rows lines is not read again: its size is what it holds.
+    assert check_delivery_limits("s3://raw/incoming/a.txt", 10**9, 10**6, 100)["rows"] is None
+    with pytest.raises(ValueError, match=r"a\.txt: more than 500 lines"):
+        check_delivery_limits("s3://raw/incoming/a.txt", 10**9, 500, 100)
+
+
+def test_the_limits_defaults_are_the_layer_s():
+    import cdnow_transform
+    from cdnow.domain import runs
+
+    for name in ("DEFAULT_MAX_DELIVERY_BYTES", "DEFAULT_MAX_DELIVERY_ROWS", "DEFAULT_MAX_COMPRESSION_RATIO"):
+        assert getattr(cdnow_transform, name) == getattr(runs, name), name

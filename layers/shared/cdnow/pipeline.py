@@ -16,7 +16,8 @@ from datetime import date, timedelta, timezone
 
 from .adapters import leases, storage
 from .domain.runs import (
-    DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_CURRENCY, INCOMING_PREFIX, MAX_DATASET_OPTIONS_BYTES, Execution,
+    DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_CURRENCY, INCOMING_PREFIX, MAX_DATASET_OPTIONS_BYTES, DeliveryLimits,
+    Execution,
     InvalidRunRequest, ReplayRequest, RunLayout, RunRequest, dataset_of, dataset_options_key, derive_replay_run_id,
     derive_run_id, is_dataset_options, parse_dataset_options, parse_run_request,
 )
@@ -56,7 +57,7 @@ class Coordination:
 
 def ingest(request: RunRequest | ReplayRequest, curated_bucket: str, default_horizon_days: int,
            default_max_bad_share: float, execution: Execution | None = None,
-           coordination: Coordination | None = None) -> dict:
+           coordination: Coordination | None = None, limits: DeliveryLimits = DeliveryLimits()) -> dict:
     """Check the object and its options, derive the run, write its manifest; return the run
     descriptor (with the Transform job's arguments, which the state machine passes on as they are).
 
@@ -87,7 +88,7 @@ def ingest(request: RunRequest | ReplayRequest, curated_bucket: str, default_hor
                 "dataset_options": parse_dataset_options(body, request.input_uri)}
     defaults = (default_horizon_days, default_max_bad_share)
     if not (dataset and execution and coordination):
-        return _admit(request, curated_bucket, *defaults, dataset)
+        return _admit(request, curated_bucket, *defaults, dataset, limits)
     waiting = leases.take_turn(coordination.table, dataset, execution.id, execution.order, now,
                                lease_s=coordination.lease_s, stale_s=6 * coordination.wait_s)
     if waiting is not None:
@@ -97,7 +98,7 @@ def ingest(request: RunRequest | ReplayRequest, curated_bucket: str, default_hor
         if replay:
             run = _admit_replay(request, curated_bucket, *defaults, execution)
         else:
-            run = _admit(request, curated_bucket, *defaults, dataset)
+            run = _admit(request, curated_bucket, *defaults, dataset, limits)
     except Exception:
         leases.give_back(coordination.table, dataset, execution.id)
         raise
@@ -169,11 +170,14 @@ def execution_ended(detail: dict, coordination: Coordination) -> dict:
 
 
 def _admit(request: RunRequest, curated_bucket: str, default_horizon_days: int, default_max_bad_share: float,
-           dataset: str | None) -> dict:
+           dataset: str | None, limits: DeliveryLimits) -> dict:
     """The run of a delivery: its options, identity, manifest; or why there is nothing to compute."""
     head = storage.head_object(request.input_uri)
     if head["ContentLength"] == 0:
         raise InvalidRunRequest(f"{request.input_uri}: the file is empty (0 bytes)")
+    if head["ContentLength"] > limits.max_bytes:
+        raise InvalidRunRequest(f"{request.input_uri}: {head['ContentLength']:,} bytes, more than the stack's "
+                                f"MaxDeliveryBytes of {limits.max_bytes:,}; split the export into smaller files")
     # An upload carries its options as metadata: EventBridge's event does not, the head does.
     request = request.with_upload_options(head.get("Metadata") or {})
     standing_uri = None
@@ -229,6 +233,7 @@ def _admit(request: RunRequest, curated_bucket: str, default_horizon_days: int, 
             "--max_bad_share": repr(float(max_bad_share)),
             "--column_mapping": json.dumps(options.get("column_mapping")),
             "--last_modified_date": last_modified_day,
+            **limits.job_arguments(),
         },
     }
     if options.get("date_order"):

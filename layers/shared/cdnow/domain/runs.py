@@ -21,6 +21,12 @@ INCOMING_PREFIX = "incoming/"
 DEFAULT_CHURN_HORIZON_DAYS = 180
 DEFAULT_MAX_BAD_ROW_SHARE = 0.05
 DEFAULT_CURRENCY = "USD"
+# Limits of one delivery (template parameters MaxDeliveryBytes, MaxDeliveryRows,
+# MaxCompressionRatio; the Glue script's DEFAULT_MAX_DELIVERY_* are the same, by a test): a file
+# past one fails its run, naming the limit, before Spark reads it.
+DEFAULT_MAX_DELIVERY_BYTES = 20_000_000_000
+DEFAULT_MAX_DELIVERY_ROWS = 100_000_000
+DEFAULT_MAX_COMPRESSION_RATIO = 100
 # Characters a key may not hold (besides control characters): Spark (Hadoop) reads * ? [ ] { } \\
 # in a path as a file pattern, so it would read other files or none, and a colon makes the name a
 # URI scheme ("Relative path in absolute URI"). Ingest refuses them before anything runs.
@@ -245,6 +251,20 @@ class RunRequest:
             return self
         uploaded = decode_options_metadata(value, self.input_uri)
         return RunRequest(self.bucket, self.key, {**uploaded, **self.options})
+
+
+@dataclass(frozen=True)
+class DeliveryLimits:
+    """What one delivery may hold: uncompressed bytes, lines, and for a gzip file the ratio of its
+    uncompressed to its compressed size (a decompression bomb is refused as soon as it shows)."""
+
+    max_bytes: int = DEFAULT_MAX_DELIVERY_BYTES
+    max_rows: int = DEFAULT_MAX_DELIVERY_ROWS
+    max_compression_ratio: int = DEFAULT_MAX_COMPRESSION_RATIO
+
+    def job_arguments(self) -> dict[str, str]:
+        return {"--max_delivery_bytes": str(self.max_bytes), "--max_delivery_rows": str(self.max_rows),
+                "--max_compression_ratio": str(self.max_compression_ratio)}
 
 
 @dataclass(frozen=True)
