@@ -5,7 +5,8 @@ never runs code at all. This adapter replaces that one method: it imports the fu
 handler (its code folder and its layers on the path, as Lambda lays them out), calls it with the
 event, a Lambda context and the function's own environment, and returns its JSON, or Lambda's
 error payload with `X-Amz-Function-Error: Unhandled` so the state machine's Retry/Catch see the
-exception's type name as the error, as on AWS.
+exception's type name as the error, as on AWS. The function's `Timeout` holds in-process too: an
+invocation past it returns Lambda's `Sandbox.Timedout` error (its thread runs on, unseen).
 
 Parallel branches invoke functions at the same time in the server's request threads, so each
 invocation sees its function's variables through a per-thread view of `os.environ`: swapping the
@@ -242,15 +243,30 @@ class LocalLambdaRunner:
         return result.encode()
 
     def _invoke_in_process(self, function, fn, event, context, variables) -> tuple[str | None, dict | None]:
-        self._environ.enter(variables)
-        try:
-            with self._identities.acting_as(fn.role):
-                return json.dumps(self._handler(function)(event, context), default=str), None
-        except Exception as exc:  # noqa: BLE001 - every handler error becomes Lambda's error payload
-            return None, {"errorMessage": str(exc), "errorType": type(exc).__name__,
-                          "stackTrace": traceback.format_exception(exc)}
-        finally:
-            self._environ.leave()
+        """The handler on a thread of its own, given the function's Timeout as Lambda gives it: past
+        it the caller gets Lambda's Sandbox.Timedout error (the thread cannot be killed; it runs to
+        its end unseen, as a timed-out invocation's code does until Lambda freezes it)."""
+        outcome: list[tuple[str | None, dict | None]] = []
+
+        def call() -> None:
+            self._environ.enter(variables)
+            try:
+                with self._identities.acting_as(fn.role):
+                    outcome.append((json.dumps(self._handler(function)(event, context), default=str), None))
+            except Exception as exc:  # noqa: BLE001 - every handler error becomes Lambda's error payload
+                outcome.append((None, {"errorMessage": str(exc), "errorType": type(exc).__name__,
+                                       "stackTrace": traceback.format_exception(exc)}))
+            finally:
+                self._environ.leave()
+
+        worker = threading.Thread(target=call, name=f"lambda-{fn.function_name}", daemon=True)
+        worker.start()
+        worker.join(context.timeout_s)
+        if not outcome:
+            return None, {"errorType": "Sandbox.Timedout", "errorMessage":
+                          f"RequestId: {context.aws_request_id} Error: Task timed out after "
+                          f"{context.timeout_s:.2f} seconds"}
+        return outcome[0]
 
     def _invoke_shipped(self, function, fn, event, context, variables) -> tuple[str | None, dict | None]:
         # Lambda serves one invocation per execution environment at a time: a busy one means a

@@ -84,7 +84,9 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(root):
     with Emulator(root) as emulator:
-        yield Stack(emulator.provision("cdnow-faults"))
+        stack = Stack(emulator.provision("cdnow-faults"))
+        stack.emulator = emulator
+        yield stack
 
 
 @pytest.fixture(scope="module")
@@ -362,4 +364,47 @@ def test_a_decompression_bomb_fails_in_seconds_naming_the_limit(stack, tmp_path)
     message = result["message"]
     assert message["status"] == "FAILED" and message["failed_state"] == "Transform"
     assert "the gzip expands more than 100x" in message["cause"] and "MaxCompressionRatio" in message["cause"]
+    assert_catalog_unchanged(before, stack)
+
+
+def test_a_lambda_timeout_fails_the_run_in_that_step(stack, sample, first_run, monkeypatch):
+    """Issue 20, case 11: the offline runner enforces a function's Timeout in-process too, so a
+    Lambda timeout reaches the state machine as Lambda's Sandbox.Timedout error and its Catch."""
+    import dataclasses
+
+    import cdnow.pipeline
+
+    functions = stack.emulator.lambdas.functions
+    name = "cdnow-faults-FeaturesFunction"
+    monkeypatch.setitem(functions, name, dataclasses.replace(functions[name], timeout_s=2))
+    build_features = cdnow.pipeline.build_features
+
+    def slow(*args, **kwargs):
+        time.sleep(4)
+        return build_features(*args, **kwargs)
+
+    monkeypatch.setattr(cdnow.pipeline, "build_features", slow)
+    before = catalog()
+    (result,) = stack.drop((sample, "slow.txt"))
+    message = result["message"]
+    assert message["status"] == "FAILED" and message["failed_state"] == "Features"
+    assert message["error"] == "Sandbox.Timedout" and "Task timed out after 2.00 seconds" in message["cause"]
+    assert_catalog_unchanged(before, stack)
+
+
+@pytest.mark.parametrize("step, state", [("segment", "Segment"), ("value", "Value")])
+def test_each_model_branch_catches_its_own_failure(stack, sample, first_run, monkeypatch, step, state):
+    """Issue 20, case 11: the Catch of the Segment and Value branches (Churn's: above), each
+    announced as FAILED in that model, nothing published."""
+    import cdnow.pipeline
+
+    def fails(*args, **kwargs):
+        raise RuntimeError(f"injected: {step} failed")
+
+    monkeypatch.setattr(cdnow.pipeline, step, fails)
+    before = catalog()
+    (result,) = stack.drop((sample, f"{step}-fails.txt"))
+    message = result["message"]
+    assert message["status"] == "FAILED" and message["failed_state"] == state
+    assert f"injected: {step} failed" in message["cause"]
     assert_catalog_unchanged(before, stack)
