@@ -408,3 +408,26 @@ def test_each_model_branch_catches_its_own_failure(stack, sample, first_run, mon
     assert message["status"] == "FAILED" and message["failed_state"] == state
     assert f"injected: {step} failed" in message["cause"]
     assert_catalog_unchanged(before, stack)
+
+
+def test_no_published_number_is_infinite_or_wrapped(stack, first_run, root):
+    """Issue 20, cases 1 and 2 on the whole stack: the file whose rows overflowed int64 and
+    parsed to infinity is published with those rows quarantined, and no published numeric value
+    of any run of this module's stack is infinite or near int64's limits."""
+    import numpy as np
+
+    from cdnow.adapters.storage import read_published_table
+
+    (result,) = stack.drop((root / "tests" / "data" / "inputs" / "out_of_range.txt", "out_of_range.txt"))
+    message = result["message"]
+    assert message["status"] == "SUCCEEDED"
+    assert message["rows"]["by_reason"] == {"quantity_out_of_range": 10, "amount_out_of_range": 2}
+    checked = 0
+    for table in TABLES:
+        frame = read_published_table(DATABASE, table)
+        for column in frame.select_dtypes(include="number").columns:
+            values = frame[column].dropna().to_numpy(dtype="float64")
+            assert np.isfinite(values).all(), (table, column)
+            assert (np.abs(values) < 2.0**62).all(), (table, column)
+            checked += 1
+    assert checked > 40
