@@ -133,3 +133,34 @@ def test_the_plain_notice_goes_out_when_the_failure_message_step_fails(root, sta
     notification = _notification(queue)
     assert notification["Subject"] == "CDNOW run a-2 FAILED in Features"
     assert json.loads(notification["Message"])["cause"] == "plain words"
+
+
+def test_a_task_past_its_timeout_seconds_fails_the_run_with_states_timeout(root, stack, queue, monkeypatch):
+    """Issue 20, case 11: the States.Timeout path, which no run had taken. The Features Task as
+    the ASL file has it but for a test-only TimeoutSeconds of 1, its function made to take 5 s."""
+    from cdnow import pipeline
+
+    def slow(run, database):
+        time.sleep(5)
+        raise AssertionError("the Task should have timed out before this")
+
+    monkeypatch.setattr(pipeline, "build_features", slow)
+    text = (root / "statemachine" / "pipeline.asl.json").read_text()
+    function_arns = {name: boto3.client("lambda").get_function(FunctionName=f"cdnow-it-{name}Function")[
+        "Configuration"]["FunctionArn"] for name in ("Features", "Report")}
+    for name, arn in function_arns.items():
+        text = text.replace("${" + name + "FunctionArn}", arn)
+    text = text.replace("${RunCompleteTopicArn}", stack.outputs["RunCompleteTopicArn"])
+    full = json.loads(text)
+    states = {name: full["States"][name] for name in ("Features", "Features failed", *FAILURE_PATH)}
+    states["Features"] = {**states["Features"], "TimeoutSeconds": 1}
+    sfn = boto3.client("stepfunctions")
+    role = sfn.describe_state_machine(stateMachineArn=stack.outputs["StateMachineArn"])["roleArn"]
+    machine = sfn.create_state_machine(name="features-times-out", roleArn=role,
+                                       definition=json.dumps({"StartAt": "Features", "States": states}))["stateMachineArn"]
+    run = {"run_id": "t-1", "input_uri": "s3://raw/incoming/slow.csv", "curated_bucket": stack.outputs["CuratedBucketName"]}
+    execution = _run(machine, {"run": run})
+    assert execution["status"] == "FAILED"
+    notification = _notification(queue)
+    assert notification["Subject"] == "CDNOW run t-1 FAILED in Features"
+    assert json.loads(notification["Message"])["error"] == "States.Timeout"
