@@ -501,6 +501,39 @@ def _per_protocol(message: str) -> dict:
     return document if isinstance(document, dict) and "default" in document else {"default": message}
 
 
+def cloudwatch_runs_no_alarm_actions() -> None:
+    """CloudWatch publishes an alarm's state change to each SNS topic among its actions (the JSON
+    message subscribers parse: AlarmName, NewStateValue, NewStateReason, ...); moto changes the
+    state and runs no action. A change to ALARM, OK or INSUFFICIENT_DATA now publishes to the
+    alarm's AlarmActions, OKActions or InsufficientDataActions topics, as CloudWatch does."""
+    from moto.cloudwatch.models import Alarm
+    from moto.sns.models import sns_backends
+
+    if getattr(Alarm.update_state, "_runs_actions", False):
+        return
+    original = Alarm.update_state
+
+    def update_state(alarm, reason: str, reason_data: str, state_value: str) -> None:
+        old_state = alarm.state_value
+        original(alarm, reason, reason_data, state_value)
+        actions = {"ALARM": alarm.alarm_actions, "OK": alarm.ok_actions,
+                   "INSUFFICIENT_DATA": alarm.insufficient_data_actions}.get(state_value) or []
+        message = json.dumps({
+            "AlarmName": alarm.name, "AlarmDescription": alarm.description, "AWSAccountId": alarm.alarm_arn.split(":")[4],
+            "NewStateValue": state_value, "NewStateReason": reason, "OldStateValue": old_state,
+            "StateChangeTime": alarm.state_updated_timestamp.isoformat(), "Region": alarm.region_name,
+            "AlarmArn": alarm.alarm_arn,
+        })
+        for arn in actions:
+            if arn.startswith("arn:aws:sns:"):
+                _, _, _, region, account, _ = arn.split(":")
+                subject = f'{state_value}: "{alarm.name}" in {region}'[:100]
+                sns_backends[account][region].publish(message, arn=arn, subject=subject)
+
+    update_state._runs_actions = True
+    Alarm.update_state = update_state
+
+
 _glue_update_lock = threading.Lock()
 
 
@@ -547,5 +580,6 @@ def apply_moto_fixes(role_credentials: Callable[[str], dict] | None = None) -> N
     step_functions_send_no_status_change_events()
     glue_update_table_ignores_version_id()
     glue_job_runs_have_no_error_message()
+    cloudwatch_runs_no_alarm_actions()
     if role_credentials is not None:
         step_functions_tasks_ignore_the_state_machine_role(role_credentials)

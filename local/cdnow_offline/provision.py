@@ -29,7 +29,7 @@ from .template import (
 # Types that change nothing a local run can observe: moto has no alarm evaluation (and no metrics
 # offline: Powertools metrics are switched off), and nothing invokes a function through a permission.
 # Everything else, IAM included, is created in the emulator as on AWS (and IAM enforced: identities.py).
-_NOT_EMULATED = {"AWS::Lambda::Permission", "AWS::CloudWatch::Alarm"}
+_NOT_EMULATED = {"AWS::Lambda::Permission"}
 
 
 def _placeholder_zip() -> bytes:
@@ -257,6 +257,23 @@ class Provisioner:
                 TableName=table, PointInTimeRecoverySpecification=props["PointInTimeRecoverySpecification"])
         return table, {"Arn": description["TableArn"]}
 
+    def _alarm(self, stack, name, props, resource, artifacts):
+        # CloudWatch computes no metrics offline: the alarm exists with its actions, and
+        # moto_defects.cloudwatch_runs_no_alarm_actions publishes when its state is set to ALARM.
+        keys = ["AlarmDescription", "Namespace", "MetricName", "Dimensions", "Statistic", "Period",
+                "EvaluationPeriods", "Threshold", "ComparisonOperator", "TreatMissingData", "AlarmActions", "Metrics"]
+        spec = {key: props[key] for key in keys if key in props}
+        for key in ("Period", "EvaluationPeriods"):
+            if key in spec:
+                spec[key] = int(spec[key])
+        if "Threshold" in spec:
+            spec["Threshold"] = float(spec["Threshold"])
+        for metric in spec.get("Metrics", []):
+            if "MetricStat" in metric:
+                metric["MetricStat"]["Period"] = int(metric["MetricStat"]["Period"])
+        self._client("cloudwatch").put_metric_alarm(AlarmName=name, **spec)
+        return name, {"Arn": f"arn:aws:cloudwatch:{self.region}:{ACCOUNT_ID}:alarm:{name}"}
+
     def _topic(self, stack, name, props, resource, artifacts):
         attributes = {key: str(props[key]) for key in ("DisplayName", "KmsMasterKeyId") if key in props}
         arn = self._client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
@@ -339,6 +356,7 @@ _CREATORS = {
     "AWS::Lambda::Function": Provisioner._function,
     "AWS::DynamoDB::Table": Provisioner._dynamodb_table,
     "AWS::SNS::Topic": Provisioner._topic,
+    "AWS::CloudWatch::Alarm": Provisioner._alarm,
     "AWS::SNS::Subscription": Provisioner._subscription,
     "AWS::StepFunctions::StateMachine": Provisioner._state_machine,
     "AWS::Events::Rule": Provisioner._rule,

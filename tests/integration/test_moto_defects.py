@@ -186,6 +186,22 @@ SNS_EMAIL = PRELUDE + textwrap.dedent('''
         print(json.dumps({"subscriptions": seen, "email": sent}))
 ''')
 
+ALARM_ACTIONS = PRELUDE + textwrap.dedent('''
+    with mock_aws():
+        sns, sqs, cloudwatch = boto3.client("sns"), boto3.client("sqs"), boto3.client("cloudwatch")
+        topic = sns.create_topic(Name="ops")["TopicArn"]
+        queue = sqs.create_queue(QueueName="q")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        cloudwatch.put_metric_alarm(AlarmName="a", Namespace="AWS/States", MetricName="ExecutionsTimedOut",
+            Statistic="Sum", Period=300, EvaluationPeriods=1, Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold", AlarmActions=[topic])
+        cloudwatch.set_alarm_state(AlarmName="a", StateValue="ALARM", StateReason="1 execution timed out")
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        bodies = [json.loads(json.loads(m["Body"])["Message"]) for m in messages]
+        print(json.dumps({"alarms": [(b["AlarmName"], b["NewStateValue"], b["NewStateReason"]) for b in bodies]}))
+''')
+
 DENY_WITHOUT_TLS = PRELUDE + textwrap.dedent('''
     from botocore.exceptions import ClientError
     with mock_aws():
@@ -279,6 +295,12 @@ def test_iam_refuses_a_policy_without_version(mode, root):
 def test_sns_sends_no_email(mode, root):
     result = run_case(SNS_EMAIL, mode, root)
     assert result == {"subscriptions": ["email"], "email": None if mode == "defect" else ["Run r FAILED"]}
+
+
+@pytest.mark.parametrize("mode", ["defect", "fixed"])
+def test_cloudwatch_runs_no_alarm_actions(mode, root):
+    result = run_case(ALARM_ACTIONS, mode, root)
+    assert result["alarms"] == ([] if mode == "defect" else [["a", "ALARM", "1 execution timed out"]])
 
 
 # IAM enforced on a moto server in the case's process, as the emulator runs it: an administrator

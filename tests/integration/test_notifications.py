@@ -164,3 +164,22 @@ def test_a_task_past_its_timeout_seconds_fails_the_run_with_states_timeout(root,
     notification = _notification(queue)
     assert notification["Subject"] == "CDNOW run t-1 FAILED in Features"
     assert json.loads(notification["Message"])["error"] == "States.Timeout"
+
+
+def test_an_alarm_reaches_the_operations_topic_s_subscribers(stack):
+    """Issue 20, case 10: CloudWatch sets no message attributes, so on the run-complete topic a
+    "failures only" filter dropped every alarm. The alarms publish to the operations topic, where
+    every message is one; the alarm action runs offline (moto_defects.cloudwatch_runs_no_alarm_actions)."""
+    queue = subscribe_queue(stack.outputs["OperationsTopicArn"], "cdnow-it-operations")
+    cloudwatch = boto3.client("cloudwatch")
+    alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms()["MetricAlarms"]}
+    timed_out = alarms["cdnow-it-ExecutionsTimedOutAlarm"]
+    assert all(a["AlarmActions"] == [stack.outputs["OperationsTopicArn"]] for a in alarms.values())
+    assert {"cdnow-it-ExecutionsFailedAlarm", "cdnow-it-FunctionErrorsAlarm"} <= set(alarms)
+    cloudwatch.set_alarm_state(AlarmName=timed_out["AlarmName"], StateValue="ALARM",
+                               StateReason="Threshold Crossed: 1 datapoint [1.0] >= 1.0")
+    notification = _notification(queue)
+    alarm = json.loads(notification["Message"])
+    assert alarm["AlarmName"] == "cdnow-it-ExecutionsTimedOutAlarm" and alarm["NewStateValue"] == "ALARM"
+    assert alarm["AlarmDescription"].startswith("A customer analytics execution timed out")
+    assert notification["Subject"] == 'ALARM: "cdnow-it-ExecutionsTimedOutAlarm" in us-east-1'
