@@ -375,38 +375,23 @@ def check_delivery_limits(source_uri: str, max_bytes: int, max_rows: int, max_ra
     what was counted; ValueError naming the file, the limit and the figure. A plain file too small
     to hold ``max_rows`` lines is not read (its size is its uncompressed size)."""
     bucket, _, key = source_uri.removeprefix("s3://").partition("/")
-    s3 = boto3.client("s3")
-    size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    first = body.read(2)
-    gzipped = first == b"\x1f\x8b"
+    response = boto3.client("s3").get_object(Bucket=bucket, Key=key)
+    size, body = response["ContentLength"], response["Body"]
+    chunk = body.read(2)
+    gzipped = chunk == b"\x1f\x8b"
     if not gzipped and size < max_rows * MIN_LINE_BYTES:
         body.close()
         return {"compressed": False, "bytes": size, "rows": None}
     inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
-    read, produced, lines, pending = len(first), 0, 0, first
-    last = b""
+    read, produced, lines, last = 0, 0, 0, b""
     try:
-        while True:
-            new = body.read(PRECHECK_CHUNK_BYTES)
-            read += len(new)  # compressed bytes consumed so far
-            chunk, pending = pending + new, b""
-            if not chunk:
-                break
-            pieces = [chunk]
-            if inflate is not None:
-                pieces, data = [], chunk
-                while data:
-                    out = inflate.decompress(data, PRECHECK_CHUNK_BYTES)
-                    pieces.append(out)
-                    data = inflate.unconsumed_tail
-                    if not out and not data:
-                        break
-            for piece in pieces:
+        while chunk:
+            read += len(chunk)  # compressed bytes consumed so far
+            # Each piece is checked as it is produced: a bomb never expands past one piece in memory.
+            for piece in _inflated(inflate, chunk) if gzipped else (chunk,):
                 produced += len(piece)
                 lines += piece.count(b"\n")
-                if piece:
-                    last = piece[-1:]
+                last = piece[-1:] or last
                 if produced > max_bytes:
                     raise ValueError(f"{source_uri}: more than {max_bytes:,} bytes uncompressed, the stack's "
                                      "MaxDeliveryBytes; split the export into smaller files")
@@ -418,12 +403,23 @@ def check_delivery_limits(source_uri: str, max_bytes: int, max_rows: int, max_ra
                         f"{source_uri}: the gzip expands more than {max_ratio}x (to {produced:,} bytes from the "
                         f"first {read:,}), the stack's MaxCompressionRatio: a decompression bomb, or an export "
                         "far more repetitive than transactions are")
+            chunk = body.read(PRECHECK_CHUNK_BYTES)
     except zlib.error as exc:
         raise ValueError(f"{source_uri}: corrupt gzip data ({exc})") from None
     finally:
         body.close()
     rows = lines + (1 if last not in (b"", b"\n") else 0)
     return {"compressed": gzipped, "bytes": produced, "rows": rows}
+
+
+def _inflated(inflate, data: bytes):
+    """What ``data`` decompresses to, at most PRECHECK_CHUNK_BYTES a piece."""
+    while data:
+        piece = inflate.decompress(data, PRECHECK_CHUNK_BYTES)
+        if not piece:
+            return
+        yield piece
+        data = inflate.unconsumed_tail
 
 
 def with_lowercase_gz(spark: SparkSession, input_path: str, scratch_dir: str) -> str:
