@@ -9,8 +9,7 @@ from cdnow import pipeline
 from cdnow.adapters.observability import bind_run, handler, logger, metrics
 from cdnow.domain.runs import (
     DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_MAX_BAD_ROW_SHARE, DEFAULT_MAX_COMPRESSION_RATIO, DEFAULT_MAX_DELIVERY_BYTES,
-    DEFAULT_MAX_DELIVERY_ROWS, DeliveryLimits, is_replay, parse_ingest_payload, parse_replay_request,
-    parse_run_request,
+    DEFAULT_MAX_DELIVERY_ROWS, DeliveryLimits, parse_ingest_payload, parse_request,
 )
 
 EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
@@ -31,7 +30,7 @@ def lambda_handler(event, context):
         logger.info("execution ended", extra={"execution": (event.get("detail") or {}).get("executionArn"), **outcome})
         return outcome
     run_input, execution = parse_ingest_payload(event)
-    request = parse_replay_request(run_input) if is_replay(run_input) else parse_run_request(run_input)
+    request = parse_request(run_input)
     run = pipeline.ingest(
         request,
         curated_bucket=os.environ["CURATED_BUCKET"],

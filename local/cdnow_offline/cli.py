@@ -289,12 +289,7 @@ def _run(args, stack_outputs: StackOutputs) -> int:
             raise UsageError(f"input file not found: {input_file}")
     options = run_options(args)
     if args.dataset is not None:
-        from cdnow.domain.runs import InvalidRunRequest, dataset_of
-
-        try:
-            dataset_of(f"incoming/{args.dataset}/file")
-        except InvalidRunRequest as exc:
-            raise UsageError(f"--dataset: {exc}") from None
+        _check_dataset(args.dataset)
     statuses = []
 
     def ended(result) -> None:
@@ -325,15 +320,19 @@ def _run(args, stack_outputs: StackOutputs) -> int:
         input_files) else EXIT_RUN_FAILED
 
 
-def _replay(args, stack_outputs: StackOutputs, erase_customers: list[str] | None = None) -> int:
-    from cdnow.domain.runs import InvalidRunRequest, dataset_of
-
-    from .remote import replay_on_stack
+def _check_dataset(name: str) -> None:
+    from cdnow.domain.runs import InvalidRunRequest, check_dataset_name
 
     try:
-        dataset_of(f"incoming/{args.dataset}/file")
+        check_dataset_name(name)
     except InvalidRunRequest as exc:
         raise UsageError(f"--dataset: {exc}") from None
+
+
+def _replay(args, stack_outputs: StackOutputs, erase_customers: list[str] | None = None) -> int:
+    from .remote import replay_on_stack
+
+    _check_dataset(args.dataset)
     outputs = _outputs(args, stack_outputs)
     print(f"Stack {args.stack}: dataset {args.dataset}, state machine {outputs['StateMachineArn']}")
     result = replay_on_stack(outputs, args.dataset, args.out, erase_customers or [], timeout_s=args.timeout or 3600,

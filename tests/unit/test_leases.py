@@ -65,3 +65,21 @@ def test_an_expired_lease_and_a_silent_waiter_are_passed_over(table):
     later = 1000 + LEASE_S + 1
     assert take("exec-c", "2026-01-01T00:00:07.000000Z#c", now=later) is None
     assert take("exec-b", "2026-01-01T00:00:06.000000Z#b", now=later) == leases.Waiting("exec-c", 0)
+
+
+@pytest.mark.parametrize("execution_input", [
+    {"detail": {"bucket": {"name": "raw"}, "object": {"key": "incoming/shop/june.csv"}}},
+    {"bucket": "raw", "dataset": "shop", "replay": True, "erase_customers": ["42"]},  # was never released
+])
+def test_an_execution_that_ended_gives_its_dataset_back(table, execution_input):
+    import json
+
+    from cdnow import pipeline
+
+    assert take("arn:exec-a", "2026-01-01T00:00:05.000000Z#a") is None
+    assert take("arn:exec-b", "2026-01-01T00:00:06.000000Z#b") == leases.Waiting("arn:exec-a", 0)
+    ended = pipeline.execution_ended({"executionArn": "arn:exec-a", "status": "ABORTED",
+                                      "input": json.dumps(execution_input)},
+                                     pipeline.Coordination(table, lease_s=LEASE_S, wait_s=10))
+    assert ended == {"released": True, "dataset": "shop", "status": "ABORTED"}
+    assert take("arn:exec-b", "2026-01-01T00:00:06.000000Z#b") is None

@@ -19,7 +19,7 @@ from .domain.runs import (
     DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_CURRENCY, INCOMING_PREFIX, MAX_DATASET_OPTIONS_BYTES, DeliveryLimits,
     Execution,
     InvalidRunRequest, ReplayRequest, RunLayout, RunRequest, dataset_of, dataset_options_key, derive_replay_run_id,
-    derive_run_id, is_dataset_options, parse_dataset_options, parse_run_request,
+    derive_run_id, is_dataset_options, parse_dataset_options, parse_request,
 )
 from .domain.support import InsufficientData
 
@@ -106,7 +106,7 @@ def ingest(request: RunRequest | ReplayRequest, curated_bucket: str, default_hor
         leases.give_back(coordination.table, dataset, execution.id)
         return run
     # What the state machine's release step needs (the lease's key) and Publish's record shows.
-    run["lease"] = {"pk": f"dataset#{dataset}", "holder": execution.id}
+    run["lease"] = {"pk": leases.dataset_key(dataset), "holder": execution.id}
     return run
 
 
@@ -157,12 +157,13 @@ def _admit_replay(request: ReplayRequest, curated_bucket: str, default_horizon_d
 
 def execution_ended(detail: dict, coordination: Coordination) -> dict:
     """Give back the lease (and the place in the queue) of an execution that ended, from its
-    EventBridge status-change event: the one release a timed-out or aborted execution gets."""
+    EventBridge status-change event: the one release a timed-out or aborted execution gets, a
+    delivery's or a replay's alike."""
     try:
-        request = parse_run_request(json.loads(detail.get("input") or "{}"))
-        dataset = dataset_of(request.key)
+        request = parse_request(json.loads(detail.get("input") or "{}"))
+        dataset = request.dataset if isinstance(request, ReplayRequest) else dataset_of(request.key)
     except (InvalidRunRequest, ValueError):
-        return {"released": False, "reason": "the execution's input names no dataset's delivery"}
+        return {"released": False, "reason": "the execution's input names no dataset's delivery or replay"}
     if not dataset:
         return {"released": False, "reason": "not a dataset's delivery"}
     released = leases.give_back(coordination.table, dataset, detail["executionArn"])

@@ -62,8 +62,21 @@ def claim_event(table: str, event_id: str, execution: str, now: int) -> str | No
     return str(first.get("execution", "another execution"))
 
 
+def dataset_key(dataset: str) -> str:
+    """The partition of a dataset's lease and queue (the state machine's release step names it)."""
+    return f"dataset#{dataset}"
+
+
 def _queue_key(order: str) -> str:
     return f"queue#{order}"
+
+
+def _queue(items, pk: str) -> list[dict]:
+    """The dataset's waiting executions, in event-time order."""
+    return items.query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :queue)",
+        ExpressionAttributeValues={":pk": pk, ":queue": "queue#"}, ConsistentRead=True,
+    )["Items"]
 
 
 def take_turn(table: str, dataset: str, execution: str, order: str, now: int, lease_s: int,
@@ -71,15 +84,11 @@ def take_turn(table: str, dataset: str, execution: str, order: str, now: int, le
     """Take the dataset's lease for ``execution`` when it is free and no earlier delivery waits
     for it (None), or join the queue and say who is ahead (Waiting). Trying again is safe."""
     items = _table(table)
-    pk = f"dataset#{dataset}"
+    pk = dataset_key(dataset)
     items.put_item(Item={"pk": pk, "sk": _queue_key(order), "execution": execution, "seen_at": now,
                          "expires_at": now + lease_s})
-    queue = items.query(
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :queue)",
-        ExpressionAttributeValues={":pk": pk, ":queue": "queue#"}, ConsistentRead=True,
-    )["Items"]
     live = []
-    for entry in queue:
+    for entry in _queue(items, pk):
         if entry["execution"] != execution and int(entry["seen_at"]) < now - stale_s:
             _forget(items, pk, entry["sk"], entry["seen_at"])
         else:
@@ -113,20 +122,13 @@ def _forget(items, pk: str, sk: str, seen_at) -> None:
             raise
 
 
-def give_back(table: str, dataset: str, execution: str, order: str | None = None) -> bool:
+def give_back(table: str, dataset: str, execution: str) -> bool:
     """Release the dataset's lease if ``execution`` holds it (True), and its place in the queue."""
     items = _table(table)
-    pk = f"dataset#{dataset}"
-    if order is not None:
-        items.delete_item(Key={"pk": pk, "sk": _queue_key(order)})
-    else:
-        queue = items.query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :queue)",
-            ExpressionAttributeValues={":pk": pk, ":queue": "queue#"}, ConsistentRead=True,
-        )["Items"]
-        for entry in queue:
-            if entry["execution"] == execution:
-                items.delete_item(Key={"pk": pk, "sk": entry["sk"]})
+    pk = dataset_key(dataset)
+    for entry in _queue(items, pk):
+        if entry["execution"] == execution:
+            items.delete_item(Key={"pk": pk, "sk": entry["sk"]})
     try:
         items.delete_item(Key={"pk": pk, "sk": "lease"}, ConditionExpression="holder = :me",
                           ExpressionAttributeValues={":me": execution})

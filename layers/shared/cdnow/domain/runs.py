@@ -356,6 +356,17 @@ def is_replay(event: dict) -> bool:
     return isinstance(event, dict) and "replay" in event
 
 
+def parse_request(event: dict) -> RunRequest | ReplayRequest:
+    """What an execution's input asks for: a replay of a dataset, or a run of an object."""
+    return parse_replay_request(event) if is_replay(event) else parse_run_request(event)
+
+
+def check_dataset_name(name: str) -> str:
+    """The name, if it can name a dataset (a folder under incoming/); InvalidRunRequest otherwise."""
+    dataset_of(f"{INCOMING_PREFIX}{name}/file")
+    return name
+
+
 def parse_replay_request(event: dict) -> ReplayRequest:
     """The replay an execution's input asks for; InvalidRunRequest naming the field otherwise."""
     if event.get("replay") is not True:
@@ -365,7 +376,7 @@ def parse_replay_request(event: dict) -> ReplayRequest:
         raise InvalidRunRequest("a replay names the stack's raw bucket: 'bucket' is missing")
     if not isinstance(dataset, str):
         raise InvalidRunRequest("a replay names its dataset: 'dataset' is missing")
-    dataset_of(f"{INCOMING_PREFIX}{dataset}/file")  # the folder rules: InvalidRunRequest when broken
+    check_dataset_name(dataset)
     erase = event.get("erase_customers") or []
     if not (isinstance(erase, list) and all(isinstance(c, str) and c.strip() for c in erase)):
         raise InvalidRunRequest(f"erase_customers must be a list of customer ids (strings), got {erase!r:.200}")
