@@ -5,6 +5,8 @@ job's method, which the backend's calls) to hold the run at RUNNING (moto_defect
 and run the job's script on a thread, in one SparkSession kept for the whole process (a JVM per
 job costs 10-20 s), then set the run's state itself, with the error on failure
 (moto_defects.glue_job_runs_have_no_error_message returns it as Glue's `ErrorMessage`).
+The job's `Timeout` (minutes, the run's own when it gives one) is enforced as Glue does: past it
+the run is TIMEOUT, its Spark jobs are cancelled, and nothing it wrote is uploaded.
 
 Offline Spark cannot read s3:// (no hadoop-aws jar can be fetched), so the adapter stages: each
 argument naming an existing S3 object is downloaded to a staging folder, the script reads and
@@ -80,30 +82,55 @@ class LocalGlueRunner:
             return self._modules[script]
 
     def run(self, job_name: str, job_run: FakeJobRun, role: str) -> None:
-        with self._identities.acting_as(role):
-            self._run(job_name, job_run)
+        """Run the job's script on a thread of its own and end the run at its Timeout if the
+        script has not ended by then."""
+        finishing = threading.Lock()  # held while a finished script's outputs go up
+        worker = threading.Thread(target=self._run, args=(job_name, job_run, role, finishing),
+                                  name=f"glue-{job_name}-{job_run.job_run_id[:8]}", daemon=True)
+        worker.start()
+        worker.join(timeout=job_run.timeout * 60)
+        with finishing:
+            if job_run.status == "RUNNING":  # Glue's TIMEOUT: the run ends, what it wrote stays staged
+                job_run.status = "TIMEOUT"
+                job_run.completed_on = datetime.now(timezone.utc)
+                self._spark().sparkContext.cancelJobGroup(job_run.job_run_id)
 
-    def _run(self, job_name: str, job_run: FakeJobRun) -> None:
+    def _run(self, job_name: str, job_run: FakeJobRun, role: str, finishing: threading.Lock) -> None:
         staging = Path(tempfile.mkdtemp(prefix=f"{job_run.job_run_id[:12]}-", dir=self._staging_root))
         try:
-            argv = [part for key, value in job_run.arguments.items() for part in (key, str(value))]
-            staged_inputs = self._stage_inputs(job_run.arguments.values(), staging)
+            with self._identities.acting_as(role):
+                argv = [part for key, value in job_run.arguments.items() for part in (key, str(value))]
+                staged_inputs = self._stage_inputs(job_run.arguments.values(), staging)
 
-            def spark_path(uri: str) -> str:
-                bucket, key = split_s3_uri(uri)
-                # Not Path.as_uri(): it percent-encodes the '=' of run_id= folders.
-                return f"file://{staging / bucket / key}" + ("/" if uri.endswith("/") else "")
+                def spark_path(uri: str) -> str:
+                    bucket, key = split_s3_uri(uri)
+                    # Not Path.as_uri(): it percent-encodes the '=' of run_id= folders.
+                    return f"file://{staging / bucket / key}" + ("/" if uri.endswith("/") else "")
 
-            self._script(job_name).main(argv, spark=self._spark(), spark_path=spark_path)
-            self._upload_outputs(staging, staged_inputs)
-            job_run.status = "SUCCEEDED"
+                spark = self._spark()
+                # This thread's Spark jobs, so that a timeout can cancel them (PySpark pins a
+                # Python thread to a JVM thread of its own).
+                spark.sparkContext.setJobGroup(job_run.job_run_id, f"{job_name} {job_run.job_run_id}",
+                                               interruptOnCancel=True)
+                self._script(job_name).main(argv, spark=spark, spark_path=spark_path)
+                with finishing:
+                    if job_run.status != "RUNNING":
+                        return  # timed out meanwhile: nothing is uploaded
+                    self._upload_outputs(staging, staged_inputs)
+                    self._end(job_run, "SUCCEEDED")
         except Exception as exc:  # noqa: BLE001 - the failure is the job run's state, as on Glue
-            job_run.error_message = f"{type(exc).__name__}: {exc}"
-            job_run.status = "FAILED"
-            traceback.print_exception(exc, limit=-3)
+            with finishing:
+                if job_run.status == "RUNNING":
+                    traceback.print_exception(exc, limit=-3)
+                    self._end(job_run, "FAILED", f"{type(exc).__name__}: {exc}")
         finally:
-            job_run.completed_on = datetime.now(timezone.utc)
             shutil.rmtree(staging, ignore_errors=True)
+
+    @staticmethod
+    def _end(job_run: FakeJobRun, state: str, error_message: str | None = None) -> None:
+        job_run.error_message = error_message
+        job_run.completed_on = datetime.now(timezone.utc)
+        job_run.status = state
 
     @staticmethod
     def _stage_inputs(values, staging: Path) -> set[Path]:

@@ -392,6 +392,43 @@ def test_a_lambda_timeout_fails_the_run_in_that_step(stack, sample, first_run, m
     assert_catalog_unchanged(before, stack)
 
 
+def test_a_glue_job_past_its_timeout_fails_the_run_and_its_spark_work_is_cancelled(stack, sample, first_run,
+                                                                                  monkeypatch):
+    """Issue 20, case 11: the offline Glue runner enforces the job's Timeout as Glue does: the
+    run ends TIMEOUT, the state machine's Catch says so in Transform, the Spark job it was
+    running is cancelled (not left to run on), and nothing it wrote is uploaded."""
+    from moto.glue.models import glue_backends
+
+    runner = stack.emulator.glue
+    (job_name,) = runner.scripts
+    job = glue_backends[boto3.client("sts").get_caller_identity()["Account"]]["us-east-1"].jobs[job_name]
+    monkeypatch.setattr(job, "timeout", 0.1)  # minutes: 6 s (Glue's least is 1)
+    script = runner._script(job_name)
+    transform = script.transform
+
+    def stuck(spark, *args, **kwargs):
+        spark.sparkContext.parallelize([0], 1).foreach(lambda _: time.sleep(120))
+        return transform(spark, *args, **kwargs)
+
+    monkeypatch.setattr(script, "transform", stuck)
+    before = catalog()
+    started = time.monotonic()
+    (result,) = stack.drop((sample, "stuck.txt"))
+    assert time.monotonic() - started < 60
+    message = result["message"]
+    assert message["status"] == "FAILED" and message["failed_state"] == "Transform"
+    assert "timed out: it ran past the job's Timeout of" in message["cause"], message["cause"]
+    tracker = runner._spark().sparkContext.statusTracker()
+    deadline = time.monotonic() + 30
+    while tracker.getActiveJobsIds():
+        assert time.monotonic() < deadline, "the timed-out run's Spark job was not cancelled"
+        time.sleep(0.5)
+    run_id = message["run"]["run_id"]
+    # The failed run's manifest is all it leaves (under runs/, as every failed run's).
+    assert [key for key in objects_under(stack.curated, "") if run_id in key] == [f"runs/run_id={run_id}/manifest.json"]
+    assert_catalog_unchanged(before, stack)
+
+
 @pytest.mark.parametrize("step, state", [("segment", "Segment"), ("value", "Value")])
 def test_each_model_branch_catches_its_own_failure(stack, sample, first_run, monkeypatch, step, state):
     """Issue 20, case 11: the Catch of the Segment and Value branches (Churn's: above), each

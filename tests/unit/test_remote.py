@@ -58,6 +58,11 @@ def test_failure_from_the_catch_step_or_else_the_execution():
     assert refused["run_id"] is None and refused["cause"] == "InvalidRunRequest: empty"
     assert run_folder(Path("out"), refused, execution["executionArn"]) == Path("out/no-run-abc-123")
     assert failure_summary(execution, {})["error"] == "RunFailed"
+    timed_out = json.dumps({"Id": "jr_2", "JobRunState": "TIMEOUT", "Timeout": 60, "ExecutionTime": 3601})
+    summary = failure_summary(execution, {"Transform failed": {
+        "failed_state": "Transform", "error": {"Error": "States.TaskFailed", "Cause": timed_out}, "run": {}}})
+    assert summary["cause"] == ("Glue job run jr_2 timed out: it ran past the job's Timeout of 60 minutes "
+                                "(the template's TransformJob Timeout)")
 
 
 def test_region_names_the_region_of_the_stack_s_calls(monkeypatch, capsys):

@@ -165,15 +165,20 @@ def run_complete_message(summary: Mapping[str, Any], report: Mapping[str, Any] |
 def readable_cause(cause: str | None) -> str | None:
     """An error's cause as a person reads it: a Lambda error's cause is its JSON error payload
     (type, message and the stack trace): keep the type and message; a failed Glue job run's is
-    the job run: keep its error message; any other cause is kept as it is."""
+    the job run: keep its error message, or say how it ended; any other cause is kept as it is."""
     try:
         payload = json.loads(cause or "")
     except ValueError:
         return cause
     if isinstance(payload, dict) and "errorMessage" in payload:
         return f"{payload.get('errorType')}: {payload['errorMessage']}"
-    if isinstance(payload, dict) and "ErrorMessage" in payload:  # a failed Glue job run
-        return f"Glue job run {payload.get('Id')}: {payload['ErrorMessage']}"
+    if isinstance(payload, dict) and ("JobRunState" in payload or "ErrorMessage" in payload):  # a Glue job run
+        if payload.get("ErrorMessage"):
+            return f"Glue job run {payload.get('Id')}: {payload['ErrorMessage']}"
+        if payload.get("JobRunState") == "TIMEOUT":
+            return (f"Glue job run {payload.get('Id')} timed out: it ran past the job's Timeout of "
+                    f"{payload.get('Timeout')} minutes (the template's TransformJob Timeout)")
+        return f"Glue job run {payload.get('Id')} ended {payload.get('JobRunState')}"
     return cause
 
 
