@@ -64,6 +64,12 @@ REASONS = (
 # no infinity reaches the models.
 MAX_LINE_QUANTITY = 1_000_000
 MAX_LINE_AMOUNT = 1_000_000_000.0
+# Decimals a line amount keeps (--amount_decimals, the currency's minor unit: Ingest passes it;
+# this default is layers' currency_decimals(DEFAULT_CURRENCY), by a test). A line amount, or a
+# unit price times its quantity, is rounded half up to it once, as an invoice line is; the
+# summary counts the lines it changed (rounded_amounts).
+DEFAULT_AMOUNT_DECIMALS = 2
+MAX_AMOUNT_DECIMALS = 4
 
 # Limits of one delivery: the template's MaxDeliveryBytes, MaxDeliveryRows, MaxCompressionRatio
 # (Ingest passes them as job arguments; these defaults equal layers' runs.DEFAULT_MAX_DELIVERY_*).
@@ -715,6 +721,7 @@ def parse_transactions(
     max_date: date,
     date_order: DateOrder = DateOrder(),
     latest_date: date | None = None,
+    amount_decimals: int = DEFAULT_AMOUNT_DECIMALS,
 ) -> DataFrame:
     """Typed rows with a ``reason`` (null when the row is accepted) from ``record_fields``.
 
@@ -722,7 +729,8 @@ def parse_transactions(
     expressions decide validity, and every cast runs only on text they accepted, so ANSI mode
     cannot fail the job on a bad row. A row dated after ``latest_date`` is ``date_in_future``.
     A negative quantity or a cancelled order (``CANCELLATION_PREFIX``) makes the row a return:
-    accepted with a negative quantity and amount."""
+    accepted with a negative quantity and amount. The amount is kept to ``amount_decimals``
+    (``amount_rounded`` says the rounding changed it)."""
     date_digits = F.col("date_text")
     if fmt.separator is not None:
         # ISO dates and date-times: the day is the date as written (a time and zone are dropped);
@@ -779,6 +787,19 @@ def parse_transactions(
     # A negative amount is a return's; on a sale, or as a unit price, it is no valid amount.
     amount_is_valid = money_is_number & ((money >= 0) | (F.col("is_return") & F.lit(not fmt.unit_price)))
     line_amount = F.abs(money) * F.abs(quantity) if fmt.unit_price else F.abs(money)
+    # Rounded in decimal arithmetic where the figure fits (a double's 2.55 x 6 is 15.2999...,
+    # its 1.115 x 3 rounds to 3.34): an amount of at most 12 integer digits and 8 decimals times
+    # a quantity inside its bound. Past that (an amount out of range anyway, or more than 8
+    # decimals) the double is rounded.
+    exact_money = F.when(F.col("money_text").rlike(r"^-?(\d{1,12}(\.\d{0,8})?|\.\d{1,8})$"),
+                         F.col("money_text").cast("decimal(20,8)"))
+    exact_amount = F.abs(exact_money)
+    if fmt.unit_price:
+        exact_amount = F.when(F.abs(quantity) <= MAX_LINE_QUANTITY,
+                              exact_amount * F.abs(quantity).cast("decimal(7,0)"))
+    kept_exact = F.round(exact_amount, amount_decimals)
+    kept_amount = F.coalesce(kept_exact.cast("double"), F.round(line_amount, amount_decimals))
+    amount_rounded = F.coalesce(kept_exact != exact_amount, kept_amount != line_amount)
     future = F.lit(False) if latest_date is None else F.col("order_date") > F.lit(latest_date)
     reason = (
         F.when(F.col("is_blank"), "blank_line")
@@ -802,10 +823,11 @@ def parse_transactions(
         "customer_id",
         "order_date",
         (F.abs(quantity) * sign).alias("quantity"),
-        F.when(amount_is_valid, line_amount * sign).alias("amount"),
+        F.when(amount_is_valid, kept_amount * sign).alias("amount"),
         "is_return",
         "order_id",
         reason.alias("reason"),
+        F.coalesce(amount_is_valid & amount_rounded, F.lit(False)).alias("amount_rounded"),
         F.lit(source_uri).alias("source_uri"),
     )
 
@@ -824,6 +846,7 @@ def transform(
     column_mapping: dict[str, str] | None = None,
     date_order: str | None = None,
     last_modified_date: date | None = None,
+    amount_decimals: int = DEFAULT_AMOUNT_DECIMALS,
 ) -> dict:
     """Read, validate and write one input file; the run summary, or ValueError for a bad file.
 
@@ -833,7 +856,8 @@ def transform(
         return _transform(spark, input_path, transactions_path, quarantine_path, run_id=run_id,
                           source_uri=source_uri, min_date=min_date, max_date=max_date,
                           max_bad_share=max_bad_share, column_mapping=column_mapping,
-                          date_order=date_order, last_modified_date=last_modified_date)
+                          date_order=date_order, last_modified_date=last_modified_date,
+                          amount_decimals=amount_decimals)
     except Py4JJavaError as exc:
         # The JVM could not read the file (a truncated .gz, a damaged parquet footer): say so
         # with the file's name and the innermost Java cause, not a page of stack trace.
@@ -848,7 +872,8 @@ def _java_cause(exc: Py4JJavaError) -> str:
 
 
 def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id, source_uri,
-               min_date, max_date, max_bad_share, column_mapping, date_order, last_modified_date) -> dict:
+               min_date, max_date, max_bad_share, column_mapping, date_order, last_modified_date,
+               amount_decimals) -> dict:
     container = sniff(read_head(spark, input_path), source_uri)
     if container == GZIP:
         # Beside the run's outputs (its prefix), never in the raw bucket.
@@ -877,7 +902,8 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
     order = date_order_of(fields, source_uri, date_order) if fmt.separator is not None else DateOrder()
     latest_date = None if last_modified_date is None else last_modified_date + timedelta(days=1)
     parsed = parse_transactions(spark, fields, fmt, source_uri, min_date, max_date,
-                                date_order=order, latest_date=latest_date).cache()
+                                date_order=order, latest_date=latest_date,
+                                amount_decimals=amount_decimals).cache()
     accepted_row = F.col("reason").isNull()
     try:
         # One pass fills the cache and gives every count and the date span; both writes then
@@ -890,6 +916,7 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
             F.min(accepted_date).alias("first_order_date"),
             F.max(accepted_date).alias("last_order_date"),
             F.count_if(accepted_row & (F.col("amount") == 0)).alias("zero_amount"),
+            F.count_if(accepted_row & F.col("amount_rounded")).alias("rounded_amounts"),
             F.count_if(returned).alias("return_lines"),
             F.sum(F.when(returned, -F.col("amount"))).alias("returned_amount"),
             *[F.count_if(F.col("reason") == reason).alias(reason) for reason in REASONS + EXCLUSIONS],
@@ -902,7 +929,7 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
         accepted = counts.accepted
         by_reason = {reason: counts[reason] for reason in REASONS if counts[reason]}
         excluded = {reason: counts[reason] for reason in EXCLUSIONS if counts[reason]}
-        excluded_amount = {reason: round(counts[f"{reason}_amount"] or 0.0, 2) for reason in excluded}
+        excluded_amount = {reason: round(counts[f"{reason}_amount"] or 0.0, amount_decimals) for reason in excluded}
         quarantined = sum(by_reason.values())
         read = accepted + sum(excluded.values()) + quarantined
         log.info(
@@ -975,8 +1002,10 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
         "quarantined": quarantined,
         "by_reason": by_reason,
         "return_lines": counts.return_lines,
-        "returned_amount": round(counts.returned_amount or 0.0, 2),
+        "returned_amount": round(counts.returned_amount or 0.0, amount_decimals),
         "zero_amount_rows": counts.zero_amount,
+        "amount_decimals": amount_decimals,
+        "rounded_amounts": counts.rounded_amounts,
         "multi_line_records": multi_line_records,
         "identical_rows": identical,
         "first_order_date": _iso(counts.first_order_date),
@@ -1031,11 +1060,14 @@ def parse_args(argv: Sequence[str]) -> dict:
         "max_delivery_bytes": _argument(given, "max_delivery_bytes", int, DEFAULT_MAX_DELIVERY_BYTES),
         "max_delivery_rows": _argument(given, "max_delivery_rows", int, DEFAULT_MAX_DELIVERY_ROWS),
         "max_compression_ratio": _argument(given, "max_compression_ratio", int, DEFAULT_MAX_COMPRESSION_RATIO),
+        "amount_decimals": _argument(given, "amount_decimals", int, DEFAULT_AMOUNT_DECIMALS),
     }
     if args["min_date"] > args["max_date"]:
         raise ValueError(f"--min_date {args['min_date']} is after --max_date {args['max_date']}")
     if not 0.0 <= args["max_bad_share"] <= 1.0:
         raise ValueError(f"--max_bad_share must be between 0 and 1, got {args['max_bad_share']}")
+    if not 0 <= args["amount_decimals"] <= MAX_AMOUNT_DECIMALS:
+        raise ValueError(f"--amount_decimals must be between 0 and {MAX_AMOUNT_DECIMALS}, got {args['amount_decimals']}")
     return args
 
 
@@ -1094,6 +1126,7 @@ def main(
         column_mapping=args["column_mapping"],
         date_order=args["date_order"],
         last_modified_date=args["last_modified_date"],
+        amount_decimals=args["amount_decimals"],
     )
     bucket, _, prefix = run_prefix.removeprefix("s3://").partition("/")
     boto3.client("s3").put_object(

@@ -63,6 +63,7 @@ def test_ingest_derives_a_stable_run_and_writes_its_manifest(stack, root, ingest
         "--run_id": ingested["run_id"], "--input_uri": ingested["input_uri"],
         "--run_prefix": ingested["run_prefix"], "--max_bad_share": "0.05", "--column_mapping": "null",
         "--last_modified_date": head["LastModified"].astimezone(dt.timezone.utc).date().isoformat(),
+        "--amount_decimals": "2",
         # The stack's delivery limits (template parameters, through Ingest's environment).
         "--max_delivery_bytes": "20000000000", "--max_delivery_rows": "100000000", "--max_compression_ratio": "100",
     }
@@ -102,6 +103,9 @@ def test_options_on_the_upload_reach_the_run_and_a_bad_one_fails_ingest_naming_i
     # A hand-started execution's option wins over the upload's.
     direct, _ = invoke("IngestFunction", {"bucket": raw, "key": "incoming/with-options.txt", "churn_horizon_days": 30})
     assert direct["churn_horizon_days"] == 30 and direct["currency"] == "GBP"
+    # The amounts keep the currency's minor unit: yen have none.
+    yen, _ = invoke("IngestFunction", {"bucket": raw, "key": "incoming/with-options.txt", "currency": "jpy"})
+    assert yen["currency"] == "JPY" and yen["transform_arguments"]["--amount_decimals"] == "0"
 
     future, _ = invoke("IngestFunction", {"bucket": raw, "key": "incoming/with-options.txt",
                                           "analysis_date": "2099-01-01"})

@@ -133,6 +133,13 @@ def test_excluded_and_returned_amounts_in_the_run_s_currency(summary, svgs):
     assert "12 lines, \u00a3310.50" in text and "-\u00a342.25 netted" in text and "$" not in text
 
 
+def test_rounded_line_amounts_are_said_with_the_decimals_kept(summary, svgs):
+    html = render({**summary, "rows": {**summary["rows"], "rounded_amounts": 1234},
+                   "input_reading": {**(summary.get("input_reading") or {}), "amount_decimals": 2}}, svgs)
+    assert "1,234 line amounts had more than 2 decimals (the currency's minor unit)" in html
+    assert "line amounts had more" not in render(summary, svgs)
+
+
 def test_a_currency_that_is_no_iso_code_is_refused(summary, svgs):
     with pytest.raises(ValueError, match="ISO 4217"):
         render({**summary, "currency": "<b>GBP</b>"}, svgs)

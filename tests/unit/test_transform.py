@@ -134,6 +134,8 @@ def test_master_rows_are_typed_and_numbered(spark, tmp_path):
         "return_lines": 0,
         "returned_amount": 0.0,
         "zero_amount_rows": 0,
+        "amount_decimals": 2,
+        "rounded_amounts": 0,
         "multi_line_records": 0,
         "identical_rows": 0,
         "first_order_date": "1997-01-01",
@@ -385,6 +387,7 @@ def test_parse_args_ignores_glue_system_arguments():
         "max_delivery_bytes": 20_000_000_000,
         "max_delivery_rows": 100_000_000,
         "max_compression_ratio": 100,
+        "amount_decimals": 2,
     }
     mapped = parse_args(["--run_id", "r", "--input_uri", "s3://raw/k", "--run_prefix", "s3://c/r/",
                          "--column_mapping", '{"customer_id": "Kunde"}'])
@@ -604,3 +607,39 @@ def test_the_limits_defaults_are_the_layer_s():
 
     for name in ("DEFAULT_MAX_DELIVERY_BYTES", "DEFAULT_MAX_DELIVERY_ROWS", "DEFAULT_MAX_COMPRESSION_RATIO"):
         assert getattr(cdnow_transform, name) == getattr(runs, name), name
+
+
+def test_amounts_keep_the_currency_s_decimals_rounded_once_per_line_in_decimal(spark, tmp_path):
+    """Issue 20: an amount keeps the currency's minor unit (--amount_decimals, 2 by default): a
+    unit price times its quantity is rounded half up once, in decimal (a double's 2.55 x 6 is
+    15.2999..., its 1.115 x 3 would round down), and the lines whose amount the rounding
+    changed are counted."""
+    content = ("Invoice,InvoiceDate,Quantity,Price,Customer ID\n"
+               "1,2010-12-01,6,2.55,17850\n"  # 15.30: no rounding, whatever the double says
+               "2,2010-12-01,3,1.115,17850\n"  # 3.345 -> 3.35
+               "3,2010-12-01,1,0.125,17851\n"  # 0.125 -> 0.13
+               "4,2010-12-01,8,0.125,17851\n"  # 1.000: exact
+               "C5,2010-12-02,-1,1.234,17851\n")  # a return of 1.234 -> -1.23
+    summary, transactions, _ = run_transform(spark, tmp_path, content, name="lines.csv")
+    assert [r["amount"] for r in rows(transactions)] == [15.3, 3.35, 0.13, 1.0, -1.23]
+    assert (summary["amount_decimals"], summary["rounded_amounts"], summary["returned_amount"]) == (2, 3, 1.23)
+
+    summary, transactions, _ = run_transform(spark, tmp_path, content, name="yen.csv", amount_decimals=0)
+    assert [r["amount"] for r in rows(transactions)] == [15.0, 3.0, 0.0, 1.0, -1.0]
+    assert summary["rounded_amounts"] == 4
+    # An amount beyond the decimal arithmetic's reach (more than 8 decimals) is rounded too.
+    lines = "customer_id,date,quantity,amount\n7,1997-01-01,1,11.770000000001\n7,1997-01-02,1,2.5\n"
+    summary, transactions, _ = run_transform(spark, tmp_path, lines, name="long.csv")
+    assert [r["amount"] for r in rows(transactions)] == [11.77, 2.5] and summary["rounded_amounts"] == 1
+
+
+def test_amount_decimals_argument_is_bounded_and_its_default_is_the_layer_s():
+    import cdnow_transform
+    from cdnow.domain import runs
+
+    assert cdnow_transform.DEFAULT_AMOUNT_DECIMALS == runs.currency_decimals(runs.DEFAULT_CURRENCY) == 2
+    assert (runs.currency_decimals("jpy"), runs.currency_decimals("KWD"), runs.currency_decimals("EUR")) == (0, 3, 2)
+    base = ["--run_id", "r", "--input_uri", "s3://b/incoming/k", "--run_prefix", "s3://c/runs/r/"]
+    assert parse_args(base + ["--amount_decimals", "3"])["amount_decimals"] == 3
+    with pytest.raises(ValueError, match="--amount_decimals must be between 0 and 4, got 7"):
+        parse_args(base + ["--amount_decimals", "7"])

@@ -18,7 +18,7 @@ from .adapters import leases, storage
 from .domain.runs import (
     DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_CURRENCY, INCOMING_PREFIX, MAX_DATASET_OPTIONS_BYTES, DeliveryLimits,
     Execution,
-    InvalidRunRequest, ReplayRequest, RunLayout, RunRequest, dataset_of, dataset_options_key, derive_replay_run_id,
+    InvalidRunRequest, ReplayRequest, RunLayout, RunRequest, currency_decimals, dataset_of, dataset_options_key, derive_replay_run_id,
     derive_run_id, is_dataset_options, parse_dataset_options, parse_request,
 )
 from .domain.support import InsufficientData
@@ -27,9 +27,9 @@ from .domain.support import InsufficientData
 TRANSACTION_COLUMNS = ["customer_id", "order_date", "quantity", "amount", "is_return", "order_id"]
 # What the Transform counted that the run summary, the notification and the report show.
 ROW_COUNTS = ("read", "accepted", "excluded", "excluded_amount", "quarantined", "by_reason", "return_lines",
-              "returned_amount", "zero_amount_rows", "identical_rows", "multi_line_records")
+              "returned_amount", "zero_amount_rows", "rounded_amounts", "identical_rows", "multi_line_records")
 # How the Transform read the file.
-INPUT_READING = ("format", "columns", "amount_from", "money_reading", "order_ids", "date_order",
+INPUT_READING = ("format", "columns", "amount_from", "money_reading", "amount_decimals", "order_ids", "date_order",
                  "date_order_decided_by")
 TABLES = ("customer_features", "customer_segments", "segment_profiles", "churn_scores", "customer_value",
           "model_metrics")
@@ -234,6 +234,7 @@ def _admit(request: RunRequest, curated_bucket: str, default_horizon_days: int, 
             "--max_bad_share": repr(float(max_bad_share)),
             "--column_mapping": json.dumps(options.get("column_mapping")),
             "--last_modified_date": last_modified_day,
+            "--amount_decimals": str(currency_decimals(settings["currency"])),
             **limits.job_arguments(),
         },
     }

@@ -21,6 +21,22 @@ INCOMING_PREFIX = "incoming/"
 DEFAULT_CHURN_HORIZON_DAYS = 180
 DEFAULT_MAX_BAD_ROW_SHARE = 0.05
 DEFAULT_CURRENCY = "USD"
+# Decimals an amount keeps: the currency's minor unit (ISO 4217), 2 unless listed here. The
+# Transform rounds each line amount to it (half up; a unit price times a quantity is rounded
+# once, as an invoice line is), so no sum carries fractions of a cent. The Glue script's
+# DEFAULT_AMOUNT_DECIMALS is DEFAULT_CURRENCY's, by a test.
+CURRENCY_DECIMALS = {
+    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
+                     "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    **dict.fromkeys(("CLF", "UYW"), 4),
+}
+
+
+def currency_decimals(currency: str) -> int:
+    """The decimals an amount in ``currency`` keeps (its ISO 4217 minor unit)."""
+    return CURRENCY_DECIMALS.get(currency.upper(), 2)
+
 # Limits of one delivery (template parameters MaxDeliveryBytes, MaxDeliveryRows,
 # MaxCompressionRatio; the Glue script's DEFAULT_MAX_DELIVERY_* are the same, by a test): a file
 # past one fails its run, naming the limit, before Spark reads it.

@@ -305,6 +305,10 @@ def _data_quality(summary: dict, examples: Sequence[Mapping[str, Any]]) -> str:
     reading = summary.get("input_reading") or {}
     if reading.get("money_reading"):
         notes.append(f"Money: {_e(reading['money_reading'])}.")
+    if rows.get("rounded_amounts"):
+        notes.append(f"{fmt.count(rows['rounded_amounts'])} line amounts had more than "
+                     f"{reading.get('amount_decimals')} decimals (the currency's minor unit): each was rounded "
+                     "half up to it, once per line.")
     if reading.get("date_order"):
         notes.append(f"Slashed dates read {_e(reading['date_order'].replace('_', ' '))} "
                      f"(decided by the {_e(reading.get('date_order_decided_by') or 'data')}).")
