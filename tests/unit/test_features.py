@@ -69,7 +69,7 @@ def test_every_feature_by_hand():
     assert a["avg_days_between_purchases"] == 15.0  # (01-31 - 01-01) / 2 = 30 / 2
     assert a["frequency"] == 2
     assert a["recency"] == 30                # 01-31 - 01-01
-    assert a["T"] == 31
+    assert a["T"] == 30                      # 01-31 (the window's last day) - 01-01
 
     b = features.loc["B"]
     # B: two identical rows on 01-05 (1, 12.00): two orders, one purchase day, one-time buyer.
@@ -85,7 +85,7 @@ def test_every_feature_by_hand():
     assert math.isnan(b["avg_days_between_purchases"])  # no interval: NaN, never 0
     assert b["frequency"] == 0
     assert b["recency"] == 0
-    assert b["T"] == 27
+    assert b["T"] == 26                      # 01-31 - 01-05
 
     d = features.loc["D"]
     # D: one row on 01-20 (2, 30.00).
@@ -94,7 +94,8 @@ def test_every_feature_by_hand():
     assert d["orders"] == 1
     assert d["monetary_total"] == 30.00
     assert d["quantity_total"] == 2
-    assert d["tenure_days"] == d["T"] == 12
+    assert d["tenure_days"] == 12
+    assert d["T"] == 11                      # 01-31 - 01-20: tenure_days - 1
     assert d["recency"] == 0
     assert math.isnan(d["avg_days_between_purchases"])
 
@@ -120,11 +121,11 @@ def test_whole_table_by_hand():
     # Every column of every customer of tiny_transactions (see test_every_feature_by_hand).
     # Columns: id, first, last, recency_days, purchase_days, repeat_purchases, orders,
     # monetary_total, monetary_avg_per_purchase, quantity_total, tenure_days,
-    # avg_days_between_purchases, frequency, recency, T.
+    # avg_days_between_purchases, frequency, recency, T (= tenure_days - 1).
     expected = expected_table([
-        ("A", "1997-01-01", "1997-01-31", 1, 3, 2, 4, 35.75, 35.75 / 3, 7, 31, 15.0, 2, 30, 31),
-        ("B", "1997-01-05", "1997-01-05", 27, 1, 0, 2, 24.00, 24.00, 2, 27, NAN, 0, 0, 27),
-        ("D", "1997-01-20", "1997-01-20", 12, 1, 0, 1, 30.00, 30.00, 2, 12, NAN, 0, 0, 12),
+        ("A", "1997-01-01", "1997-01-31", 1, 3, 2, 4, 35.75, 35.75 / 3, 7, 31, 15.0, 2, 30, 30),
+        ("B", "1997-01-05", "1997-01-05", 27, 1, 0, 2, 24.00, 24.00, 2, 27, NAN, 0, 0, 26),
+        ("D", "1997-01-20", "1997-01-20", 12, 1, 0, 1, 30.00, 30.00, 2, 12, NAN, 0, 0, 11),
     ])
     got = customer_features(tiny_transactions(), ANALYSIS_DATE)
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12)
@@ -154,12 +155,13 @@ def test_same_day_orders_and_one_time_buyers_by_hand():
     # R: purchase days 01-03 (2 orders, $12.50, qty 2), 01-13 (1 order, $80.00, qty 4),
     #    01-23 (2 orders, $4.00, qty 3): 3 purchase days, 5 orders, $96.50, qty 9;
     #    recency_days 02-01 - 01-23 = 9, tenure 02-01 - 01-03 = 29, recency 01-23 - 01-03 = 20,
+    #    T 01-31 - 01-03 = 28 (to the window's last day),
     #    average gap 20 / 2 = 10 days, $96.50 / 3 per purchase day.
     # S: three orders on 01-10 only: one purchase day (a one-time buyer), 3 orders, $12.25,
-    #    qty 6; recency_days = tenure = T = 02-01 - 01-10 = 22; no gap: NaN, frequency 0.
+    #    qty 6; recency_days = tenure = 02-01 - 01-10 = 22, T = 21; no gap: NaN, frequency 0.
     expected = expected_table([
-        ("R", "1997-01-03", "1997-01-23", 9, 3, 2, 5, 96.50, 96.50 / 3, 9, 29, 10.0, 2, 20, 29),
-        ("S", "1997-01-10", "1997-01-10", 22, 1, 0, 3, 12.25, 12.25, 6, 22, NAN, 0, 0, 22),
+        ("R", "1997-01-03", "1997-01-23", 9, 3, 2, 5, 96.50, 96.50 / 3, 9, 29, 10.0, 2, 20, 28),
+        ("S", "1997-01-10", "1997-01-10", 22, 1, 0, 3, 12.25, 12.25, 6, 22, NAN, 0, 0, 21),
     ])
     got = customer_features(same_day_transactions(), ANALYSIS_DATE)
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12)
@@ -181,7 +183,7 @@ def test_default_window_includes_last_day():
     assert features.loc["A", "monetary_total"] == 135.74
     assert features.loc["A", "purchase_days"] == 4
     assert features.loc["A", "recency"] == 31   # 02-01 - 01-01
-    assert features.loc["A", "T"] == 41         # 02-11 - 01-01
+    assert features.loc["A", "T"] == 40         # 02-10 (the last day) - 01-01
 
 
 def test_date_objects_and_row_order_do_not_matter():
@@ -294,3 +296,14 @@ def test_a_window_with_only_returns_gives_an_empty_table_and_counts_them():
     transactions = order_lines([("R", "1997-01-07", -2, -4.00, True, "C1")])
     features = customer_features(transactions, ANALYSIS_DATE)
     assert features.empty and features.attrs["customers_without_purchase"] == 1
+
+
+def test_a_log_joined_from_pieces_gives_the_same_features():
+    # pd.concat keeps each piece's text column as one chunk of an arrow array: the customer
+    # codes failed on it ('ChunkedArray' object has no attribute 'dictionary').
+    transactions = tiny_transactions()
+    transactions["customer_id"] = transactions["customer_id"].astype("str")
+    half = len(transactions) // 2
+    joined = pd.concat([transactions.iloc[:half], transactions.iloc[half:]], ignore_index=True)
+    pd.testing.assert_frame_equal(customer_features(joined, ANALYSIS_DATE),
+                                  customer_features(transactions, ANALYSIS_DATE))
