@@ -20,8 +20,9 @@ Leakage guards (``LeakageError``, a ``ValueError``)
       the model would only learn the threshold back.
     - ``check_features_as_of`` verifies that a feature table was computed as of a given day
       (no purchase on or after it; recency_days and tenure_days measured to it). It runs on the
-      training features (as of the cutoff) and on the scoring features (as of the analysis
-      date), so no model input can come from the label window.
+      training features (as of the cutoff), on the back-test's (a horizon earlier) and on the
+      scoring features (as of the analysis date), so no model input can come from a label
+      window.
 
 Model inputs (``CHURN_INPUTS``, all from the customer_features table at the cutoff)
     log1p of recency_days, purchase_days, orders, monetary_total, monetary_avg_per_purchase,
@@ -31,31 +32,92 @@ Model inputs (``CHURN_INPUTS``, all from the customer_features table at the cuto
     them. Gradient boosting takes the NaN natively; the logistic regression imputes the
     training mean, and one_time_buyer carries the difference.
 
-Candidates, selection, calibration
-    - ``logistic_regression``: mean imputation, StandardScaler, LogisticRegression (L2,
-      C=1); its coefficients are per standard deviation of each input.
-    - ``hist_gradient_boosting``: HistGradientBoostingClassifier(max_iter=50,
+    Inputs that grow with calendar time are clipped to the training range. Scoring happens
+    horizon_days after the cutoff, so every customer's tenure_days is horizon_days larger than
+    at training, and a lapsed customer's recency_days too: on CDNOW (a single cohort, everyone
+    joined in Q1 1997) every scoring tenure (463..546 days) lies above the training range
+    (283..366), and in the back-test 73% of the scoring recencies lie above theirs. The first
+    step of both candidates, ``ClipToTrainingRange``, clips every input to the [min, max] it
+    had in the rows the model was fitted on (NaN stays NaN), so scoring (and the back-test's,
+    and a cross-validation fold's) never asks a model to extrapolate; the drivers read the
+    same clipped inputs. Trees were constant beyond their last split anyway; for the logistic
+    regression this is a choice with a measured cost: unclipped, its tenure slope within the
+    Q1 1997 cohort (+0.09 log-odds per sd, 23 days) extrapolated over 180 days (7.7 sd) added
+    0.7 log-odds to everyone, which happened to track the cohort's ageing (back-test predicted
+    churn rate 0.778 for an actual 0.773; clipped 0.704; ROC AUC 0.807 vs 0.805). That was a
+    cross-sectional slope (join month) read as a trend over calendar time; nothing makes it
+    hold elsewhere. Clipped, the model ranks as well as it did and does not invent a trend it
+    never saw; the back-test shows how much the base rate drifts in one horizon.
+
+    BTYD candidate inputs (logit of the BG/NBD's P(no purchase in the horizon) and of
+    P(alive), ``clv``) were measured and left out: +0.001 CV ROC AUC for the logistic
+    regression on CDNOW master, within one fold sd (0.008), for two more model fits per
+    feature table.
+
+Candidates, cross-validation, selection, calibration
+    - ``logistic_regression``: clipping, mean imputation, StandardScaler, LogisticRegression
+      (L2, C=1); its coefficients are per standard deviation of each input.
+    - ``hist_gradient_boosting``: clipping, HistGradientBoostingClassifier(max_iter=50,
       learning_rate=0.1, max_depth=3, min_samples_leaf=200, early_stopping=False): fixed
       settings, no tuning loop (on CDNOW, 100 trees at 0.05 or depth 4 scored the same CV
       PR-AUC within 0.001, and cost more).
-    The training window's customers are split, stratified on the label, into a training part
-    and a held-out validation part (``validation_size``, default 25%). On the training part,
-    StratifiedKFold(``cv_folds``=5, shuffled) gives out-of-fold probabilities for both
-    candidates on the same folds; the candidate with the higher mean fold PR-AUC is kept (ties:
-    logistic regression). The kept model is refitted on the whole training part and calibrated
-    with a sigmoid (Platt) map fitted on its out-of-fold probabilities, so the calibrator never
-    sees a probability from a model fitted on the same row. Sigmoid rather than isotonic:
-    Platt's map is monotone, so it keeps the model's ranking (ROC-AUC, PR-AUC and lift are the
+    There is no fixed validation split any more. A single 25% split was one draw among many:
+    on CDNOW master its ROC AUC (0.793) sat at the minimum of the recency rule's 200 random
+    splits (mean 0.796, sd 0.006). Every figure is now out of fold over the whole training
+    window: StratifiedKFold(``cv_folds``=5, shuffled with ``random_state``), the same folds
+    for both candidates and every baseline.
+    Each candidate gets out-of-fold probabilities that are calibrated out of fold too
+    (nested): the model for outer fold k is fitted on the other folds, and its Platt map on
+    inner out-of-fold probabilities of the neighbouring folds k - 1 and k + 1, from models
+    fitted without fold k (``_nested_out_of_fold``; 2k fits per candidate). Neither the model
+    nor its calibrator ever saw the customers it is measured on.
+    Selection: the candidate with the lower mean fold log loss of those calibrated
+    probabilities, ties to the logistic regression. Log loss is a proper scoring rule on the
+    probabilities the run publishes (its risk bands are thresholds on them), and unlike PR
+    AUC at a 77% base rate it is far from saturated. A tie is a difference that a one-sided
+    corrected resampled t-test on the paired fold log losses (Nadeau and Bengio 2003, 5%)
+    does not find: on CDNOW master the candidates differ by ~0.0005 (HGB 0.4085, logistic
+    regression 0.4090, fold sd 0.007), and with a plain one-standard-error rule the choice
+    flipped between them with the fold seed; with the test it is the logistic regression for
+    every seed tried (0..5).
+    The kept model is refitted on the whole window and calibrated with a sigmoid (Platt) map
+    fitted on its outer out-of-fold probabilities, so the calibrator never sees a probability
+    from a model fitted on the same row. Sigmoid rather than isotonic: Platt's map is
+    monotone, so it keeps the model's ranking (ROC-AUC, PR-AUC and lift per fold are the
     uncalibrated model's); on CDNOW isotonic did not lower the Brier score and its ties cost
-    ~0.003 PR-AUC. Every figure in ``metrics`` is measured on the validation part.
-    Everything takes ``random_state`` (default 0): same input, same output.
+    ~0.003 PR-AUC. Everything takes ``random_state`` (default 0): same input, same output.
 
-    Large inputs: the cross-validated steps (model selection and the calibrator's out-of-fold
-    probabilities) use a stratified subsample of at most ``max_cv_rows`` customers (default
-    100,000; CDNOW's 23,570 are never subsampled). The models themselves are always fitted on
-    all the rows of their part. CDNOW master repeated 100 times under new ids (2.36 M customers,
-    7 M rows): ~30 s and 1.9 GB peak RSS (0.55 GB of it the input), on 2 busy cores; the peak
-    is customer_features' sort of the 7 M rows.
+    Large inputs: the cross-validated steps (the candidates' nested out-of-fold
+    probabilities, every cv_* and pooled figure, the baselines', the final calibrator's and
+    the back-test's calibrator's out-of-fold probabilities) use a stratified subsample of at
+    most ``max_cv_rows`` customers (default 100,000; CDNOW's 23,570 are never subsampled).
+    The models themselves are always fitted on all the rows of their window, and the back-test
+    scores every customer of the training window. CDNOW master repeated 100 times under new
+    ids (2.36 M customers, 7 M rows, gradient boosting kept): 42 s against 32 s before the
+    nested cross-validation and the back-test, and a peak RSS 0.19 GB higher (1.65 GB against
+    1.46 GB in one process that also built the input), on 2 busy cores; the peak is
+    customer_features' sort of the 7 M rows, now once more for the back-test's window while
+    the main window's design matrix is held.
+
+Back-test (one horizon back in time)
+    The same procedure (the chosen model kind, fitted and Platt-calibrated on out-of-fold
+    probabilities exactly as the final model is) trained as of cutoff - horizon_days, on
+    labels [cutoff - horizon, cutoff), scores the training window's customers with their
+    features as of the cutoff, and is compared with what they did in [cutoff, cutoff +
+    horizon), the main label window, which it never saw. With the default cutoff these are
+    analysis date - 2 x horizon and analysis date - horizon. (With an earlier ``cutoff`` the
+    back-test moves with it: it always checks the model one horizon before the window the
+    main model learned from.) It is skipped, never an error, when the history starts less than
+    two horizons (plus MIN_DAYS_BEFORE_CUTOFF days) before the end of the label window, when
+    its training window has fewer than MIN_CUSTOMERS_PER_CLASS customers in a class, or when
+    it fails: ``backtest_skipped`` is a one-sentence reason and a ``UserWarning`` says the
+    same. When it runs, ``backtest_skipped`` is absent (the metrics hold no None).
+    Measured on CDNOW master (trained as of 1997-07-06, scored as of 1998-01-02, 23,570
+    customers): ROC AUC 0.805 (the recency rule 0.796), PR AUC 0.912, Brier 0.134, log loss
+    0.427, top-decile lift 1.21; predicted churn rate 0.704 for an actual 0.773. The ranking
+    carries across a half-year shift; the level does not: the cohort's churn rate rose from
+    0.731 (1997-07-06 window) to 0.773 as it aged, a trend one training window cannot see, so
+    today's probabilities are likely low by a similar margin.
 
 Threads
     ``n_threads`` (default 1) caps the native thread pools (OpenMP for gradient boosting, BLAS)
@@ -63,65 +125,97 @@ Threads
     other work (or a Lambda function's fractional vCPU share) makes OpenMP's spinning threads
     wait on each other: on CDNOW master the whole call took 6-7 s instead of 1 s on a busy
     2-core machine. Pass ``n_threads=None`` for the libraries' default on dedicated cores.
+    The whole call on CDNOW master: ~1.45 s with the logistic regression kept (~0.72 s before
+    the nested cross-validation and the back-test), 2-core machine shared with other work.
 
-Baselines (same validation customers)
+Baselines (same folds, same customers)
     The recency rule, always: score = recency_days at the cutoff (longer since the last
     purchase, more likely gone). More with ``baselines={"name": score_fn}``: ``score_fn``
     receives the cutoff feature table (``customer_features(transactions, cutoff)``: every
-    customer of the training window, train and validation, no label column) and returns one
-    churn score per row, higher = more likely to churn (e.g. 1 - P(alive) of a BG/NBD model
-    fitted on that table). A plain callable is a ranking score; wrap it as
+    customer of the training window, no label column) and returns one churn score per row,
+    higher = more likely to churn (e.g. 1 - P(alive) of a BG/NBD model fitted on that table;
+    such a fit never sees a label, so scoring the whole table once and reading each fold's
+    rows keeps the folds honest). A plain callable is a ranking score; wrap it as
     ``Baseline(score_fn, is_probability=True)`` when it returns probabilities in [0, 1] of the
     same event, no purchase in the horizon (then it also gets a Brier score and log loss).
     1 - P(alive) is the probability of another event (an alive customer may still not buy
     within the horizon; P(alive) is 1 for every one-time buyer), so it is a ranking score;
     the BG/NBD's P(no purchase in the horizon) is a probability of the label's event. The
     pipeline passes both, ``baselines=bgnbd_baselines(horizon_days)``.
-    Measured on CDNOW master (horizon 180 days, validation customers): ROC-AUC / PR-AUC
-    0.793 / 0.907 for the chosen logistic regression (Brier 0.132), 0.780 / 0.904 for the
-    recency rule, 0.767 / 0.879 for BG/NBD P(no purchase) (Brier 0.135), and 0.323 / 0.756 for
-    1 - P(alive), which ranks every one-time buyer as surely alive.
+    Measured on CDNOW master (horizon 180 days, 5 folds, mean +- sd over the folds):
+        score                       ROC AUC         PR AUC          Brier           log loss
+        logistic regression (kept)  0.808 +- 0.008  0.915 +- 0.004  0.128 +- 0.003  0.409 +- 0.007
+        gradient boosting           0.807 +- 0.007  0.912 +- 0.004  0.127 +- 0.003  0.408 +- 0.007
+        recency rule                0.796 +- 0.009  0.910 +- 0.005
+        BG/NBD P(no purchase)       0.789 +- 0.012  0.891 +- 0.007  0.131 +- 0.003  0.424 +- 0.008
+        BG/NBD 1 - P(alive)         0.321 +- 0.004  0.760 +- 0.004
+    Top-decile lift: 1.21 +- 0.01 (model), 1.21 +- 0.02 (recency rule), 1.15 +- 0.02 (BG/NBD
+    P(no purchase)), 1.03 +- 0.01 (1 - P(alive), which ranks every one-time buyer as surely
+    alive). The model's ROC AUC edge over the recency rule (0.012) is about one fold sd, and
+    it holds on every fold and in the back-test; at a 77% base rate the top decile is nearly
+    all churners for both, so lift does not separate them.
 
 Metrics (``ChurnResult.metrics``: flat, one level, JSON-ready numbers and a few strings)
-    For the chosen model, unprefixed, on the validation customers:
+    Headline, the chosen model, mean and sample sd (ddof=1) over the folds of its nested
+    out-of-fold probabilities:
+        cv_roc_auc_mean, cv_roc_auc_sd, cv_pr_auc_mean, cv_pr_auc_sd, cv_brier_mean,
+        cv_brier_sd, cv_log_loss_mean, cv_log_loss_sd, cv_lift_top_decile_mean,
+        cv_lift_top_decile_sd.
+    Each candidate, the same figures suffixed ``_<name>`` (cv_log_loss_mean_logistic_regression,
+    cv_roc_auc_sd_hist_gradient_boosting, ...), and cv_pr_auc_<name> (= cv_pr_auc_mean_<name>,
+    kept for earlier readers).
+    Each baseline, prefixed ``<name>_baseline_`` (``recency_baseline_cv_roc_auc_mean``...):
+        cv_roc_auc_*, cv_pr_auc_*, cv_lift_top_decile_* (mean and sd); cv_brier_* and
+        cv_log_loss_* only for a probability baseline. The recency rule is a rank (days), not
+        a probability: it has no Brier score or log loss.
+    Pooled over the whole window (every customer's out-of-fold probability, all folds at
+    once; these replace the former validation split's figures under the same keys, and the
+    ``calibration`` table and ``curves`` are drawn from the same probabilities):
         roc_auc, pr_auc (average precision), brier, log_loss, calibration_error (expected
         calibration error over the 10 bins of ``calibration``), lift_top_decile,
-        capture_top_decile.
-    For each baseline, prefixed ``<name>_baseline_`` (``recency_baseline_``...):
-        roc_auc, pr_auc, lift_top_decile, capture_top_decile; brier and log_loss only for a
-        probability baseline. The recency rule is a rank (days), not a probability: it has no
-        Brier score or log loss.
-    Selection: chosen_model, calibration_method ("sigmoid"), cv_pr_auc_logistic_regression,
-        cv_pr_auc_hist_gradient_boosting, cv_folds, cv_rows.
-    Data: base_rate (churn rate of the training window), validation_base_rate, n_train,
-        n_validation, n_scored, cutoff, analysis_date (ISO dates), horizon_days.
+        capture_top_decile; and per baseline ``<name>_baseline_`` roc_auc, pr_auc,
+        lift_top_decile, capture_top_decile (brier, log_loss for a probability baseline).
+    Selection: chosen_model, selection_metric ("cv_log_loss_mean"), calibration_method
+        ("sigmoid"), cv_folds, cv_rows (customers in the cross-validation).
+    Back-test: backtest_train_cutoff, backtest_score_date (ISO dates, always present);
+        when it runs: backtest_n_train (customers it trained on), backtest_n_customers
+        (customers scored), backtest_roc_auc, backtest_pr_auc, backtest_brier,
+        backtest_log_loss, backtest_lift_top_decile, backtest_predicted_churn_rate (mean
+        predicted probability), backtest_actual_churn_rate,
+        backtest_recency_baseline_roc_auc; when skipped: backtest_skipped (the reason).
+    Data: base_rate (churn rate of the training window), n_train (customers of the training
+        window, all of whom the final model is fitted on), n_validation (customers with an
+        out-of-fold probability: every one of them held out once; = cv_rows),
+        validation_base_rate (their churn rate), n_scored, cutoff, analysis_date (ISO dates),
+        horizon_days.
     Scores: mean_churn_probability, share_high_risk, share_medium_risk, share_low_risk.
     Top decile, with ties: the customers ranked by score, the top 10% taken, and a tie group
     straddling the boundary counted pro rata (the expectation under random tie-breaking), so
     capture_top_decile = lift_top_decile * 0.1 exactly; lift = churn rate in the top decile /
-    validation base rate.
+    base rate of the same customers (the fold's, for a cv figure).
 
 Scoring
-    The kept model is refitted on the whole training window (training and validation parts),
-    calibrated again on out-of-fold probabilities of that window, and applied to
-    ``customer_features(transactions, analysis_date)``: churn_probability = P(no purchase in
-    the horizon_days after the analysis date). ``risk_band``: "high" if p >= 0.7, "medium" if
-    p >= 0.4, else "low" (``RISK_BANDS``, lowest risk first; ``RISK_BAND_THRESHOLDS``).
+    The kept model, refitted on the whole training window and calibrated on its out-of-fold
+    probabilities, is applied to ``customer_features(transactions, analysis_date)``, inputs
+    clipped to the training range: churn_probability = P(no purchase in the horizon_days after
+    the analysis date). ``risk_band``: "high" if p >= 0.7, "medium" if p >= 0.4, else "low"
+    (``RISK_BANDS``, lowest risk first; ``RISK_BAND_THRESHOLDS``).
     top_driver_1..3: the inputs with the largest positive contribution coef_j * d_ij toward
     churn in the logistic regression fitted on that same window, even when gradient boosting
     is the kept model (the drivers then explain a linear view of the same data, not the
     boosted trees); empty (null) when fewer inputs push toward churn. d_ij is the customer's
-    input minus its mean over the customers scored now, in training standard deviations: what
-    makes this customer riskier than today's typical customer. (Measured from the training
-    window's mean instead, every customer is horizon_days older at the analysis date than at
-    the cutoff, and on a single-cohort log like CDNOW tenure_days was the first driver of 96%
-    of the customers.)
+    clipped input minus its mean over the customers scored now, in training standard
+    deviations: what makes this customer riskier than today's typical customer. (Measured
+    from the training window's mean instead, every customer is horizon_days older at the
+    analysis date than at the cutoff, and on a single-cohort log like CDNOW tenure_days was
+    the first driver of 96% of the customers.)
 """
 
 from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,7 +225,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.special import expit, logit
-from sklearn.base import clone
+from scipy.stats import t as student_t
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -162,6 +257,10 @@ MIN_DAYS_BEFORE_CUTOFF = 28
 NO_PURCHASE_IN_HORIZON = "no_purchase_in_horizon"
 DEFAULT_HORIZON_DAYS = 180
 DEFAULT_MAX_CV_ROWS = 100_000
+DEFAULT_CV_FOLDS = 5
+# The nested cross-validation calibrates each outer fold's model on the other folds, used as
+# inner folds: it needs at least two of them.
+MIN_CV_FOLDS = 3
 
 # Model input -> (customer_features column it is computed from, transform).
 #   log1p:   log1p(max(value, 0)); NaN stays NaN. identity: as is. is_zero: 1.0 if value == 0.
@@ -210,6 +309,12 @@ N_TOP_DRIVERS = 3
 CALIBRATION_BINS = 10
 MAX_CURVE_POINTS = 100
 TOP_DECILE = 0.1
+# Figures measured on each cross-validation fold (mean and sd over the folds); brier and
+# log_loss only for probabilities.
+CV_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "lift_top_decile")
+PROBABILITY_METRICS = ("brier", "log_loss")
+# The model is chosen by this cross-validated figure, lower is better (see the module doc).
+SELECTION_METRIC = "log_loss"
 
 SCORE_COLUMNS = ["customer_id", "churn_probability", "risk_band",
                  *(f"top_driver_{i}" for i in range(1, N_TOP_DRIVERS + 1))]
@@ -354,17 +459,43 @@ def churn_training_set(transactions: pd.DataFrame, cutoff, horizon_days: int,
 
 # --- models -----------------------------------------------------------------------------------
 
-def _candidate(name: str, random_state: int):
+class ClipToTrainingRange(TransformerMixin, BaseEstimator):
+    """Clip each input to the [min, max] it had in ``fit``; NaN stays NaN.
+
+    The first step of every candidate, so a model never extrapolates: inputs that grow with
+    calendar time (tenure_days, and recency_days of a lapsed customer) are larger at scoring
+    than anywhere in the training window. A column that was all NaN in training has NaN
+    bounds, and maps every value to NaN, the only value the model saw.
+    """
+
+    def fit(self, x, y=None):
+        x = np.asarray(x, dtype=np.float64)
+        # fmin/fmax skip NaN (and give NaN for an all-NaN column, without a warning).
+        self.data_min_ = np.fmin.reduce(x, axis=0)
+        self.data_max_ = np.fmax.reduce(x, axis=0)
+        self.n_features_in_ = x.shape[1]
+        return self
+
+    def transform(self, x):
+        return np.minimum(np.maximum(np.asarray(x, dtype=np.float64), self.data_min_),
+                          self.data_max_)
+
+
+def _candidate(name: str, random_state: int) -> Pipeline:
     if name == LOGISTIC_REGRESSION:
         return Pipeline([
+            ("clip", ClipToTrainingRange()),
             ("impute", SimpleImputer(strategy="mean", keep_empty_features=True)),
             ("scale", StandardScaler()),
             ("logit", LogisticRegression(max_iter=1000)),
         ])
     if name == HIST_GRADIENT_BOOSTING:
-        return HistGradientBoostingClassifier(max_iter=50, learning_rate=0.1, max_depth=3,
-                                              min_samples_leaf=200, early_stopping=False,
-                                              random_state=random_state)
+        return Pipeline([
+            ("clip", ClipToTrainingRange()),
+            ("boost", HistGradientBoostingClassifier(
+                max_iter=50, learning_rate=0.1, max_depth=3, min_samples_leaf=200,
+                early_stopping=False, random_state=random_state)),
+        ])
     raise ValueError(f"unknown churn model {name!r}")
 
 
@@ -396,7 +527,7 @@ class _Platt:
 @dataclass
 class _CalibratedModel:
     name: str
-    estimator: Any
+    estimator: Pipeline  # starts with ClipToTrainingRange: inputs clipped to the training range
     calibrator: _Platt
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -405,9 +536,9 @@ class _CalibratedModel:
 
 def _folds(y: np.ndarray, cv_folds: int, random_state: int) -> list:
     n_splits = min(int(cv_folds), int(y.sum()), int((1 - y).sum()))
-    if n_splits < 2:
-        raise InsufficientData("too few customers in a churn class for cross-validation "
-                               "(each class needs at least two)")
+    if n_splits < MIN_CV_FOLDS:
+        raise InsufficientData(f"too few customers in a churn class for cross-validation "
+                               f"(each class needs at least {MIN_CV_FOLDS})")
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
     return list(splitter.split(np.zeros(len(y)), y))
 
@@ -429,10 +560,51 @@ def _out_of_fold(estimator, x: np.ndarray, y: np.ndarray, folds: list) -> np.nda
     return oof
 
 
+def _nested_out_of_fold(estimator, x: np.ndarray, y: np.ndarray,
+                        folds: list) -> tuple[np.ndarray, np.ndarray]:
+    """(raw, calibrated) out-of-fold churn probabilities, the calibrator out of fold too.
+
+    Outer fold k: the model is fitted on the other folds, and its Platt map on inner
+    out-of-fold probabilities of the two neighbouring folds k - 1 and k + 1 (cyclically):
+    the rows of fold k + 1 get theirs from a model fitted without folds k and k + 1, those of
+    fold k - 1 from one fitted without k - 1 and k. Neither the model nor its calibrator ever
+    sees fold k. The model without folds {k, k + 1} serves both of them, so this costs 2k
+    fits (k pair models on (k - 2)/k of the rows, k outer models) instead of k^2 for a full
+    inner cross-validation; a Platt map has two parameters, and two folds' rows are plenty.
+    """
+    k = len(folds)
+    inner = np.full((k, len(y)), np.nan)  # inner[k]: inner out-of-fold p of k's neighbours
+    for i in range(k):
+        j = (i + 1) % k
+        rows_i, rows_j = folds[i][1], folds[j][1]
+        fit_rows = np.setdiff1d(folds[i][0], rows_j, assume_unique=True)
+        model = clone(estimator).fit(x[fit_rows], y[fit_rows])
+        p = _churn_proba(model, x[np.r_[rows_i, rows_j]])
+        inner[j, rows_i], inner[i, rows_j] = p[:len(rows_i)], p[len(rows_i):]
+    raw = np.empty(len(y), dtype=np.float64)
+    calibrated = np.empty(len(y), dtype=np.float64)
+    for i, (fit_rows, held_out) in enumerate(folds):
+        raw[held_out] = _churn_proba(clone(estimator).fit(x[fit_rows], y[fit_rows]),
+                                     x[held_out])
+        neighbours = np.flatnonzero(~np.isnan(inner[i]))
+        calibrated[held_out] = _Platt().fit(inner[i, neighbours], y[neighbours])(raw[held_out])
+    return raw, calibrated
+
+
 def _fit_calibrated(name: str, x: np.ndarray, y: np.ndarray, held_out_p: np.ndarray,
                     held_out_y: np.ndarray, random_state: int) -> _CalibratedModel:
     estimator = _candidate(name, random_state).fit(x, y)
     return _CalibratedModel(name, estimator, _Platt().fit(held_out_p, held_out_y))
+
+
+def _fit_calibrated_by_cv(name: str, x: np.ndarray, y: np.ndarray, cv_folds: int,
+                          max_cv_rows: int, random_state: int) -> _CalibratedModel:
+    """The model fitted on all rows, its Platt map on out-of-fold probabilities (of at most
+    ``max_cv_rows`` of them)."""
+    rows = _cv_rows(y, max_cv_rows, random_state)
+    folds = _folds(y[rows], cv_folds, random_state)
+    held_out_p = _out_of_fold(_candidate(name, random_state), x[rows], y[rows], folds)
+    return _fit_calibrated(name, x, y, held_out_p, y[rows], random_state)
 
 
 # --- evaluation -------------------------------------------------------------------------------
@@ -484,6 +656,59 @@ def _evaluate(y: np.ndarray, score: np.ndarray, is_probability: bool) -> tuple[d
         "lift": _downsample(deciles[1:], gains[1:] / deciles[1:]),  # x = share targeted
     }
     return metrics, curves
+
+
+def _point_metrics(y: np.ndarray, score: np.ndarray, is_probability: bool) -> dict[str, float]:
+    """CV_METRICS of one score on one set of customers (brier, log_loss: probabilities only)."""
+    out = {"roc_auc": float(roc_auc_score(y, score)),
+           "pr_auc": float(average_precision_score(y, score))}
+    if is_probability:
+        out["brier"] = float(brier_score_loss(y, score))
+        out["log_loss"] = float(log_loss(y, np.clip(score, 1e-15, 1 - 1e-15), labels=[0, 1]))
+    out["lift_top_decile"] = float(cumulative_gains(y, score, np.array([TOP_DECILE]))[0]
+                                   / TOP_DECILE)
+    return out
+
+
+def _fold_metrics(y: np.ndarray, score: np.ndarray, folds: list,
+                  is_probability: bool) -> dict[str, np.ndarray]:
+    """Each CV metric on each fold's held-out customers: name -> one value per fold."""
+    per_fold = [_point_metrics(y[rows], score[rows], is_probability) for _, rows in folds]
+    return {name: np.array([fold[name] for fold in per_fold]) for name in per_fold[0]}
+
+
+def _cv_summary(per_fold: Mapping[str, np.ndarray], prefix: str = "",
+                suffix: str = "") -> dict[str, float]:
+    """``{prefix}cv_{metric}_mean{suffix}`` and ``..._sd{suffix}`` (sample sd, ddof=1)."""
+    out = {}
+    for name in CV_METRICS:
+        if name in per_fold:
+            values = per_fold[name]
+            out[f"{prefix}cv_{name}_mean{suffix}"] = float(values.mean())
+            out[f"{prefix}cv_{name}_sd{suffix}"] = float(values.std(ddof=1))
+    return out
+
+
+def _choose(per_fold: Mapping[str, Mapping[str, np.ndarray]]) -> str:
+    """The candidate to keep, by fold mean SELECTION_METRIC (lower is better), ties to the
+    simpler model.
+
+    Candidates are tried in CANDIDATE_MODELS order, simplest first; a later one replaces the
+    current choice only if its per-fold log losses are lower in a one-sided corrected
+    resampled t-test at 5% (Nadeau and Bengio 2003): the paired fold differences d (same
+    folds) give t = mean(d) / (sd(d) * sqrt(1/k + 1/(k - 1))), the second term for the
+    overlap of the folds' training sets, which a plain paired t-test ignores. A smaller
+    difference is a tie. (On CDNOW master the two candidates differ by ~0.0005 in log loss
+    and a plain one-standard-error rule flipped between them with the fold seed.)
+    """
+    chosen = CANDIDATE_MODELS[0]
+    for name in CANDIDATE_MODELS[1:]:
+        diff = per_fold[name][SELECTION_METRIC] - per_fold[chosen][SELECTION_METRIC]
+        k = len(diff)
+        se = diff.std(ddof=1) * math.sqrt(1 / k + 1 / (k - 1))
+        if diff.mean() < 0 and (se == 0 or -diff.mean() / se > student_t.ppf(0.95, k - 1)):
+            chosen = name
+    return chosen
 
 
 def _calibration_table(y: np.ndarray, p: np.ndarray) -> list[dict]:
@@ -589,25 +814,27 @@ def _linear_parts(pipeline: Pipeline) -> tuple[np.ndarray, float]:
 def _top_drivers(pipeline: Pipeline, x: np.ndarray, chunk: int = 250_000) -> np.ndarray:
     """(n, N_TOP_DRIVERS) input names by contribution coef_j * d_ij > 0, largest first.
 
-    d_ij is customer i's input j minus the mean over the customers scored now, in training
-    standard deviations: a driver says what makes this customer riskier than today's typical
-    customer. (Against the training window's mean instead, the horizon_days every customer has
-    aged since the cutoff makes tenure_days the first driver of nearly everyone on CDNOW.)
+    d_ij is customer i's input j (clipped to the training range, as the model reads it)
+    minus the mean over the customers scored now, in training standard deviations: a driver
+    says what makes this customer riskier than today's typical customer. (Against the training
+    window's mean instead, the horizon_days every customer has aged since the cutoff made
+    tenure_days the first driver of nearly everyone on CDNOW, before clipping.)
     """
     coef, _ = _linear_parts(pipeline)
     k = min(N_TOP_DRIVERS, len(coef))
     inputs = np.array(list(CHURN_INPUTS), dtype=object)
     names = np.full((len(x), k), None, dtype=object)
-    impute, scale = pipeline.named_steps["impute"], pipeline.named_steps["scale"]
+    clip, impute, scale = (pipeline.named_steps[step] for step in ("clip", "impute", "scale"))
     if len(x) == 0:
         return names
-    # Column means over everyone scored, accumulated chunk by chunk (bounded memory).
+    # Column means over everyone scored, accumulated chunk by chunk (bounded memory); inputs
+    # clipped to the training range first, as the model sees them.
     total = np.zeros(x.shape[1])
     for start in range(0, len(x), chunk):
-        total += impute.transform(x[start:start + chunk]).sum(axis=0)
+        total += impute.transform(clip.transform(x[start:start + chunk])).sum(axis=0)
     center = total / len(x)
     for start in range(0, len(x), chunk):
-        part = impute.transform(x[start:start + chunk])
+        part = impute.transform(clip.transform(x[start:start + chunk]))
         contribution = (part - center) / scale.scale_ * coef
         order = np.argsort(-contribution, axis=1, kind="stable")[:, :k]
         top = np.take_along_axis(contribution, order, axis=1)
@@ -635,14 +862,16 @@ class ChurnResult:
                  (calibrated, in [0, 1]), risk_band (RISK_BANDS), top_driver_1..3 (names from
                  CHURN_INPUTS, or null).
     metrics      flat dict of JSON-ready numbers and strings (no NaN); see the module doc.
-    calibration  10 equal-width bins of the chosen model's validation probabilities: dicts
-                 with bin, lower, upper, count, mean_predicted, observed_rate (None when the
-                 bin is empty); the counts add up to n_validation.
+    calibration  10 equal-width bins of the chosen model's out-of-fold probabilities (every
+                 customer of the cross-validation, each once): dicts with bin, lower, upper,
+                 count, mean_predicted, observed_rate (None when the bin is empty); the counts
+                 add up to n_validation.
     curves       name -> {"x": [...], "y": [...]} (plain floats, at most 100 points each):
                  roc (fpr, tpr), precision_recall (recall, precision), gains (share of
                  customers targeted 0..1 by decile, share of churners captured), lift (share
-                 targeted 0.1..1, lift) for the model; the same names prefixed
-                 ``<name>_baseline_`` for each baseline.
+                 targeted 0.1..1, lift) for the model, from the same out-of-fold
+                 probabilities; the same names prefixed ``<name>_baseline_`` for each
+                 baseline, on the same customers.
     drivers      the logistic regression fitted on the whole training window: dicts with
                  feature (a CHURN_INPUTS name), source (its customer_features column),
                  coefficient (log-odds of churn per standard deviation), odds_ratio; sorted by
@@ -667,32 +896,43 @@ def train_and_score(transactions: pd.DataFrame, analysis_date,
                     label=NO_PURCHASE_IN_HORIZON,
                     baselines: Mapping[str, Callable[[pd.DataFrame], np.ndarray] | Baseline]
                     | None = None,
-                    validation_size: float = 0.25,
-                    cv_folds: int = 5,
+                    cv_folds: int = DEFAULT_CV_FOLDS,
                     max_cv_rows: int = DEFAULT_MAX_CV_ROWS,
                     random_state: int = 0,
                     n_threads: int | None = 1) -> ChurnResult:
-    """Train at the cutoff, select, calibrate and validate; refit; score at ``analysis_date``.
+    """Train at the cutoff, cross-validate, select, calibrate, back-test; refit; score at
+    ``analysis_date``.
 
     ``cutoff`` defaults to analysis_date - horizon_days; the label window [cutoff, cutoff +
     horizon_days) must end on or before the analysis date. ``label`` must be
     "no_purchase_in_horizon" (a feature threshold raises LeakageError). ``baselines``: extra
-    scores compared with the model on the same validation customers, name -> callable (or
-    ``Baseline``) taking the cutoff feature table; the recency rule is always included. See
-    the module docstring for the method and ``ChurnResult`` for the return value.
+    scores compared with the model on the same cross-validation folds, name -> callable (or
+    ``Baseline``) taking the cutoff feature table; the recency rule is always included.
+
+    There is no fixed validation split: every figure is out of fold (``cv_folds``, at least 3;
+    stratified and shuffled with ``random_state``), on at most ``max_cv_rows`` customers. The
+    headline is the mean and sd over the folds (``cv_*_mean`` / ``cv_*_sd``); the unprefixed
+    roc_auc, pr_auc, brier, ... as well as ``calibration`` and ``curves`` pool the same
+    out-of-fold probabilities over the whole training window. The back-test (trained a
+    horizon earlier, scored at the cutoff) is skipped with a UserWarning and a
+    ``backtest_skipped`` reason when the history is too short for it; it never fails the
+    run. See the module docstring for the method and ``ChurnResult`` for the return value.
     ``n_threads``: native threads (OpenMP, BLAS) for the model fits; None = the libraries'
     default (one per core). See "Threads" in the module docstring.
     """
+    if int(cv_folds) < MIN_CV_FOLDS:
+        raise ValueError(f"cv_folds must be at least {MIN_CV_FOLDS} (the calibrator of each "
+                         f"fold is cross-validated on the others), got {cv_folds}")
     if n_threads is None:
         return _train_and_score(transactions, analysis_date, horizon_days, cutoff, label,
-                                baselines, validation_size, cv_folds, max_cv_rows, random_state)
+                                baselines, int(cv_folds), max_cv_rows, random_state)
     with threadpool_limits(limits=int(n_threads)):
         return _train_and_score(transactions, analysis_date, horizon_days, cutoff, label,
-                                baselines, validation_size, cv_folds, max_cv_rows, random_state)
+                                baselines, int(cv_folds), max_cv_rows, random_state)
 
 
 def _train_and_score(transactions, analysis_date, horizon_days, cutoff, label, baselines,
-                     validation_size, cv_folds, max_cv_rows, random_state) -> ChurnResult:
+                     cv_folds, max_cv_rows, random_state) -> ChurnResult:
     check_label(label)
     baseline_specs = _baselines(baselines)
     analysis_day = _as_day(analysis_date)
@@ -729,31 +969,29 @@ def _train_and_score(transactions, analysis_date, horizon_days, cutoff, label, b
             f"purchase in the next {horizon_days} days and {stayed:,} did; each class needs at least "
             f"{MIN_CUSTOMERS_PER_CLASS} customers to train and validate on")
     x = _design_array(training)
-    train_idx, valid_idx = train_test_split(np.arange(len(y)), test_size=validation_size,
-                                            stratify=y, random_state=random_state)
+    recency = _recency_rule(training)  # the back-test's recency rule, at its scoring date
     cutoff_features = training.drop(columns=[LABEL])
     del training  # large inputs: free each phase's tables before the next one
-    baseline_valid = {name: _baseline_scores(name, spec, cutoff_features)[valid_idx]
-                      for name, spec in baseline_specs.items()}
+    cv_rows = _cv_rows(y, max_cv_rows, random_state)
+    baseline_cv = {name: _baseline_scores(name, spec, cutoff_features)[cv_rows]
+                   for name, spec in baseline_specs.items()}
     del cutoff_features
 
-    metrics, calibration, curves = _select_and_validate(
-        x, y, train_idx, valid_idx, baseline_specs, baseline_valid, cv_folds, max_cv_rows,
-        random_state)
+    metrics, calibration, curves, held_out_raw = _cross_validate(
+        x[cv_rows], y[cv_rows], baseline_specs, baseline_cv, cv_folds, random_state)
     chosen = metrics["chosen_model"]
     metrics.update({
         "base_rate": float(y.mean()),
-        "validation_base_rate": float(y[valid_idx].mean()),
-        "n_train": int(len(train_idx)),
-        "n_validation": int(len(valid_idx)),
+        "validation_base_rate": float(y[cv_rows].mean()),
+        "n_train": int(len(y)),
+        "n_validation": int(len(cv_rows)),
     })
+    metrics.update(_backtest(transactions, first_day, cutoff_day, horizon_days, chosen, x, y,
+                             recency, cv_folds, max_cv_rows, random_state))
+    del recency
 
-    # Refit on the whole window, calibrated on its own out-of-fold probabilities.
-    all_cv_rows = _cv_rows(y, max_cv_rows, random_state)
-    all_folds = _folds(y[all_cv_rows], cv_folds, random_state)
-    final_held_out_p = _out_of_fold(_candidate(chosen, random_state), x[all_cv_rows],
-                                    y[all_cv_rows], all_folds)
-    final = _fit_calibrated(chosen, x, y, final_held_out_p, y[all_cv_rows], random_state)
+    # Refit on the whole window, calibrated on its out-of-fold probabilities (the outer folds').
+    final = _fit_calibrated(chosen, x, y, held_out_raw, y[cv_rows], random_state)
     linear = (final.estimator if chosen == LOGISTIC_REGRESSION
               else _candidate(LOGISTIC_REGRESSION, random_state).fit(x, y))
     del x, y
@@ -773,40 +1011,106 @@ def _train_and_score(transactions, analysis_date, horizon_days, cutoff, label, b
                        drivers=_driver_table(linear))
 
 
-def _select_and_validate(x, y, train_idx, valid_idx, baseline_specs, baseline_valid,
-                         cv_folds, max_cv_rows, random_state) -> tuple[dict, list, dict]:
-    """Cross-validate the candidates on the training part, keep the better one, calibrate it,
-    and measure it and the baselines on the validation part."""
-    x_train, y_train = x[train_idx], y[train_idx]
-    cv_rows = _cv_rows(y_train, max_cv_rows, random_state)
-    folds = _folds(y_train[cv_rows], cv_folds, random_state)
-    held_out_p, cv_pr_auc = {}, {}
-    for name in CANDIDATE_MODELS:
-        held_out_p[name] = _out_of_fold(_candidate(name, random_state), x_train[cv_rows],
-                                        y_train[cv_rows], folds)
-        cv_pr_auc[name] = float(np.mean([
-            average_precision_score(y_train[cv_rows][rows], held_out_p[name][rows])
-            for _, rows in folds]))
-    chosen = max(CANDIDATE_MODELS, key=lambda name: cv_pr_auc[name])  # ties: the first
-    model = _fit_calibrated(chosen, x_train, y_train, held_out_p[chosen], y_train[cv_rows],
-                            random_state)
-    del x_train
-    y_valid = y[valid_idx]
-    p_valid = model.predict_proba(x[valid_idx])
+def _cross_validate(x, y, baseline_specs, baseline_scores, cv_folds,
+                    random_state) -> tuple[dict, list, dict, np.ndarray]:
+    """Nested out-of-fold probabilities of every candidate on the same folds; the choice; the
+    chosen model's and the baselines' figures per fold (mean, sd) and pooled over the window.
 
-    metrics: dict[str, Any] = {"chosen_model": chosen, "calibration_method": "sigmoid"}
-    metrics.update({f"cv_pr_auc_{name}": cv_pr_auc[name] for name in CANDIDATE_MODELS})
-    metrics.update({"cv_folds": len(folds), "cv_rows": int(len(cv_rows))})
-    model_metrics, curves = _evaluate(y_valid, p_valid, is_probability=True)
-    calibration = _calibration_table(y_valid, p_valid)
-    model_metrics["calibration_error"] = _calibration_error(calibration, len(y_valid))
-    metrics.update(model_metrics)
+    Returns (metrics, calibration table, curves, the chosen model's raw out-of-fold
+    probabilities, for the final model's calibrator).
+    """
+    folds = _folds(y, cv_folds, random_state)
+    raw, calibrated, per_fold = {}, {}, {}
+    for name in CANDIDATE_MODELS:
+        raw[name], calibrated[name] = _nested_out_of_fold(_candidate(name, random_state), x, y,
+                                                          folds)
+        per_fold[name] = _fold_metrics(y, calibrated[name], folds, is_probability=True)
+    chosen = _choose(per_fold)
+
+    metrics: dict[str, Any] = {"chosen_model": chosen, "calibration_method": "sigmoid",
+                               "selection_metric": f"cv_{SELECTION_METRIC}_mean"}
+    metrics.update(_cv_summary(per_fold[chosen]))
+    for name in CANDIDATE_MODELS:
+        metrics.update(_cv_summary(per_fold[name], suffix=f"_{name}"))
+    # Kept for earlier readers: the former selection figure, the same as cv_pr_auc_mean_<name>.
+    metrics.update({f"cv_pr_auc_{name}": float(per_fold[name]["pr_auc"].mean())
+                    for name in CANDIDATE_MODELS})
+    metrics.update({"cv_folds": len(folds), "cv_rows": int(len(y))})
+
+    p = calibrated[chosen]
+    pooled, curves = _evaluate(y, p, is_probability=True)
+    calibration = _calibration_table(y, p)
+    pooled["calibration_error"] = _calibration_error(calibration, len(y))
+    metrics.update(pooled)
     for name, spec in baseline_specs.items():
-        baseline_metrics, baseline_curves = _evaluate(y_valid, baseline_valid[name],
-                                                      spec.is_probability)
-        metrics.update({f"{name}_baseline_{k}": v for k, v in baseline_metrics.items()})
-        curves.update({f"{name}_baseline_{k}": v for k, v in baseline_curves.items()})
-    return metrics, calibration, curves
+        score = baseline_scores[name]
+        prefix = f"{name}_baseline_"
+        metrics.update(_cv_summary(_fold_metrics(y, score, folds, spec.is_probability), prefix))
+        baseline_metrics, baseline_curves = _evaluate(y, score, spec.is_probability)
+        metrics.update({prefix + k: v for k, v in baseline_metrics.items()})
+        curves.update({prefix + k: v for k, v in baseline_curves.items()})
+    return metrics, calibration, curves, raw[chosen]
+
+
+class _BacktestSkipped(Exception):
+    pass
+
+
+def _backtest(transactions, first_day, cutoff_day, horizon_days, chosen, x_then, y_then,
+              recency_then, cv_folds, max_cv_rows, random_state) -> dict[str, Any]:
+    """The chosen model kind, trained and calibrated a horizon before the cutoff, scores the
+    training window's customers at the cutoff; compared with what they did in the label
+    window. Skipped (a reason and a UserWarning, never an error) when it cannot run."""
+    horizon = pd.Timedelta(days=horizon_days)
+    train_cutoff = cutoff_day - horizon
+    out: dict[str, Any] = {"backtest_train_cutoff": train_cutoff.date().isoformat(),
+                           "backtest_score_date": cutoff_day.date().isoformat()}
+    try:
+        if train_cutoff <= first_day:
+            raise _BacktestSkipped(
+                f"the history starts on {first_day.date()}, less than two {horizon_days}-day "
+                f"horizons before the end of the label window, so the back-test would train as "
+                f"of {train_cutoff.date()} with no purchase before it")
+        if (train_cutoff - first_day).days < MIN_DAYS_BEFORE_CUTOFF:
+            raise _BacktestSkipped(
+                f"the back-test would train as of {train_cutoff.date()}, with "
+                f"{(train_cutoff - first_day).days} day(s) of history before it, fewer than "
+                f"{MIN_DAYS_BEFORE_CUTOFF}")
+        training = churn_training_set(transactions, train_cutoff, horizon_days)
+        y_train = training[LABEL].to_numpy(dtype=np.int64)
+        churned, stayed = int(y_train.sum()), int((1 - y_train).sum())
+        if min(churned, stayed) < MIN_CUSTOMERS_PER_CLASS:
+            raise _BacktestSkipped(
+                f"of the {len(y_train):,} customers who bought before the back-test's training "
+                f"cutoff {train_cutoff.date()}, {churned:,} made no purchase in the next "
+                f"{horizon_days} days and {stayed:,} did, and each class needs at least "
+                f"{MIN_CUSTOMERS_PER_CLASS}")
+        x_train = _design_array(training)
+        del training
+        model = _fit_calibrated_by_cv(chosen, x_train, y_train, cv_folds, max_cv_rows,
+                                      random_state)
+        n_train = len(y_train)
+        del x_train, y_train
+        p = model.predict_proba(x_then)
+        figures = _point_metrics(y_then, p, is_probability=True)
+        recency_auc = float(roc_auc_score(y_then, recency_then))
+    except _BacktestSkipped as skipped:
+        reason = str(skipped)
+    except Exception as failed:  # noqa: BLE001 - the back-test must never fail the run
+        reason = f"the back-test failed ({type(failed).__name__}: {failed})"
+    else:
+        out.update({
+            "backtest_n_train": int(n_train),
+            "backtest_n_customers": int(len(y_then)),
+            **{f"backtest_{name}": value for name, value in figures.items()},
+            "backtest_predicted_churn_rate": float(p.mean()),
+            "backtest_actual_churn_rate": float(y_then.mean()),
+            "backtest_recency_baseline_roc_auc": recency_auc,
+        })
+        return out
+    warnings.warn(f"churn back-test skipped: {reason}", UserWarning, stacklevel=4)
+    out["backtest_skipped"] = reason
+    return out
 
 
 def _score(final: _CalibratedModel, linear: Pipeline, current: pd.DataFrame,
