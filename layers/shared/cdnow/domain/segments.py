@@ -1,9 +1,23 @@
-"""K-Means customer segments with names a marketing team can act on.
+"""Customer segments a marketing team can act on: k-means clusters refined by RFM rules.
 
 Pure logic on the customer_features table (see ``cdnow.domain.features``); no I/O. The entry
 point is ``segment_customers(features, n_clusters=None)``, which returns a
 ``SegmentationResult``; ``segment_migration(previous, current)`` compares the assignments of
 two runs.
+
+Design in two layers
+    1. K-means on log RFM (k by silhouette and stability, below) finds the value structure of
+       the customer base; its most valuable cluster of current customers is the *champion
+       cluster*.
+    2. A rule layer names every customer from their own recency, purchase days, first
+       purchase and spend (and, for Champions only, their cluster), with documented
+       thresholds. A k-means cluster mixes customers who bought last week with ones gone for
+       a year and a half (its name used to come from its median customer); the rules split it,
+       so every segment is homogeneous in what its name promises: a recency-named segment
+       holds only customers inside its stated recency range, Lost only single-purchase
+       customers gone for 4 I, and New appears whenever first purchases are recent. Each rule
+       is a complete condition (not "the first rule that matches"); together they are a
+       partition, checked on every run.
 
 Clustering inputs (why these, and why transformed so)
     Three columns, the classic RFM triple: recency_days, purchase_days, monetary_total.
@@ -56,8 +70,9 @@ Choosing k (``n_clusters=None``)
          8     0.4094       0.7638
 
     The silhouette drops from 0.51 at k=3 to 0.43 at k=4 and stays at 0.41-0.42 for k=5..8,
-    where single starts no longer agree (stability < 0.9): three segments is what the data
-    supports. n_clusters=4 (also stable) splits the lapsed into repeat and one-time buyers.
+    where single starts no longer agree (stability < 0.9): three clusters is what the data
+    supports. The clusters are the value structure, not the segments: the rule layer below
+    names the customers, and of k only the champion cluster's size reaches the names.
     (On the master file repeated x100 with new ids, 2,357,000 customers, a different sample:
     silhouettes within 0.01 of these, stabilities 0.80-1.00 for k >= 5, k=3 chosen again.)
 
@@ -65,53 +80,84 @@ Choosing k (``n_clusters=None``)
     pass over the sample's pairwise distances (``silhouettes``), so choosing k takes about
     1.5 s whatever the number of customers.
 
-Value rank and naming rules (from each segment's profile in original units, never from a
-cluster index)
+The rule layer (thresholds in the module constants, derived from the data where they can be)
     I = the customers' typical purchase interval: the median avg_days_between_purchases over
-    repeat buyers (82.5 days on CDNOW master; 90 days if there is no repeat buyer).
-    A segment's status comes from its median recency_days R:
-        active   R <= 2 I            (master: <= 165 days)
-        lapsing  2 I < R <= 4 I      (master: 166..330 days)
-        lapsed   R > 4 I             (master: > 330 days)
-    "repeat" = the segment's median purchase_days >= 2 (most of its customers came back);
-    "high spend" = its mean monetary_total >= the mean over all customers.
+    repeat buyers (82.5 days on CDNOW master; DEFAULT_INTERVAL_DAYS = 90 if there is no repeat
+    buyer). A = ACTIVE_INTERVALS x I = 2 I and L = LAPSED_INTERVALS x I = 4 I, rounded down to
+    whole days (recency is in whole days): 165 and 330 on master. M* = the mean monetary_total
+    over all customers (106.08 on master): "high spend" is M >= M*.
+    Per customer, with R = recency_days (1 = bought on the window's last day), D = tenure_days
+    (days since the first purchase), F = purchase_days, M = monetary_total:
 
-    The most valuable segment (segment_rank 0) is the one with the highest mean
-    monetary_total (ties: higher mean purchase_days, lower median recency_days, larger size).
-    It is "Champions" whatever the rules below say; if its status is not active, the name
-    says so: "Champions (lapsing)" / "Champions (lapsed)". Every other segment gets:
+        status    active  R <= A        lapsing  A < R <= L        lapsed  R > L
 
-        active   repeat                 Loyal
-        active   one-time               New when its median tenure_days <= 2 I, else Promising
-        lapsing  repeat or high spend   Need attention
-        lapsing  otherwise              About to sleep
-        lapsed   high spend             At risk       (were valuable: win-back priority)
-        lapsed   repeat                 Hibernating
-        lapsed   otherwise              Lost
+        segment         status   rule (each one complete; together a partition)
+        Champions       active   R <= A, D > A, in the champion cluster
+        Need attention  lapsing  A < R <= L, M >= M*
+        Loyal           active   R <= A, D > A, not in the champion cluster (so F >= 2)
+        New             active   D <= A: first purchase within A days (so R <= A)
+        At risk         lapsed   R > L, F >= 2, M >= M*  (were valuable: win-back priority)
+        About to sleep  lapsing  A < R <= L, M < M*
+        Hibernating     lapsed   R > L, F >= 2, M < M*
+        Lost            lapsed   R > L, F = 1: a single purchase, none in L days
 
-    and is ranked after Champions in this vocabulary order (SEGMENT_NAMES): Loyal, Promising,
-    New, Need attention, About to sleep, At risk, Hibernating, Lost; segments with the same
-    name in decreasing order of the value key above. Repeated names are qualified in that
-    order: the first keeps the name, the next ones become "<name> (tier 2)", "<name> (tier 3)"
-    (lower spend), so names are unique within a fit. Profiles, chart data and segment_rank
-    follow this order, never k-means' numbering.
+    A one-time buyer has R = D, so an active one is always New (a "Promising" one-time buyer
+    who is active but not new cannot exist). The champion cluster is the most valuable k-means
+    cluster (highest mean monetary_total; ties: higher mean purchase_days, lower median
+    recency_days, larger size) among those in which at least CHAMPION_CLUSTER_MIN_ACTIVE_SHARE
+    (25%) of the customers are established actives (R <= A, D > A): a lapsed cluster's few
+    stragglers do not make Champions. With no such cluster there are no Champions (established
+    actives are Loyal). Only Champions depend on k: the chosen k moves customers between
+    Champions and Loyal, never in or out of the other segments.
 
-    On CDNOW master every customer joined in Q1 1997 (tenure >= 463 days), so "New" cannot
-    occur there. The chosen three segments (random_state=0):
+    segment_rank and profile order follow the vocabulary order SEGMENT_NAMES (empty segments
+    skipped; ranks 0..n-1), which is the order of value measured on CDNOW: segments as of an
+    earlier analysis date, then each segment's revenue per customer in the rest of the file:
 
-        segment         customers  revenue share  median recency  mean purchase days  mean $
-        Champions           3,406         56.2%          57 d            9.57          412.24
-        Need attention      6,110         25.5%         224 d            3.08          104.48
-        Lost               14,054         18.3%         499 d            1.15           32.58
+        as of           Champions  Need att.  Loyal  At risk  About to sleep  Hibernating  Lost
+        1997-10-01        198.83      54.22   53.49    26.09           20.32        14.08   8.97
+        1998-01-01        103.33      35.51   23.80    13.63           14.40         6.95   3.91
 
-    n_clusters=4 gives Champions 2,831 / Loyal 5,140 (median recency 154 d) / Hibernating 6,367
-    (lapsed, median 2 purchase days, mean $72) / Lost 9,232 (one-time, mean $18).
+    (New has no CDNOW customers to measure; it is placed after the active repeat buyers. At
+    risk and About to sleep are level on future revenue; At risk spent far more.) On a short
+    history I is short (intervals longer than the history cannot be seen), so customers lapse
+    early: as of 1997-10-01 (9 months of data) Lost held 57% of customers and 16% of the next
+    9 months' revenue; as of 1998-01-01 56% and 11% of the next 6 months'.
+
+    SegmentationResult.summary() states the rules for the report: ``segment_rules`` (every
+    rule in plain words with this run's numbers, its recency range and customers),
+    ``rule_thresholds``, ``large_segments`` (any segment above MAX_SEGMENT_SHARE = 40% of the
+    customers, with the one rule every member meets) and ``clusters`` (how the rules split
+    each k-means cluster).
+
+    Measured on CDNOW master (analysis date 1998-07-01, random_state=0, k = 3; revenue
+    share of $2,500,315.63):
+
+        segment         customers  share  revenue share  median recency  mean purchase days  mean $
+        Champions           2,912  12.4%         48.4%            45 d                9.83  415.31
+        Need attention      1,196   5.1%         11.5%           231 d                5.19  239.51
+        Loyal               2,201   9.3%          7.8%            91 d                3.13   89.09
+        At risk               967   4.1%          8.2%           422 d                3.48  211.66
+        About to sleep      1,454   6.2%          3.5%           239 d                2.77   59.73
+        Hibernating         2,786  11.8%          6.0%           450 d                2.31   53.58
+        Lost               12,054  51.1%         14.7%           503 d                1.00   30.50
+
+    Lost is the one segment above 40%: every customer with a single purchase day more than
+    330 days ago, and nobody else (on master their one purchase was 463-546 days ago, so none
+    in the last 12 months either). No "New": every CDNOW customer's first purchase was in Q1
+    1997 (D >= 463). The champion cluster (3,406 customers, mean $412.24) splits into
+    Champions 2,912, Need attention 426, At risk 65 and About to sleep 3; the middle cluster
+    (6,110, median recency 224 d) into Loyal 2,201, About to sleep 1,427, At risk 837,
+    Hibernating 860, Need attention 770 and Lost 15. n_clusters = 2..8 give Champions of 5,091
+    / 2,912 / 2,381 / 1,299 / 1,223 / 1,189 / 1,048 customers (mean $276 .. $733), the rest
+    going to Loyal; the other six segments are the same for every k.
 
 Profiles
-    One row per segment: size and share, revenue in integer cents (segments add up to the
-    total to the cent), revenue share, and mean and median of every FEATURE_COLUMNS column,
-    including the restatements (repeat_purchases, frequency, recency, T) so the profile table
-    maps one-to-one onto the feature table. Means and medians skip NaN:
+    One row per segment that has customers, in rank order: its recency status (every
+    member's: each rule fixes one), size and share, revenue in integer cents (segments add up
+    to the total to the cent), revenue share, and mean and median of every FEATURE_COLUMNS
+    column, including the restatements (repeat_purchases, frequency, recency, T) so the
+    profile table maps one-to-one onto the feature table. Means and medians skip NaN:
     avg_days_between_purchases is over repeat buyers only.
 
 Chart data
@@ -156,23 +202,32 @@ MIN_STABILITY = 0.9
 SAMPLE_SIZE = 10_000
 STABILITY_SEEDS = 5
 
-# Naming.
-ACTIVE_INTERVALS = 2
-LAPSED_INTERVALS = 4
-DEFAULT_INTERVAL_DAYS = 90.0
+# The rule layer (every threshold of the naming rules; the module docstring has the table).
+ACTIVE_INTERVALS = 2       # active: last purchase within 2 I days (I: typical purchase interval)
+LAPSED_INTERVALS = 4       # lapsed: no purchase in 4 I days; lapsing in between
+DEFAULT_INTERVAL_DAYS = 90.0  # I when there is no repeat buyer
+# "High spend": monetary_total >= the mean over all customers (RuleThresholds.high_spend).
+# The champion cluster is the most valuable k-means cluster in which at least this share of the
+# customers are established actives (a lapsed cluster's few stragglers do not make Champions).
+CHAMPION_CLUSTER_MIN_ACTIVE_SHARE = 0.25
+# A segment holding more than this share of the customers is listed in the summary's
+# large_segments with the one rule every member meets, for the report to state.
+MAX_SEGMENT_SHARE = 0.40
 CHAMPIONS = "Champions"
+NEED_ATTENTION = "Need attention"
 LOYAL = "Loyal"
 NEW = "New"
-PROMISING = "Promising"
-NEED_ATTENTION = "Need attention"
-ABOUT_TO_SLEEP = "About to sleep"
 AT_RISK = "At risk"
+ABOUT_TO_SLEEP = "About to sleep"
 HIBERNATING = "Hibernating"
 LOST = "Lost"
-# The vocabulary from most to least valuable.
-SEGMENT_NAMES = [CHAMPIONS, LOYAL, PROMISING, NEW, NEED_ATTENTION, ABOUT_TO_SLEEP, AT_RISK,
-                 HIBERNATING, LOST]
+# The vocabulary from most to least valuable: segment_rank and profile order (measured on
+# CDNOW, see the module docstring).
+SEGMENT_NAMES = [CHAMPIONS, NEED_ATTENTION, LOYAL, NEW, AT_RISK, ABOUT_TO_SLEEP, HIBERNATING,
+                 LOST]
 ACTIVE, LAPSING, LAPSED = "active", "lapsing", "lapsed"
+STATUS_OF_SEGMENT = {CHAMPIONS: ACTIVE, LOYAL: ACTIVE, NEW: ACTIVE, NEED_ATTENTION: LAPSING,
+                     ABOUT_TO_SLEEP: LAPSING, AT_RISK: LAPSED, HIBERNATING: LAPSED, LOST: LAPSED}
 
 # Chart bins: (label, lowest value, highest value or None).
 RECENCY_BINS = [("1-30", 1, 30), ("31-90", 31, 90), ("91-180", 91, 180),
@@ -190,12 +245,19 @@ class SegmentationResult:
     profiles       one row per segment, segment_rank order (see ``segment_profiles``)
     k_selection    JSON-ready list of {"k", "silhouette", "stability", "eligible", "chosen"}
                    (plain int/float/bool, rounded to 4 decimals, no NaN)
-    n_clusters     the number of segments fitted
+    n_clusters     the number of k-means clusters fitted (k); the number of named segments is
+                   ``len(profiles)``
     typical_interval_days  I of the naming rules
     rfm_grid       recency bin x purchase-days bin cells: recency_bin, purchase_days_bin,
                    customers, revenue, mean_monetary (NaN for empty cells)
     profile_index  segment_name, segment_rank, then segment mean / overall mean of each
                    PROFILE_INDEX_FEATURES column
+    thresholds     the rule layer's thresholds (``RuleThresholds``)
+    clusters       one row per k-means cluster in value order (``cluster`` 0 = highest mean
+                   spend): label, customers, mean_monetary_total, mean_purchase_days,
+                   median_recency_days, established_active_share, champion_cluster, then one
+                   column per segment name with the cluster's customers in it
+    cluster_of_customer  each assignments row's ``cluster`` (int64 array)
 
     For callers of the former API, it unpacks as ``assignments, profiles = result``.
     """
@@ -207,14 +269,52 @@ class SegmentationResult:
     typical_interval_days: float
     rfm_grid: pd.DataFrame
     profile_index: pd.DataFrame
+    thresholds: RuleThresholds | None = None
+    clusters: pd.DataFrame | None = None
+    cluster_of_customer: np.ndarray | None = None
 
     def __iter__(self):
         return iter((self.assignments, self.profiles))
 
+    def segment_rules(self) -> list[dict]:
+        """Every rule of the vocabulary, in SEGMENT_NAMES order, with its customers this run.
+
+        {"segment_name", "segment_rank" (None when empty), "recency_status", "rule",
+        "recency_days_min", "recency_days_max" (None: open), "customers", "customer_share"}.
+        """
+        thresholds = self.thresholds or RuleThresholds(self.typical_interval_days, 0.0)
+        champion = None
+        if self.clusters is not None and self.clusters["champion_cluster"].any():
+            champion = self.clusters[self.clusters["champion_cluster"]].iloc[0].to_dict()
+        rows = {row.segment_name: row for row in self.profiles.itertuples()}
+        out = []
+        for name in SEGMENT_NAMES:
+            row = rows.get(name)
+            out.append({
+                "segment_name": name,
+                "segment_rank": int(row.segment_rank) if row is not None else None,
+                **segment_rule(name, thresholds, champion),
+                "customers": int(row.customers) if row is not None else 0,
+                "customer_share": (_plain(round(float(row.customer_share), 4))
+                                   if row is not None else 0.0),
+            })
+        return out
+
     def summary(self) -> dict:
         """A JSON-ready digest for the run summary (plain Python values; None for missing)."""
+        rules = self.segment_rules()
+        total = int(self.profiles["customers"].sum())
+        clusters = [] if self.clusters is None else [
+            {"cluster": int(row["cluster"]), "customers": int(row["customers"]),
+             "mean_monetary_total": _plain(round(float(row["mean_monetary_total"]), 2)),
+             "mean_purchase_days": _plain(round(float(row["mean_purchase_days"]), 2)),
+             "median_recency_days": _plain(float(row["median_recency_days"])),
+             "champion_cluster": bool(row["champion_cluster"]),
+             "segments": {name: int(row[name]) for name in SEGMENT_NAMES if row[name]}}
+            for _, row in self.clusters.iterrows()]
         return {
             "n_clusters": int(self.n_clusters),
+            "n_segments": int(len(self.profiles)),
             "typical_interval_days": _plain(self.typical_interval_days),
             "k_selection": [dict(row) for row in self.k_selection],
             "segments": {
@@ -225,6 +325,15 @@ class SegmentationResult:
                 }
                 for row in self.profiles.itertuples()
             },
+            "rule_thresholds": (self.thresholds.summary() if self.thresholds is not None
+                                else None),
+            "segment_rules": rules,
+            "max_segment_share": MAX_SEGMENT_SHARE,
+            "large_segments": [
+                {key: rule[key] for key in ("segment_name", "customers", "customer_share",
+                                            "rule")}
+                for rule in rules if rule["customers"] > MAX_SEGMENT_SHARE * total],
+            "clusters": clusters,
             "rfm_grid": _records(self.rfm_grid),
             "profile_index": _records(self.profile_index),
         }
@@ -373,7 +482,7 @@ def _choose_k(rows: list[dict]) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Profiles and names
+# The rule layer: thresholds, the champion cluster, one name per customer
 
 def typical_interval_days(features: pd.DataFrame) -> float:
     """I of the naming rules: median avg_days_between_purchases over repeat buyers."""
@@ -382,89 +491,200 @@ def typical_interval_days(features: pd.DataFrame) -> float:
     return float(np.median(intervals)) if len(intervals) else DEFAULT_INTERVAL_DAYS
 
 
-def recency_status(median_recency_days: float, interval_days: float) -> str:
-    """active / lapsing / lapsed, by median recency in typical purchase intervals."""
-    if median_recency_days <= ACTIVE_INTERVALS * interval_days:
+def recency_status(recency_days: float, interval_days: float) -> str:
+    """active / lapsing / lapsed: days since the last purchase in typical purchase intervals."""
+    if recency_days <= ACTIVE_INTERVALS * interval_days:
         return ACTIVE
-    if median_recency_days <= LAPSED_INTERVALS * interval_days:
+    if recency_days <= LAPSED_INTERVALS * interval_days:
         return LAPSING
     return LAPSED
 
 
-def name_segment(status: str, repeat: bool, high_spend: bool, new: bool) -> str:
-    """The rule name of a segment other than the most valuable one (see the docstring)."""
-    if status == ACTIVE:
-        return LOYAL if repeat else (NEW if new else PROMISING)
-    if status == LAPSING:
-        return NEED_ATTENTION if repeat or high_spend else ABOUT_TO_SLEEP
-    if high_spend:
-        return AT_RISK
-    return HIBERNATING if repeat else LOST
+@dataclass(frozen=True)
+class RuleThresholds:
+    """The data-derived thresholds of the naming rules (see the module docstring).
+
+    interval_days   I, the typical purchase interval
+    high_spend      the mean monetary_total over all customers: "high spend" is >= it
+    Day counts are whole days, so ``recency_days <= active_days`` is the same test as
+    ``recency_days <= ACTIVE_INTERVALS * I``.
+    """
+
+    interval_days: float
+    high_spend: float
+
+    @property
+    def active_days(self) -> int:
+        """Last purchase within this many days: active (2 I, rounded down)."""
+        return int(math.floor(ACTIVE_INTERVALS * self.interval_days))
+
+    @property
+    def lapsed_days(self) -> int:
+        """No purchase in this many days: lapsed (4 I, rounded down)."""
+        return int(math.floor(LAPSED_INTERVALS * self.interval_days))
+
+    @classmethod
+    def of(cls, features: pd.DataFrame) -> "RuleThresholds":
+        monetary = features["monetary_total"].to_numpy(dtype=np.float64)
+        return cls(interval_days=typical_interval_days(features),
+                   high_spend=float(monetary.mean()) if len(monetary) else 0.0)
+
+    def summary(self) -> dict:
+        return {"typical_interval_days": _plain(self.interval_days),
+                "active_within_days": self.active_days,
+                "lapsed_after_days": self.lapsed_days,
+                "high_spend_from": _plain(round(self.high_spend, 2))}
 
 
-def unique_names(names: list[str]) -> list[str]:
-    """Qualify repeated names, in the given (rank) order: X, X (tier 2), X (tier 3), ..."""
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name} (tier {seen[name]})")
-    return out
+def _rule_inputs(customers: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    """recency_days, purchase_days, tenure_days, monetary_total as float arrays, checked."""
+    columns = ["recency_days", "purchase_days", "tenure_days", "monetary_total"]
+    arrays = tuple(customers[c].to_numpy(dtype=np.float64) for c in columns)
+    for name, values in zip(columns, arrays):
+        if np.isnan(values).any():
+            raise ValueError(f"{name} must not be missing")
+    recency, purchase_days, tenure, _ = arrays
+    if (recency > tenure).any() or (purchase_days < 1).any():
+        raise ValueError("features are inconsistent: every customer needs purchase_days >= 1 "
+                         "and recency_days <= tenure_days (the last purchase is not before the "
+                         "first)")
+    return arrays
 
 
-def _cluster_stats(features: pd.DataFrame, labels: np.ndarray, k: int) -> pd.DataFrame:
-    """Per cluster id 0..k-1, in original units: what value order and names are made of."""
+def segment_rule_masks(customers: pd.DataFrame, in_champion_cluster: np.ndarray,
+                       thresholds: RuleThresholds) -> dict[str, np.ndarray]:
+    """One boolean mask per name of SEGMENT_NAMES: the customers that meet its rule.
+
+    ``customers`` has recency_days, purchase_days, tenure_days and monetary_total (one row per
+    customer); ``in_champion_cluster`` marks the members of the champion cluster. Each rule is a
+    complete condition of its own (the RULES table of the module docstring), not "the first
+    rule that matches", and together they are a partition: every customer meets exactly one.
+    """
+    recency, purchase_days, tenure, monetary = _rule_inputs(customers)
+    champion = np.asarray(in_champion_cluster, dtype=bool)
+    a, lapsed_after = thresholds.active_days, thresholds.lapsed_days
+    active = recency <= a
+    lapsing = (recency > a) & (recency <= lapsed_after)
+    lapsed = recency > lapsed_after
+    new = tenure <= a
+    established = active & ~new
+    high = monetary >= thresholds.high_spend
+    one_time = purchase_days == 1
+    return {
+        CHAMPIONS: established & champion,
+        NEED_ATTENTION: lapsing & high,
+        LOYAL: established & ~champion,
+        NEW: new,
+        AT_RISK: lapsed & ~one_time & high,
+        ABOUT_TO_SLEEP: lapsing & ~high,
+        HIBERNATING: lapsed & ~one_time & ~high,
+        LOST: lapsed & one_time,
+    }
+
+
+def name_customers(customers: pd.DataFrame, in_champion_cluster: np.ndarray,
+                   thresholds: RuleThresholds) -> np.ndarray:
+    """Each customer's segment as an index into SEGMENT_NAMES (the rule it meets)."""
+    masks = segment_rule_masks(customers, in_champion_cluster, thresholds)
+    met = np.zeros(len(customers), dtype=np.int64)
+    for mask in masks.values():
+        met += mask
+    if (met != 1).any():  # the rules are a partition by construction; this guards edits
+        raise AssertionError("segment rules are not a partition")
+    return np.select([masks[name] for name in SEGMENT_NAMES],
+                     np.arange(len(SEGMENT_NAMES), dtype=np.int64)).astype(np.int64)
+
+
+def segment_rule(name: str, thresholds: RuleThresholds, champion: dict | None = None) -> dict:
+    """The rule of segment ``name`` in plain words, with its recency range in days.
+
+    ``champion``: the champion cluster's row of the cluster table (for the Champions rule).
+    Returns {"rule", "recency_status", "recency_days_min", "recency_days_max"} (None: open).
+    """
+    a, l_days = thresholds.active_days, thresholds.lapsed_days
+    spend = f"{thresholds.high_spend:,.2f}"
+    if champion is not None:
+        cluster = (f"in the champion cluster (k-means cluster {champion['cluster']}, the most "
+                   "valuable with at least "
+                   f"{CHAMPION_CLUSTER_MIN_ACTIVE_SHARE:.0%} such customers: mean spend "
+                   f"{champion['mean_monetary_total']:,.2f}, "
+                   f"{champion['mean_purchase_days']:.1f} purchase days on average)")
+    else:
+        cluster = "in the champion cluster (none in this run)"
+    established = f"last purchase within the last {a} days, first purchase more than {a} days ago"
+    lapsing = f"last purchase {a + 1} to {l_days} days ago"
+    lapsed = f"no purchase in the last {l_days} days"
+    rules = {
+        CHAMPIONS: (f"{established}, {cluster}", 1, a),
+        NEED_ATTENTION: (f"{lapsing}, total spend at least {spend} (the mean customer's)",
+                         a + 1, l_days),
+        LOYAL: (f"{established} (so 2 or more purchase days), not in the champion cluster",
+                1, a),
+        NEW: (f"first purchase within the last {a} days", 1, a),
+        AT_RISK: (f"{lapsed}, 2 or more purchase days, total spend at least {spend} (the mean "
+                  "customer's)", l_days + 1, None),
+        ABOUT_TO_SLEEP: (f"{lapsing}, total spend below {spend}", a + 1, l_days),
+        HIBERNATING: (f"{lapsed}, 2 or more purchase days, total spend below {spend}",
+                      l_days + 1, None),
+        LOST: (f"a single purchase day, more than {l_days} days ago", l_days + 1, None),
+    }
+    text, low, high = rules[name]
+    return {"rule": text[0].upper() + text[1:], "recency_status": STATUS_OF_SEGMENT[name],
+            "recency_days_min": low, "recency_days_max": high}
+
+
+def _cluster_table(features: pd.DataFrame, labels: np.ndarray, k: int,
+                   thresholds: RuleThresholds) -> pd.DataFrame:
+    """Per k-means cluster, in original units: what the champion cluster is chosen from.
+
+    Rows are in value order (the ``cluster`` column, 0 = highest mean monetary_total; ties:
+    higher mean purchase_days, lower median recency_days, larger size, then k-means' label);
+    ``label`` is k-means' own number, ``established_active_share`` the share of the cluster's
+    customers whose last purchase is within 2 I days and first purchase before that.
+    """
+    recency = features["recency_days"].to_numpy(dtype=np.float64)
+    tenure = features["tenure_days"].to_numpy(dtype=np.float64)
+    a = thresholds.active_days
     frame = pd.DataFrame({
         "label": labels,
-        "recency_days": features["recency_days"].to_numpy(dtype=np.float64),
+        "recency_days": recency,
         "purchase_days": features["purchase_days"].to_numpy(dtype=np.float64),
         "monetary_total": features["monetary_total"].to_numpy(dtype=np.float64),
-        "tenure_days": features["tenure_days"].to_numpy(dtype=np.float64),
+        "established_active": ((recency <= a) & (tenure > a)).astype(np.float64),
     })
-    return frame.groupby("label").agg(
-        size=("label", "size"),
-        mean_monetary=("monetary_total", "mean"),
+    stats = frame.groupby("label").agg(
+        customers=("label", "size"),
+        mean_monetary_total=("monetary_total", "mean"),
         mean_purchase_days=("purchase_days", "mean"),
-        median_purchase_days=("purchase_days", "median"),
-        median_recency=("recency_days", "median"),
-        median_tenure=("tenure_days", "median"),
+        median_recency_days=("recency_days", "median"),
+        established_active_share=("established_active", "mean"),
     ).reindex(range(k))
+    order = np.lexsort((np.arange(k), -stats["customers"].to_numpy(),
+                        stats["median_recency_days"].to_numpy(),
+                        -stats["mean_purchase_days"].to_numpy(),
+                        -stats["mean_monetary_total"].to_numpy()))
+    stats = stats.iloc[order].reset_index()
+    stats.insert(0, "cluster", np.arange(k, dtype=np.int64))
+    stats["customers"] = stats["customers"].astype(np.int64)
+    eligible = stats["established_active_share"] >= CHAMPION_CLUSTER_MIN_ACTIVE_SHARE
+    stats["champion_cluster"] = False
+    if eligible.any():
+        # Rows are in value order: the first eligible one is the most valuable.
+        stats.loc[int(np.flatnonzero(eligible.to_numpy())[0]), "champion_cluster"] = True
+    return stats
 
 
-def _rank_and_name(stats: pd.DataFrame, overall_monetary: float,
-                   interval: float) -> tuple[np.ndarray, list[str], list[str]]:
-    """(cluster ids in rank order, names in rank order, statuses in rank order).
+def _ordered_present(codes: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """(names of the segments that have customers, in SEGMENT_NAMES order; rank per customer)."""
+    counts = np.bincount(codes, minlength=len(SEGMENT_NAMES))
+    present = np.flatnonzero(counts)
+    rank_of_code = np.full(len(SEGMENT_NAMES), -1, dtype=np.int64)
+    rank_of_code[present] = np.arange(len(present))
+    return [SEGMENT_NAMES[c] for c in present], rank_of_code[codes]
 
-    Rank 0 is the highest mean monetary_total (ties: mean purchase_days, then lower median
-    recency, then size); the others follow the vocabulary order of their rule names, and the
-    same value key inside one name.
-    """
-    value_key = np.lexsort((-stats["size"].to_numpy(), stats["median_recency"].to_numpy(),
-                            -stats["mean_purchase_days"].to_numpy(),
-                            -stats["mean_monetary"].to_numpy()))
-    value_pos = np.empty(len(stats), dtype=np.int64)
-    value_pos[value_key] = np.arange(len(stats))
-    top = int(value_key[0])
 
-    statuses, names = {}, {}
-    for label, row in zip(stats.index, stats.itertuples()):
-        status = recency_status(row.median_recency, interval)
-        statuses[label] = status
-        if label == top:
-            names[label] = CHAMPIONS if status == ACTIVE else f"{CHAMPIONS} ({status})"
-        else:
-            names[label] = name_segment(
-                status,
-                repeat=bool(row.median_purchase_days >= 2),
-                high_spend=bool(row.mean_monetary >= overall_monetary),
-                new=bool(row.median_tenure <= ACTIVE_INTERVALS * interval),
-            )
-    rest = sorted((label for label in stats.index if label != top),
-                  key=lambda label: (SEGMENT_NAMES.index(names[label]), value_pos[label]))
-    order = np.array([top, *rest], dtype=np.int64)
-    return (order, unique_names([names[label] for label in order]),
-            [statuses[label] for label in order])
-
+# ---------------------------------------------------------------------------------------------
+# Profiles and chart data
 
 def segment_profiles(features: pd.DataFrame, segment_ranks: np.ndarray,
                      ordered_names: list[str]) -> pd.DataFrame:
@@ -610,27 +830,36 @@ def segment_customers(features: pd.DataFrame, n_clusters: int | None = None,
     final = KMeans(n_clusters=k, init=models[k].cluster_centers_, n_init=1,
                    random_state=random_state).fit(x)
     labels = final.labels_.astype(np.int64)
-    # Drop clusters left empty (k-means can, in degenerate data), then rank and name.
+    # Drop clusters left empty (k-means can, in degenerate data).
     present, labels = np.unique(labels, return_inverse=True)
     k = len(present)
-    interval = typical_interval_days(ordered)
-    overall_monetary = float(ordered["monetary_total"].to_numpy(dtype=np.float64).mean())
-    rank_order, names, statuses = _rank_and_name(_cluster_stats(ordered, labels, k),
-                                                 overall_monetary, interval)
-    rank_of_label = np.empty(k, dtype=np.int64)
-    rank_of_label[rank_order] = np.arange(k)
-    ranks = rank_of_label[labels]
+    thresholds = RuleThresholds.of(ordered)
+    clusters = _cluster_table(ordered, labels, k, thresholds)
+    cluster_of_label = np.empty(k, dtype=np.int64)
+    cluster_of_label[clusters["label"].to_numpy()] = clusters["cluster"].to_numpy()
+    cluster_of = cluster_of_label[labels]
+    champion = clusters.loc[clusters["champion_cluster"], "cluster"].to_numpy()
+    codes = name_customers(ordered, np.isin(cluster_of, champion), thresholds)
+    names, ranks = _ordered_present(codes)
+    # How the rule layer split each cluster: customers per (cluster, segment).
+    split = np.bincount(cluster_of * len(SEGMENT_NAMES) + codes,
+                        minlength=k * len(SEGMENT_NAMES)).reshape(k, len(SEGMENT_NAMES))
+    for j, name in enumerate(SEGMENT_NAMES):
+        clusters[name] = split[:, j].astype(np.int64)
 
     profiles = segment_profiles(ordered, ranks, names)
-    profiles.insert(2, "recency_status", pd.Series(statuses, dtype="str"))
+    profiles.insert(2, "recency_status",
+                    pd.Series([STATUS_OF_SEGMENT[name] for name in names], dtype="str"))
 
     if order is not None:
         # Back to the input's row order.
         back = np.empty(n, dtype=np.int64)
         back[order] = np.arange(n)
         ranks_out, ids_out = ranks[back], ordered["customer_id"].to_numpy()[back]
+        cluster_out = cluster_of[back]
     else:
         ranks_out, ids_out = ranks, ordered["customer_id"].to_numpy()
+        cluster_out = cluster_of
     assignments = pd.DataFrame({
         "customer_id": pd.Series(ids_out, dtype="str"),
         "segment_name": pd.Series(np.asarray(names, dtype=object)[ranks_out], dtype="str"),
@@ -641,9 +870,12 @@ def segment_customers(features: pd.DataFrame, n_clusters: int | None = None,
         profiles=profiles,
         k_selection=rows,
         n_clusters=int(k),
-        typical_interval_days=float(interval),
+        typical_interval_days=float(thresholds.interval_days),
         rfm_grid=rfm_grid(ordered),
         profile_index=_profile_index(ordered, profiles),
+        thresholds=thresholds,
+        clusters=clusters,
+        cluster_of_customer=cluster_out.astype(np.int64),
     )
 
 
