@@ -1,4 +1,5 @@
-"""Value: BG/NBD + Gamma-Gamma lifetime value per customer, with a holdout check."""
+"""Value: lifetime value per customer (the purchase model that checks best on a holdout, and
+Gamma-Gamma), with every model's holdout check."""
 
 from cdnow import pipeline
 from cdnow.adapters.observability import handler, logger, metrics

@@ -119,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="with --dataset: the file is a full snapshot that replaces the dataset's whole history")
     options.add_argument("--currency", metavar="CODE",
                          help="ISO 4217 code the amounts are in, shown in the report and messages (default USD)")
+    options.add_argument("--margin", type=float, metavar="SHARE",
+                         help="the share of revenue that is profit, applied to lifetime value (default 1: CLV is "
+                         "revenue)")
     run.add_argument("--timeout", type=float, metavar="SECONDS",
                      help="give up waiting for the execution after this long (default 600 offline, 3600 on a stack)")
     run.add_argument("--shipped", action="store_true",
@@ -267,6 +270,7 @@ def run_options(args) -> dict:
 
     given = {"analysis_date": args.analysis_date, "churn_horizon_days": args.horizon_days,
              "max_bad_share": args.max_bad_share, "date_order": args.date_order, "currency": args.currency,
+             "margin": args.margin,
              "snapshot": args.snapshot}
     if args.column_mapping is not None:
         try:

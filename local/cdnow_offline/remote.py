@@ -88,6 +88,9 @@ def progress_note(state: str, output: dict) -> str | None:
             rows = features["rows"]
             return (f"{rows_text(rows)}; {_count(features['customers'])} customers "
                     f"as of {features['analysis_date']}")
+        if state in ("Segment", "Value") and "result" in output.get(state.lower(), {}):
+            # In the Segment-then-Value branch a model's result sits under its name.
+            output = output[state.lower()]["result"]
         if state in ("Segment", "Churn", "Value") and output.get("skipped"):
             return f"skipped: {output['skipped']}"
         if state == "Segment":
@@ -96,8 +99,8 @@ def progress_note(state: str, output: dict) -> str | None:
             return f"{len(segments)} segments: {sizes}"
         if state == "Churn":
             metrics = output["metrics"]
-            return (f"ROC AUC {metrics['roc_auc']:.3f} on held-out customers; "
-                    f"{metrics['share_high_risk']:.1%} at high risk")
+            return (f"ROC AUC {metrics['cv_roc_auc_mean']:.3f} \u00b1 {metrics['cv_roc_auc_sd']:.3f} "
+                    f"cross-validated; {metrics['share_high_risk']:.1%} at high risk")
         if state == "Value":
             # The Value output has no summary to read the currency from; its metrics may name it.
             metrics = output["metrics"]

@@ -304,3 +304,18 @@ def test_sample_events_have_the_shape_the_steps_produce(root, transformed, model
     assert shape(events["models"]) == shape({"run": transformed, "features": features})
     assert shape(events["publish"]["models"]) == shape(models)
     assert shape(events["publish"]["features"]) == shape(features)
+
+
+def test_a_margin_turns_lifetime_value_from_revenue_into_profit(stack, transformed, modelled):
+    features, models = modelled
+    revenue = models["value"]["metrics"]
+    assert revenue["margin"] == 1.0 and revenue["purchase_model"] in ("bgnbd", "mbgnbd", "pnbd")
+    run = {**transformed, "margin": 0.3}
+    profit, error = invoke("ValueFunction", {"run": run, "features": features})
+    assert error is None, profit
+    # Staged again without the margin, as the run above had it.
+    restored, error = invoke("ValueFunction", {"run": transformed, "features": features})
+    assert error is None and restored["metrics"] == revenue
+    assert profit["metrics"]["margin"] == 0.3
+    assert profit["metrics"]["total_clv_12m"] == pytest.approx(0.3 * revenue["total_clv_12m"], rel=1e-12)
+    assert profit["purchase_models"]["chosen"] == models["value"]["purchase_models"]["chosen"]

@@ -28,8 +28,15 @@ def test_progress_notes_from_state_outputs(root):
     features = progress_note("Features", {"run": event["run"], "steps": {"features": event["features"]}})
     assert features == "6,919 rows read, 6,919 accepted, 0 quarantined; 2,357 customers as of 1998-07-01"
     segments = progress_note("Segment", event["models"]["segment"])
-    assert segments.startswith("3 segments: Champions ")
+    assert segments.startswith("7 segments: Champions ")
+    # As the state machine hands it over: the branch's state, the result under the model's name.
+    in_branch = {"run": event["run"], "steps": {"features": event["features"]},
+                 "segment": {"result": event["models"]["segment"]}}
+    assert progress_note("Segment", in_branch) == segments
+    assert progress_note("Value", {**in_branch, "value": {"result": event["models"]["value"]}}).startswith(
+        "expected 12-month value $")
     assert progress_note("Churn", event["models"]["churn"]).startswith("ROC AUC 0.")
+    assert "cross-validated" in progress_note("Churn", event["models"]["churn"])
     assert progress_note("Value", event["models"]["value"]).startswith("expected 12-month value $")
     pounds = {**event["models"]["value"], "metrics": {**event["models"]["value"]["metrics"], "currency": "GBP"}}
     assert progress_note("Value", pounds).startswith("expected 12-month value \u00a3")

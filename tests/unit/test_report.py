@@ -4,6 +4,7 @@ offline run (events/publish.json, recorded from data/CDNOW_sample.txt)."""
 import json
 import math
 import re
+from html import escape as html_escape
 from html.parser import HTMLParser
 
 import pytest
@@ -196,7 +197,7 @@ def test_a_chart_with_a_script_is_refused(summary, svgs):
 
 def test_subject_is_readable_and_within_the_sns_limit(summary):
     subject = messages.subject(summary)
-    assert subject == f"CDNOW run {summary['run_id']} SUCCEEDED: 2,357 customers, 3 segments"
+    assert subject == f"CDNOW run {summary['run_id']} SUCCEEDED: 2,357 customers, 7 segments"  # the sample: 7 named segments
     long_id = {**summary, "run_id": "a-very-long-file-name-for-the-customer-export-of-today-35f83c2e516f"}
     shortened = messages.subject(long_id)
     assert len(shortened) <= messages.SUBJECT_MAX < 100
@@ -277,3 +278,73 @@ def test_a_dataset_s_run_says_how_its_delivery_changed_the_history(summary, svgs
                                                            "erased_rows": 100, "erased_customers": 1}}
     html = render(replayed, svgs)
     assert "A replay: no file was delivered" in html and "without the customers erased from it" in html
+
+
+def test_every_purchase_model_s_check_and_the_choice_are_shown(summary, svgs):
+    comparison = summary["value_models"]
+    assert [check["model"] for check in comparison["checks"]] == ["bgnbd", "mbgnbd", "pnbd"]
+    chosen = next(check for check in comparison["checks"] if check["model"] == comparison["chosen"])
+    assert chosen["mean_absolute_error"] == min(check["mean_absolute_error"] for check in comparison["checks"])
+    assert summary["value"]["purchase_model"] == comparison["chosen"]
+    assert summary["value_holdout"] == chosen
+    html = render(summary, svgs)
+    table = html[html.index('class="purchase-models"'):]
+    table = table[:table.index("</table>")]
+    for check in comparison["checks"]:
+        assert check["model_title"] in table and f"{check['mean_absolute_error']:.3f}" in table
+    assert table.count("(used)") == 1 and f"{chosen['model_title']} (used)" in table
+    assert "\u00b1" in table  # the standard errors
+    # CLV is revenue unless a margin is given, and the report and the e-mail say so.
+    assert "revenue: no margin applied" in html
+    text = messages.email_text(summary)
+    assert f"Value ({chosen['model_title']} and Gamma-Gamma; revenue, no margin applied)" in text
+    assert "Chosen by the smallest mean error per customer among: BG/NBD" in text
+
+
+def test_segments_state_their_rules_and_the_one_rule_of_a_large_segment(summary, svgs):
+    seg = summary["segmentation"]
+    html = render(summary, svgs)
+    rules = html[html.index('class="segment-rules"'):]
+    rules = rules[:rules.index("</table>")]
+    for rule in seg["segment_rules"]:
+        if rule["customers"]:
+            assert rule["segment_name"] in rules and html_escape(rule["rule"]) in rules
+    assert f"{seg['n_segments']} segments, each customer named by the rules below" in html
+    for large in seg["large_segments"]:
+        assert f"meets one rule, {html_escape(large['rule'])}" in html
+    assert sum(rule["customers"] for rule in seg["segment_rules"]) == summary["customers"]
+
+
+def test_each_segment_s_value_has_a_predictive_interval(summary, svgs):
+    intervals = summary["value"]["segment_value"]
+    assert {row["segment_name"] for row in intervals} == set(summary["segments"])
+    assert sum(row["customers"] for row in intervals) == summary["customers"]
+    for row in intervals:
+        assert row["lower"] <= row["expected_clv_12m"] <= row["upper"], row
+        assert row["interval"] == 0.9 and row["draws"] == 200 and row["parameter_uncertainty"]
+    html = render(summary, svgs)
+    table = html[html.index('class="segment-value"'):]
+    table = table[:table.index("</table>")]
+    for row in intervals:
+        assert row["segment_name"] in table and f"${row['lower']:,.0f} to ${row['upper']:,.0f}" in table
+
+
+def test_churn_figures_are_cross_validated_means_with_their_spread_and_a_back_test(summary, svgs):
+    churn = summary["churn"]
+    html = render(summary, svgs)
+    table = html[html.index('class="churn-metrics"'):]
+    table = table[:table.index("</table>")]
+    assert f"{churn['cv_roc_auc_mean']:.3f} \u00b1 {churn['cv_roc_auc_sd']:.3f}" in table
+    assert (f"{churn['recency_baseline_cv_roc_auc_mean']:.3f} \u00b1 "
+            f"{churn['recency_baseline_cv_roc_auc_sd']:.3f}") in table
+    assert f"{churn['cv_folds']}-fold cross-validation" in table
+    facts = html[html.index('class="churn-facts"'):]
+    assert f"{churn['backtest_train_cutoff']} / {churn['backtest_score_date']}" in facts
+    assert f"{churn['backtest_roc_auc']:.3f}" in facts
+    text = messages.email_text(summary)
+    assert f"ROC AUC {churn['cv_roc_auc_mean']:.3f} \u00b1 {churn['cv_roc_auc_sd']:.3f}" in text
+    assert "Back-test (trained as of" in text
+    # A run whose history is too short for the back-test says why.
+    short = {**summary, "churn": {**churn, "backtest_skipped": "the history is shorter than two horizons"}}
+    assert "Back-test skipped: the history is shorter than two horizons" in messages.email_text(short)
+    assert "the history is shorter than two horizons" in render(short, svgs)

@@ -91,6 +91,9 @@ def test_options_too_large_for_s3_metadata_are_refused_before_the_upload():
     ({"bucket": "raw", "key": "incoming/a", "column_mapping": {"customer_id": 3}}, "column_mapping"),
     ({"bucket": "raw", "key": "incoming/a", "date_order": "ymd"}, "run input: date_order"),
     ({"bucket": "raw", "key": "incoming/a", "currency": "€"}, "run input: currency"),
+    ({"bucket": "raw", "key": "incoming/a", "margin": 0}, "run input: margin must be the share of revenue"),
+    ({"bucket": "raw", "key": "incoming/a", "margin": 30}, "run input: margin .* got 30"),
+    ({"bucket": "raw", "key": "incoming/a", "margin": "a third"}, "run input: margin"),
 ])
 def test_refuses_unusable_requests(event, message):
     with pytest.raises(InvalidRunRequest, match=message):
@@ -178,3 +181,9 @@ def test_a_replay_names_its_dataset_and_the_customers_it_erases():
 def test_a_bad_replay_names_the_field(event, message):
     with pytest.raises(InvalidRunRequest, match=message):
         parse_replay_request(event)
+
+
+def test_a_margin_is_a_share_of_revenue():
+    request = parse_run_request({"bucket": "raw", "key": "incoming/a", "margin": "0.3"})
+    assert request.options == {"margin": 0.3}
+    assert parse_run_request({"bucket": "raw", "key": "incoming/a", "margin": 1}).options == {"margin": 1.0}

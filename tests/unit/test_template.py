@@ -53,15 +53,22 @@ def test_every_failure_path_reaches_the_failure_notification(definition):
         catch = states[name]["Catch"]
         assert catch[0]["ErrorEquals"] == ["States.ALL"]
         assert states[catch[0]["Next"]]["Next"] == "Failure message"
-    # A model's failure is caught inside its branch, returned, and routed by name after the Parallel.
-    assert states["Models"]["Next"] == "Check models"
+    # A model's failure is caught inside its branch, returned, and routed by name after the Parallel
+    # (Collect models reshapes the branches' results into one per model).
+    assert states["Models"]["Next"] == "Collect models" and states["Collect models"]["Next"] == "Check models"
     routes = {c["Variable"]: c["Next"] for c in states["Check models"]["Choices"]}
-    for branch in states["Models"]["Branches"]:
-        model = branch["StartAt"]
-        (catch,) = branch["States"][model]["Catch"]
+    tasks = {name: (branch, state) for branch in states["Models"]["Branches"]
+             for name, state in branch["States"].items() if state["Type"] == "Task"}
+    assert set(tasks) == {"Segment", "Churn", "Value"}
+    for model, (branch, task) in tasks.items():
+        (catch,) = task["Catch"]
         caught = branch["States"][catch["Next"]]
         assert catch["ErrorEquals"] == ["States.ALL"] and caught["End"] is True
-        assert caught["Parameters"]["failed_state"] == model
+        returned = caught["Parameters"]
+        # Churn's branch returns the failure itself; the Segment-then-Value branch returns it
+        # under the model's name, beside the other model's result.
+        failure = returned if "failed_state" in returned else returned[model.lower()]
+        assert failure["failed_state"] == model
         failed = routes[f"$.models.{model.lower()}.failed_state"]
         assert states[failed]["Parameters"]["failed_state"] == model
         assert states[failed]["Next"] == "Failure message"
@@ -95,7 +102,9 @@ def test_a_dataset_run_gives_its_lease_back_on_every_path_that_announces_it(root
 def test_models_run_in_parallel_and_tasks_have_timeouts(definition):
     states = definition["States"]
     branches = [b["StartAt"] for b in states["Models"]["Branches"]]
-    assert branches == ["Segment", "Churn", "Value"]
+    # Value follows Segment in its branch (it reads the segments for their value intervals).
+    assert branches == ["Segment", "Churn"]
+    assert states["Models"]["Branches"][0]["States"]["Segment"]["Next"] == "Value"
     tasks = [s for s in states.values() if s["Type"] == "Task"]
     tasks += [s for b in states["Models"]["Branches"] for s in b["States"].values() if s["Type"] == "Task"]
     assert len(tasks) == 14 and all("TimeoutSeconds" in task for task in tasks)

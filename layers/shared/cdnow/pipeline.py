@@ -129,6 +129,8 @@ def _run_settings(options: dict, default_horizon_days: int, default_max_bad_shar
         "column_mapping": options.get("column_mapping"),
         "date_order": options.get("date_order"),
         "currency": options.get("currency", DEFAULT_CURRENCY),
+        # CLV is revenue unless a margin is given.
+        "margin": options.get("margin", 1.0),
     }
 
 
@@ -450,26 +452,41 @@ def churn(run: dict, analysis_date: str, transactions_uri: str | None = None) ->
     }
 
 
+def _staged_segments(layout: RunLayout):
+    """The run's customer_segments as Segment staged them before Value (same branch of the
+    state machine), or None when Segment was skipped for its data."""
+    if not storage.parquet_files(layout.staged("customer_segments")):
+        return None
+    return storage.read_table(layout.staged("customer_segments"), columns=["customer_id", "segment_name"])
+
+
 def value(run: dict, analysis_date: str, transactions_uri: str | None = None) -> dict:
     import pandas as pd
 
-    from .domain.clv import customer_value, default_calibration_end, holdout_check
+    from .domain.clv import compare_purchase_models, customer_value, default_calibration_end
     from .presentation.figures import value_figures
 
     layout = _layout(run)
     transactions = storage.read_table(transactions_uri or layout.transactions, columns=TRANSACTION_COLUMNS)
     analysis_day = pd.Timestamp(analysis_date)
     try:
-        table, metrics = customer_value(transactions, analysis_day)
+        # Every purchase model is fitted on the first half and checked on the second; the one
+        # with the smallest per-customer holdout error values the customers.
         calibration_end = default_calibration_end(transactions["order_date"].min(), analysis_day)
-        holdout = holdout_check(transactions, calibration_end, analysis_day)
+        comparison = compare_purchase_models(transactions, calibration_end, analysis_day)
+        table, metrics = customer_value(transactions, analysis_day, model=comparison["chosen"],
+                                        margin=float(run.get("margin") or 1.0),
+                                        segments=_staged_segments(layout))
     except InsufficientData as exc:
         return _skip_model(layout, "value", exc)
+    holdout = next(check for check in comparison["checks"] if check["model"] == comparison["chosen"])
     storage.stage_table(table, layout.staged("customer_value"))
     _stage_model_metrics(layout, "value", {
         **metrics,
         "holdout_predicted_purchases": holdout["predicted_holdout_purchases"],
         "holdout_actual_purchases": holdout["actual_holdout_purchases"],
+        **{f"holdout_mean_absolute_error_{check['model']}": check["mean_absolute_error"]
+           for check in comparison["checks"]},
     })
     features = storage.read_table(layout.staged("customer_features"),
                                   columns=["customer_id", "recency_days", "purchase_days"])
@@ -478,6 +495,7 @@ def value(run: dict, analysis_date: str, transactions_uri: str | None = None) ->
     return {
         "metrics": {**metrics, "currency": currency},
         "holdout": holdout,
+        "purchase_models": comparison,
         "charts": _write_figures(layout, value_figures(table, features, holdout, currency=currency)),
     }
 
@@ -678,6 +696,8 @@ def run_summary(run: dict, features: dict, models: dict, tables: list[dict]) -> 
         "churn_drivers": churn.get("drivers"),
         "value": value.get("metrics"),
         "value_holdout": value.get("holdout"),
+        # Every purchase model's holdout check and which one valued the customers.
+        "value_models": value.get("purchase_models"),
         "charts": charts,
         "tables": {t["table"]: {k: v for k, v in t.items() if k != "table"} for t in tables},
     }

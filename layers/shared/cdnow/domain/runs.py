@@ -77,7 +77,7 @@ MAX_DATASET_OPTIONS_BYTES = 64 * 1024
 _DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Every option a run takes, however it is started (execution input or upload metadata).
 RUN_OPTIONS = ("analysis_date", "churn_horizon_days", "churn_label", "max_bad_share", "column_mapping",
-               "date_order", "currency", "snapshot")
+               "date_order", "currency", "snapshot", "margin")
 
 
 class InvalidRunRequest(ValueError):
@@ -229,6 +229,16 @@ def validate_options(options: dict, where: str) -> dict:
             raise InvalidRunRequest(f"{where}: currency must be a three-letter ISO 4217 code such as USD, GBP "
                                     f"or EUR, got {currency!r}")
         out["currency"] = currency.upper()
+    margin = options.get("margin")
+    if margin is not None:
+        try:
+            number = float(margin) if not isinstance(margin, bool) else -1.0
+        except (TypeError, ValueError):
+            number = -1.0
+        if not 0.0 < number <= 1.0:
+            raise InvalidRunRequest(f"{where}: margin must be the share of revenue that is profit, a number "
+                                    f"above 0 and at most 1 (0.3 for 30%), got {margin!r}")
+        out["margin"] = number
     return out
 
 

@@ -26,7 +26,7 @@ def _ascii(text: str) -> str:
 
 
 def subject(summary: Mapping[str, Any]) -> str:
-    """'CDNOW run cdnow-master-35f83c2e516f SUCCEEDED: 23,570 customers, 3 segments', at most
+    """'CDNOW run cdnow-master-35f83c2e516f SUCCEEDED: 23,570 customers, 7 segments', at most
     ``SUBJECT_MAX`` ASCII characters (a long run id is shortened in the middle)."""
     run_id = str(summary.get("run_id") or "none")
     status = str(summary.get("status") or "SUCCEEDED")
@@ -44,21 +44,39 @@ def subject(summary: Mapping[str, Any]) -> str:
     return _ascii(f"CDNOW run {run_id}{tail}")[:SUBJECT_MAX]
 
 
+def _cv(churn: Mapping[str, Any], key: str, decimals: int) -> str:
+    mean = churn.get(f"{key}_mean")
+    if mean is None:  # an older run's summary: the held-out figure
+        return fmt.number(churn.get(key.replace("cv_", "", 1)), decimals)
+    return f"{fmt.number(mean, decimals)} \u00b1 {fmt.number(churn.get(f'{key}_sd'), decimals)}"
+
+
 def _churn_lines(churn: Mapping[str, Any]) -> list[str]:
     baselines = [
-        f"{label} {fmt.number(churn[f'{key}_baseline_roc_auc'], 3)}"
+        f"{label} {_cv(churn, f'{key}_baseline_cv_roc_auc', 3)}"
         for key, label in _BASELINE_LABELS.items() if f"{key}_baseline_roc_auc" in churn and key != "bgnbd_p_alive"
     ]
     model = _MODELS.get(churn.get("chosen_model"), churn.get("chosen_model") or "model")
-    return [
-        f"Churn within {fmt.count(churn.get('horizon_days'))} days ({model}, measured on held-out customers):",
-        f"  ROC AUC {fmt.number(churn.get('roc_auc'), 3)}"
+    lines = [
+        f"Churn within {fmt.count(churn.get('horizon_days'))} days ({model}, "
+        f"{fmt.count(churn.get('cv_folds'))}-fold cross-validated, mean \u00b1 sd):",
+        f"  ROC AUC {_cv(churn, 'cv_roc_auc', 3)}"
         + (f" (baselines: {', '.join(baselines)})" if baselines else "")
-        + f", PR AUC {fmt.number(churn.get('pr_auc'), 3)}, "
-        f"lift in the top 10% {fmt.number(churn.get('lift_top_decile'), 2)}",
-        f"  High risk now: {fmt.percent(churn.get('share_high_risk'))} of customers "
-        f"(medium {fmt.percent(churn.get('share_medium_risk'))}, low {fmt.percent(churn.get('share_low_risk'))})",
+        + f", PR AUC {_cv(churn, 'cv_pr_auc', 3)}, "
+        f"lift in the top 10% {_cv(churn, 'cv_lift_top_decile', 2)}",
     ]
+    if churn.get("backtest_skipped"):
+        lines.append(f"  Back-test skipped: {churn['backtest_skipped']}")
+    elif churn.get("backtest_roc_auc") is not None:
+        lines.append(
+            f"  Back-test (trained as of {churn.get('backtest_train_cutoff')}, scored as of "
+            f"{churn.get('backtest_score_date')}): ROC AUC {fmt.number(churn.get('backtest_roc_auc'), 3)}, churn rate "
+            f"predicted {fmt.percent(churn.get('backtest_predicted_churn_rate'))}, actual "
+            f"{fmt.percent(churn.get('backtest_actual_churn_rate'))}")
+    lines.append(
+        f"  High risk now: {fmt.percent(churn.get('share_high_risk'))} of customers "
+        f"(medium {fmt.percent(churn.get('share_medium_risk'))}, low {fmt.percent(churn.get('share_low_risk'))})")
+    return lines
 
 
 def email_text(summary: Mapping[str, Any], report: Mapping[str, Any] | None = None) -> str:
@@ -119,9 +137,12 @@ def email_text(summary: Mapping[str, Any], report: Mapping[str, Any] | None = No
     value = summary.get("value") or {}
     if value:
         holdout = summary.get("value_holdout") or {}
+        margin = value.get("margin")
         lines += [
             "",
-            "Value (BG/NBD and Gamma-Gamma):",
+            f"Value ({value.get('purchase_model_title') or 'BG/NBD'} and Gamma-Gamma; "
+            + ("revenue, no margin applied" if margin in (None, 1, 1.0) else f"{fmt.percent(margin, 0)} margin")
+            + "):",
             f"  Expected value of the next 12 months: {fmt.money(value.get('total_clv_12m'), currency)} "
             f"({fmt.money(value.get('mean_clv_12m'), currency, 2)} per customer); mean P(alive) "
             f"{fmt.percent(value.get('mean_p_alive'))}",
@@ -130,7 +151,13 @@ def email_text(summary: Mapping[str, Any], report: Mapping[str, Any] | None = No
             lines.append(
                 f"  Holdout check: {fmt.count(holdout.get('predicted_holdout_purchases'))} purchase days predicted, "
                 f"{fmt.count(holdout.get('actual_holdout_purchases'))} actual "
-                f"({fmt.percent(holdout.get('relative_error'))})")
+                f"({fmt.percent(holdout.get('relative_error'))}); mean error per customer "
+                f"{fmt.number(holdout.get('mean_absolute_error'), 3)}")
+        comparison = summary.get("value_models") or {}
+        if comparison.get("checks"):
+            lines.append("  Chosen by the smallest mean error per customer among: " + ", ".join(
+                f"{check.get('model_title')} {fmt.number(check.get('mean_absolute_error'), 3)}"
+                for check in comparison["checks"]))
 
     lines.append("")
     if report and report.get("url"):

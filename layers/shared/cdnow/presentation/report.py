@@ -382,12 +382,30 @@ def _segments(summary: dict, charts: Mapping[str, str], profiles: Sequence[Mappi
     notes = []
     if chosen:
         ks = [row["k"] for row in seg.get("k_selection") or []]
-        notes.append(f"{fmt.count(chosen['k'])} segments, chosen among k = {min(ks)}\u2013{max(ks)} "
-                     f"(silhouette {fmt.number(chosen.get('silhouette'), 3)}, "
-                     f"stability {fmt.number(chosen.get('stability'), 3)}).")
-    if seg.get("typical_interval_days") is not None:
-        notes.append(f"Recency status compares a segment's median days since last purchase with the typical "
-                     f"{fmt.number(seg['typical_interval_days'], 1)} days between two purchases.")
+        named = seg.get("n_segments", len(segments))
+        notes.append(f"{fmt.count(named)} segments, each customer named by the rules below; the most valuable "
+                     f"of {fmt.count(chosen['k'])} k-means clusters (k chosen among {min(ks)}\u2013{max(ks)}: "
+                     f"silhouette {fmt.number(chosen.get('silhouette'), 3)}, "
+                     f"stability {fmt.number(chosen.get('stability'), 3)}) tells Champions from Loyal.")
+    thresholds = seg.get("rule_thresholds") or {}
+    if thresholds:
+        notes.append(f"Active means a purchase in the last {fmt.count(thresholds.get('active_within_days'))} days and "
+                     f"lapsed none in the last {fmt.count(thresholds.get('lapsed_after_days'))} (twice and four times "
+                     f"the typical {fmt.number(thresholds.get('typical_interval_days'), 1)} days between two "
+                     f"purchases); high spend is at least "
+                     f"{fmt.money(thresholds.get('high_spend_from'), fmt.currency_of(summary), 2)} in total.")
+    for large in seg.get("large_segments") or []:
+        notes.append(f"<strong>{_e(large.get('segment_name'))}</strong> holds "
+                     f"{fmt.percent(large.get('customer_share'))} of the customers, more than the "
+                     f"{fmt.percent(seg.get('max_segment_share'), 0)} a segment holds otherwise: every one of them "
+                     f"meets one rule, {_e(large.get('rule'))}.")
+    rules = [rule for rule in seg.get("segment_rules") or [] if rule.get("customers")]
+    if rules:
+        table += _table(
+            ["Segment", "Rule", "Customers"],
+            [[f"<strong>{_e(rule.get('segment_name'))}</strong>", _e(rule.get("rule")), fmt.count(rule.get("customers"))]
+             for rule in rules],
+            numeric=(2,), caption="How each customer's segment is decided", cls="segment-rules")
     migration = seg.get("migration")
     if migration:
         moved = migration.get("customers_moved")
@@ -399,8 +417,8 @@ def _segments(summary: dict, charts: Mapping[str, str], profiles: Sequence[Mappi
     note_html = "".join(f'<p class="note">{n}</p>' for n in notes)
     return _section(
         "segments", "Segments",
-        "customers are grouped by how recently, how often and how much they buy; each segment is named "
-        "from its profile. Compare a segment's share of customers with its share of revenue.",
+        "customers are grouped by how recently, how often and how much they buy; each customer's segment "
+        "follows a stated rule. Compare a segment's share of customers with its share of revenue.",
         _figures(charts, CHART_SECTIONS["segments"]), table, note_html)
 
 
@@ -418,31 +436,58 @@ def _input_label(feature: str) -> str:
     return feature_label(feature) + (" (log)" if feature.startswith("log1p_") else "")
 
 
+def _mean_sd(metrics: Mapping[str, Any], key: str, decimals: int) -> str:
+    """'0.808 \u00b1 0.008' from ``key``_mean and ``key``_sd; the pooled figure alone for a
+    summary without cross-validated means (an older run)."""
+    mean = metrics.get(f"{key}_mean")
+    if mean is None:
+        return fmt.number(metrics.get(key.replace("cv_", "", 1)), decimals)
+    return f"{fmt.number(mean, decimals)} \u00b1 {fmt.number(metrics.get(f'{key}_sd'), decimals)}"
+
+
 def _churn(summary: dict, charts: Mapping[str, str]) -> str:
     m = summary.get("churn") or {}
     compared, _ = _churn_models(m)
+    folds = m.get("cv_folds")
     metrics_table = _table(
         ["Score", "ROC AUC", "PR AUC", "Brier score", "Lift, top 10%"],
-        [[_e(label)] + [fmt.number(m.get(f"{p}{key}"), decimals) for key, decimals in
+        [[_e(label)] + [_mean_sd(m, f"{p}cv_{key}", decimals) for key, decimals in
                         (("roc_auc", 3), ("pr_auc", 3), ("brier", 3), ("lift_top_decile", 2))]
          for p, label, _ in compared],
         numeric=(1, 2, 3, 4), row_classes=["chosen" if c else None for *_, c in compared],
-        caption="Held-out customers: the model against simple baselines (higher AUC and lift, lower Brier: better)",
+        caption=f"{fmt.count(folds)}-fold cross-validation, mean \u00b1 standard deviation over the folds: the model "
+                "against simple baselines on the same customers (higher AUC and lift, lower Brier: better)",
         cls="churn-metrics")
+    if m.get("backtest_skipped"):
+        backtest = [["Back-test", _e(m["backtest_skipped"])]]
+    elif m.get("backtest_roc_auc") is not None:
+        backtest = [
+            ["Back-test: trained as of / scored as of",
+             f"{_e(m.get('backtest_train_cutoff', fmt.DASH))} / {_e(m.get('backtest_score_date', fmt.DASH))}"],
+            ["Back-test ROC AUC (recency rule)",
+             f"{fmt.number(m.get('backtest_roc_auc'), 3)} ({fmt.number(m.get('backtest_recency_baseline_roc_auc'), 3)})"],
+            ["Back-test churn rate predicted / actual",
+             f"{fmt.percent(m.get('backtest_predicted_churn_rate'))} / {fmt.percent(m.get('backtest_actual_churn_rate'))}"]]
+    else:
+        backtest = []
     facts = _table(
         ["Fact", "Value"],
         [["Churn means", f"no purchase in the {fmt.count(m.get('horizon_days'))} days after the cutoff"],
          ["Cutoff (features up to) / label window ends",
           f"{_e(m.get('cutoff', fmt.DASH))} / {_e(m.get('analysis_date', fmt.DASH))}"],
-         ["Customers trained on / held out", f"{fmt.count(m.get('n_train'))} / {fmt.count(m.get('n_validation'))}"],
-         ["Churn rate of the held-out customers", fmt.percent(m.get("validation_base_rate"))],
+         ["Customers in the training window", fmt.count(m.get("n_train"))],
+         ["Churn rate of the training window", fmt.percent(m.get("base_rate"))],
+         ["Model chosen by", "the lowest cross-validated log loss"
+          if m.get("selection_metric") == "cv_log_loss_mean" else _e(m.get("selection_metric") or fmt.DASH)],
          ["Calibration",
           f"{_e(m.get('calibration_method', fmt.DASH))}; mean error {fmt.percent(m.get('calibration_error'))}"],
+         *backtest,
          ["Customers scored now", fmt.count(m.get("n_scored"))],
          ["Risk bands now (low < 40% \u2264 medium < 70% \u2264 high)",
           f"high {fmt.percent(m.get('share_high_risk'))}, medium {fmt.percent(m.get('share_medium_risk'))}, "
           f"low {fmt.percent(m.get('share_low_risk'))}"]],
-        numeric=(), caption="How the model was trained and what it says now", cls="churn-facts")
+        numeric=(), caption="How the model was trained, how it did one horizon back, and what it says now",
+        cls="churn-facts")
     drivers = summary.get("churn_drivers") or []
     driver_table = ""
     if drivers:
@@ -462,10 +507,37 @@ def _churn(summary: dict, charts: Mapping[str, str]) -> str:
         f'<div class="tables"><div>{metrics_table}{facts}</div><div>{driver_table}</div></div>')
 
 
+def _purchase_models_table(comparison: Mapping) -> str:
+    """Every purchase model's holdout check side by side, the chosen one marked."""
+    checks = comparison.get("checks") or []
+    if not checks:
+        return ""
+    rows = []
+    for check in checks:
+        params = check.get("params") or {}
+        errors = check.get("standard_errors") or {}
+        fitted = ", ".join(
+            f"{_e(name)} {fmt.number(value, 3)}"
+            + (f" \u00b1 {fmt.number(errors[name], 3)}" if errors.get(name) is not None else "")
+            for name, value in params.items())
+        chosen = check.get("model") == comparison.get("chosen")
+        rows.append([_e(check.get("model_title", check.get("model"))) + (" (used)" if chosen else ""),
+                     fmt.number(check.get("mean_absolute_error"), 3), fmt.percent(check.get("relative_error")),
+                     fitted])
+    return _table(
+        ["Purchase model", "Mean absolute error per customer", "Error of the total", "Parameters (\u00b1 standard error)"],
+        rows, numeric=(1, 2),
+        caption="Each model fitted before the holdout period and checked on it; the smallest per-customer error "
+                "values the customers", cls="purchase-models")
+
+
 def _value(summary: dict, charts: Mapping[str, str]) -> str:
     v = summary.get("value") or {}
     h = summary.get("value_holdout") or {}
     currency = fmt.currency_of(summary)
+    model = _e(v.get("purchase_model_title") or "BG/NBD")
+    margin_note = ("revenue: no margin applied" if v.get("margin") in (None, 1, 1.0)
+                   else f"{fmt.percent(v.get('margin'), 0)} margin of revenue")
     metrics = _table(
         ["Figure", "Value"],
         [["Total expected value, next 12 months", fmt.money(v.get("total_clv_12m"), currency)],
@@ -476,7 +548,7 @@ def _value(summary: dict, charts: Mapping[str, str]) -> str:
           f"{fmt.count(v.get('n_customers'))} / {fmt.count(v.get('n_repeat_buyers'))}"],
          ["Annual discount rate / margin",
           f"{fmt.percent(v.get('annual_discount_rate'), 0)} / {fmt.percent(v.get('margin'), 0)}"]],
-        numeric=(1,), caption="Lifetime value (BG/NBD and Gamma-Gamma)", cls="value-metrics")
+        numeric=(1,), caption=f"Lifetime value ({model} and Gamma-Gamma; {margin_note})", cls="value-metrics")
     holdout = ""
     if h:
         holdout = _table(
@@ -487,7 +559,8 @@ def _value(summary: dict, charts: Mapping[str, str]) -> str:
              ["Predicted purchase days", fmt.count(h.get("predicted_holdout_purchases"))],
              ["Actual purchase days", fmt.count(h.get("actual_holdout_purchases"))],
              ["Relative error", fmt.percent(h.get("relative_error"))]],
-            numeric=(1,), caption="Predicted against actual purchases after the fitting period", cls="holdout")
+            numeric=(1,), caption=f"{model}: predicted against actual purchases after the fitting period",
+            cls="holdout")
         by_frequency = h.get("by_calibration_frequency") or []
         if by_frequency:
             holdout += _table(
@@ -496,6 +569,23 @@ def _value(summary: dict, charts: Mapping[str, str]) -> str:
                   fmt.number(row.get("mean_predicted"))] for row in by_frequency],
                 numeric=(1, 2, 3), caption="Holdout purchases by repeat purchases in the fitting period",
                 cls="holdout-by-frequency")
+    holdout += _purchase_models_table(summary.get("value_models") or {})
+    intervals = v.get("segment_value") or []
+    if intervals:
+        ranks = {name: seg.get("segment_rank", 0) for name, seg in (summary.get("segments") or {}).items()}
+        rows = sorted(intervals, key=lambda row: (ranks.get(row.get("segment_name"), len(ranks)),
+                                                  row.get("segment_name") or ""))
+        share = fmt.percent(rows[0].get("interval"), 0)
+        metrics += _table(
+            ["Segment", "Customers", "Expected value, next 12 months", f"{share} interval of what it will bring"],
+            [[f"<strong>{_e(row.get('segment_name'))}</strong>", fmt.count(row.get("customers")),
+              fmt.money(row.get("expected_clv_12m"), currency),
+              f"{fmt.money(row.get('lower'), currency)} to {fmt.money(row.get('upper'), currency)}"]
+             for row in rows],
+            numeric=(1, 2, 3),
+            caption=f"Each segment's value with a {share} predictive interval: {fmt.count(rows[0].get('draws'))} "
+                    "simulations of the next 12 months with the parameters' uncertainty and each customer's "
+                    "purchases and spend drawn from the models (fixed seed)", cls="segment-value")
     return _section(
         "value", "Customer value",
         "each customer's expected purchases and spend over the next 12 months, discounted; P(alive) is the "
