@@ -282,16 +282,22 @@ def _minimize(objective, x0: np.ndarray) -> tuple[np.ndarray, bool, int]:
 # BG/NBD and MBG/NBD
 # ----------------------------------------------------------------------------------------------
 
+def _beta_geometric_drop(x, b, modified: bool):
+    """Where a customer can have dropped out (x > 0 for the BG/NBD, everyone for the MBG/NBD)
+    and the b + x - 1 (b + x) of the dropout odds there (1 elsewhere, never used)."""
+    can_drop = np.ones(np.shape(x), dtype=bool) if modified else x > 0
+    return can_drop, np.where(can_drop, b + x - (0.0 if modified else 1.0), 1.0)
+
+
 def _beta_geometric_terms(x, tx, T, r, alpha, a, b, gradient: bool, modified: bool):
     """Per-row log-likelihood and (optionally) its partial derivatives in r, alpha, a, b of the
     BG/NBD (``modified`` False) or the MBG/NBD (True). The MBG/NBD lets a customer drop out
     at the first purchase too: the dropped-out branch exists for every x, the Beta terms count
     x + 1 survivals, and b + x - 1 becomes b + x (module docstring)."""
     shift = 1.0 if modified else 0.0
-    can_drop = np.ones(np.shape(x), dtype=bool) if modified else x > 0
+    can_drop, b_drop = _beta_geometric_drop(x, b, modified)
     ln_a_T = np.log(alpha + T)
     ln_a_tx = np.log(alpha + tx)
-    b_drop = np.where(can_drop, b + x - 1.0 + shift, 1.0)  # appears only where can_drop
     common = (gammaln(r + x) - gammaln(r) + r * np.log(alpha)
               + gammaln(a + b) + gammaln(b + x + shift) - gammaln(b) - gammaln(a + b + x + shift))
     still_alive = -(r + x) * ln_a_T                         # alive at T
@@ -307,6 +313,16 @@ def _beta_geometric_terms(x, tx, T, r, alpha, a, b, gradient: bool, modified: bo
     d_a = psi_ab - psi_abx + w_drop / a
     d_b = psi_ab + digamma(b + x + shift) - digamma(b) - psi_abx - w_drop / b_drop
     return ll, (d_r, d_alpha, d_a, d_b)
+
+
+def _beta_geometric_p_alive(x, tx, T, r, alpha, a, b, modified: bool):
+    """P(alive at T) of the BG/NBD (1 without a repeat purchase: no chance to drop out yet)
+    or the MBG/NBD (b + x - 1 becomes b + x, for every x): the still-alive branch's share of
+    ``_beta_geometric_terms``' likelihood."""
+    can_drop, b_drop = _beta_geometric_drop(x, b, modified)
+    # log of the odds of having dropped out; log1p keeps (alpha+T)/(alpha+t_x) exact near 1.
+    log_odds_dead = np.log(a) - np.log(b_drop) + (r + x) * np.log1p((T - tx) / (alpha + tx))
+    return np.where(can_drop, expit(-log_odds_dead), 1.0)
 
 
 def _bgnbd_terms(x, tx, T, r, alpha, a, b, gradient: bool):
@@ -750,9 +766,7 @@ class _PurchaseModel:
         times, inverse = np.unique(t_arr.reshape(-1), return_inverse=True)
         zero = np.zeros(len(times))
         alive = self._p_alive(zero, zero, zero, *params)
-        values = np.maximum(alive * np.asarray(
-            [self._expected_if_alive(t_, 0.0, 0.0, 0.0, *params) for t_ in times],
-            dtype=np.float64).reshape(-1), 0.0)
+        values = np.maximum(alive * self._expected_if_alive(times, zero, zero, zero, *params), 0.0)
         out = values[inverse.reshape(-1)].reshape(t_arr.shape)
         return float(out) if out.ndim == 0 else out
 
@@ -804,11 +818,7 @@ class BetaGeoModel(_PurchaseModel):
 
     @staticmethod
     def _p_alive(x, tx, T, r, alpha, a, b):
-        repeat = x > 0
-        # log of the odds of having dropped out; log1p keeps (alpha+T)/(alpha+t_x) exact near 1.
-        log_odds_dead = (np.log(a) - np.log(np.where(repeat, b + x - 1.0, 1.0))
-                         + (r + x) * np.log1p((T - tx) / (alpha + tx)))
-        return np.where(repeat, expit(-log_odds_dead), 1.0)
+        return _beta_geometric_p_alive(x, tx, T, r, alpha, a, b, modified=False)
 
     @staticmethod
     def _expected_if_alive(t, x, tx, T, r, alpha, a, b):
@@ -831,8 +841,7 @@ class ModifiedBetaGeoModel(BetaGeoModel):
 
     @staticmethod
     def _p_alive(x, tx, T, r, alpha, a, b):
-        log_odds_dead = np.log(a) - np.log(b + x) + (r + x) * np.log1p((T - tx) / (alpha + tx))
-        return expit(-log_odds_dead)
+        return _beta_geometric_p_alive(x, tx, T, r, alpha, a, b, modified=True)
 
     @staticmethod
     def _expected_if_alive(t, x, tx, T, r, alpha, a, b):
@@ -1122,11 +1131,23 @@ def holdout_check(transactions: pd.DataFrame, calibration_end, observation_end,
     conditional-expectation check). Customers whose first purchase falls in the holdout are
     not part of the check. ``params`` and ``standard_errors`` are the calibration fit's.
     """
-    unit = _check_time_unit(time_unit_days)
     model_class = _purchase_model(model)
+    return _holdout_check(_holdout_inputs(transactions, calibration_end, observation_end),
+                          calibration_end, observation_end, time_unit_days, penalizer, model_class)
+
+
+def _holdout_inputs(transactions: pd.DataFrame, calibration_end, observation_end) -> pd.DataFrame:
     inputs = value_inputs(transactions, calibration_end, observation_end)
     if len(inputs) == 0:
         raise InsufficientData("no customer has a purchase before calibration_end")
+    return inputs
+
+
+def _holdout_check(inputs: pd.DataFrame, calibration_end, observation_end, time_unit_days: float,
+                   penalizer: float, model_class: type[_PurchaseModel]) -> dict:
+    """``holdout_check`` on the calibration/holdout ``value_inputs`` table, computed once by
+    the caller for every model it checks."""
+    unit = _check_time_unit(time_unit_days)
     x, tx, t_end = _rfm_in_units(inputs, unit)
     fitted = model_class(penalizer=penalizer, time_unit_days=unit).fit(x, tx, t_end)
     holdout_days = int(inputs["holdout_days"].iloc[0])
@@ -1179,8 +1200,9 @@ def compare_purchase_models(transactions: pd.DataFrame, calibration_end, observa
     model with the smallest mean absolute error of per-customer holdout purchases (ties: the
     earlier one). Returns {"chosen": name, "criterion": "mean_absolute_error",
     "checks": [check, ...]}."""
-    checks = [holdout_check(transactions, calibration_end, observation_end, time_unit_days,
-                            penalizer, model=name) for name in PURCHASE_MODELS]
+    inputs = _holdout_inputs(transactions, calibration_end, observation_end)  # once for all three
+    checks = [_holdout_check(inputs, calibration_end, observation_end, time_unit_days, penalizer,
+                             model_class) for model_class in PURCHASE_MODELS.values()]
     chosen = min(checks, key=lambda check: check["mean_absolute_error"])  # first on ties
     return {"chosen": chosen["model"], "criterion": "mean_absolute_error", "checks": checks}
 
