@@ -38,6 +38,16 @@ def number(value: Any, decimals: int = 2) -> str:
     return DASH if missing(value) else _minus(f"{float(value):,.{decimals}f}")
 
 
+def mean_sd(metrics: Mapping[str, Any], key: str, decimals: int) -> str:
+    """'0.808 \u00b1 0.008' from ``key``_mean and ``key``_sd (cross-validated figures); the
+    pooled figure (``key`` without its "cv_") alone for an older run's summary, which has no
+    means."""
+    mean = metrics.get(f"{key}_mean")
+    if mean is None:
+        return number(metrics.get(key.replace("cv_", "", 1)), decimals)
+    return f"{number(mean, decimals)} \u00b1 {number(metrics.get(f'{key}_sd'), decimals)}"
+
+
 def percent(value: Any, decimals: int = 1) -> str:
     """A fraction as a percentage: 0.1445 -> '14.5%'."""
     return DASH if missing(value) else _minus(f"{float(value) * 100:,.{decimals}f}%")

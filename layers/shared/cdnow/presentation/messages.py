@@ -44,26 +44,19 @@ def subject(summary: Mapping[str, Any]) -> str:
     return _ascii(f"CDNOW run {run_id}{tail}")[:SUBJECT_MAX]
 
 
-def _cv(churn: Mapping[str, Any], key: str, decimals: int) -> str:
-    mean = churn.get(f"{key}_mean")
-    if mean is None:  # an older run's summary: the held-out figure
-        return fmt.number(churn.get(key.replace("cv_", "", 1)), decimals)
-    return f"{fmt.number(mean, decimals)} \u00b1 {fmt.number(churn.get(f'{key}_sd'), decimals)}"
-
-
 def _churn_lines(churn: Mapping[str, Any]) -> list[str]:
     baselines = [
-        f"{label} {_cv(churn, f'{key}_baseline_cv_roc_auc', 3)}"
+        f"{label} {fmt.mean_sd(churn, f'{key}_baseline_cv_roc_auc', 3)}"
         for key, label in _BASELINE_LABELS.items() if f"{key}_baseline_roc_auc" in churn and key != "bgnbd_p_alive"
     ]
     model = _MODELS.get(churn.get("chosen_model"), churn.get("chosen_model") or "model")
     lines = [
         f"Churn within {fmt.count(churn.get('horizon_days'))} days ({model}, "
         f"{fmt.count(churn.get('cv_folds'))}-fold cross-validated, mean \u00b1 sd):",
-        f"  ROC AUC {_cv(churn, 'cv_roc_auc', 3)}"
+        f"  ROC AUC {fmt.mean_sd(churn, 'cv_roc_auc', 3)}"
         + (f" (baselines: {', '.join(baselines)})" if baselines else "")
-        + f", PR AUC {_cv(churn, 'cv_pr_auc', 3)}, "
-        f"lift in the top 10% {_cv(churn, 'cv_lift_top_decile', 2)}",
+        + f", PR AUC {fmt.mean_sd(churn, 'cv_pr_auc', 3)}, "
+        f"lift in the top 10% {fmt.mean_sd(churn, 'cv_lift_top_decile', 2)}",
     ]
     if churn.get("backtest_skipped"):
         lines.append(f"  Back-test skipped: {churn['backtest_skipped']}")

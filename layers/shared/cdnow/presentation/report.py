@@ -436,22 +436,13 @@ def _input_label(feature: str) -> str:
     return feature_label(feature) + (" (log)" if feature.startswith("log1p_") else "")
 
 
-def _mean_sd(metrics: Mapping[str, Any], key: str, decimals: int) -> str:
-    """'0.808 \u00b1 0.008' from ``key``_mean and ``key``_sd; the pooled figure alone for a
-    summary without cross-validated means (an older run)."""
-    mean = metrics.get(f"{key}_mean")
-    if mean is None:
-        return fmt.number(metrics.get(key.replace("cv_", "", 1)), decimals)
-    return f"{fmt.number(mean, decimals)} \u00b1 {fmt.number(metrics.get(f'{key}_sd'), decimals)}"
-
-
 def _churn(summary: dict, charts: Mapping[str, str]) -> str:
     m = summary.get("churn") or {}
     compared, _ = _churn_models(m)
     folds = m.get("cv_folds")
     metrics_table = _table(
         ["Score", "ROC AUC", "PR AUC", "Brier score", "Lift, top 10%"],
-        [[_e(label)] + [_mean_sd(m, f"{p}cv_{key}", decimals) for key, decimals in
+        [[_e(label)] + [fmt.mean_sd(m, f"{p}cv_{key}", decimals) for key, decimals in
                         (("roc_auc", 3), ("pr_auc", 3), ("brier", 3), ("lift_top_decile", 2))]
          for p, label, _ in compared],
         numeric=(1, 2, 3, 4), row_classes=["chosen" if c else None for *_, c in compared],
