@@ -168,6 +168,17 @@ def parse_dataset_options(body: bytes, source: str) -> dict:
     return _options_object(options, f"{source}:", "run options", source)
 
 
+def _share(value) -> float:
+    """An option that is a share (0..1) as a number; -1 (outside every share) for a value that
+    is no number, true and false included."""
+    if isinstance(value, bool):
+        return -1.0
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return -1.0
+
+
 def validate_options(options: dict, where: str) -> dict:
     """The run options among ``options`` (other keys ignored), each checked and normalized; an
     option that is not set is left out. A bad option is an InvalidRunRequest naming it."""
@@ -194,10 +205,7 @@ def validate_options(options: dict, where: str) -> dict:
         out["churn_label"] = label
     share = options.get("max_bad_share")
     if share is not None:
-        try:
-            number = float(share) if not isinstance(share, bool) else -1.0
-        except (TypeError, ValueError):
-            number = -1.0
+        number = _share(share)
         if not 0.0 <= number <= 1.0:
             raise InvalidRunRequest(f"{where}: max_bad_share must be a number from 0 to 1, got {share!r}")
         out["max_bad_share"] = number
@@ -231,10 +239,7 @@ def validate_options(options: dict, where: str) -> dict:
         out["currency"] = currency.upper()
     margin = options.get("margin")
     if margin is not None:
-        try:
-            number = float(margin) if not isinstance(margin, bool) else -1.0
-        except (TypeError, ValueError):
-            number = -1.0
+        number = _share(margin)
         if not 0.0 < number <= 1.0:
             raise InvalidRunRequest(f"{where}: margin must be the share of revenue that is profit, a number "
                                     f"above 0 and at most 1 (0.3 for 30%), got {margin!r}")
