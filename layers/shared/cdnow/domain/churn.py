@@ -312,7 +312,6 @@ TOP_DECILE = 0.1
 # Figures measured on each cross-validation fold (mean and sd over the folds); brier and
 # log_loss only for probabilities.
 CV_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "lift_top_decile")
-PROBABILITY_METRICS = ("brier", "log_loss")
 # The model is chosen by this cross-validated figure, lower is better (see the module doc).
 SELECTION_METRIC = "log_loss"
 
@@ -634,16 +633,8 @@ def _downsample(x, y) -> dict:
 
 def _evaluate(y: np.ndarray, score: np.ndarray, is_probability: bool) -> tuple[dict, dict]:
     """Flat metrics and chart curves of one score on the validation customers."""
-    capture = float(cumulative_gains(y, score, np.array([TOP_DECILE]))[0])
-    metrics = {
-        "roc_auc": float(roc_auc_score(y, score)),
-        "pr_auc": float(average_precision_score(y, score)),
-    }
-    if is_probability:
-        metrics["brier"] = float(brier_score_loss(y, score))
-        metrics["log_loss"] = float(log_loss(y, np.clip(score, 1e-15, 1 - 1e-15), labels=[0, 1]))
-    metrics["lift_top_decile"] = capture / TOP_DECILE
-    metrics["capture_top_decile"] = capture
+    metrics = _point_metrics(y, score, is_probability)
+    metrics["capture_top_decile"] = float(cumulative_gains(y, score, np.array([TOP_DECILE]))[0])
 
     fpr, tpr, _ = roc_curve(y, score)
     precision, recall, _ = precision_recall_curve(y, score)
