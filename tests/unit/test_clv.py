@@ -109,6 +109,19 @@ def test_each_purchase_model_reproduces_its_published_cdnow_fit(calibration, nam
         assert error is not None and 0 < error < model.params_[param], (param, error)
 
 
+@pytest.mark.parametrize("name", ["bgnbd", "pnbd", "mbgnbd"])
+def test_a_fit_started_from_an_earlier_window_s_reaches_the_same_optimum(master, name):
+    # The Value step starts its final fit from the holdout check's (an earlier window's fit).
+    calibration_fit = PURCHASE_MODELS[name]().fit(*weeks(value_inputs(master, "1997-10-01")))
+    x, tx, T = weeks(value_inputs(master, "1998-07-01"))
+    cold = PURCHASE_MODELS[name]().fit(x, tx, T)
+    warm = PURCHASE_MODELS[name]().fit(x, tx, T, start=calibration_fit.params_)
+    assert cold.converged_ and warm.converged_
+    for param in cold.params_:
+        assert warm.params_[param] == pytest.approx(cold.params_[param], rel=1e-5), param
+    assert warm.log_likelihood_ == pytest.approx(cold.log_likelihood_, rel=1e-12)
+
+
 def test_the_likelihoods_keep_every_term_of_the_published_formulas(calibration):
     # Measured: BG/NBD -9582.43, Pareto/NBD -9594.98 (the published -9582.4 and -9595.0).
     for name, published in (("bgnbd", PUBLISHED_BGNBD_LL), ("pnbd", PUBLISHED_PNBD_LL)):

@@ -474,12 +474,13 @@ def value(run: dict, analysis_date: str, transactions_uri: str | None = None) ->
         # with the smallest per-customer holdout error values the customers.
         calibration_end = default_calibration_end(transactions["order_date"].min(), analysis_day)
         comparison = compare_purchase_models(transactions, calibration_end, analysis_day)
+        holdout = next(check for check in comparison["checks"] if check["model"] == comparison["chosen"])
+        # The calibration fit is close to the final one: starting there saves most of the search.
         table, metrics = customer_value(transactions, analysis_day, model=comparison["chosen"],
                                         margin=float(run.get("margin") or 1.0),
-                                        segments=_staged_segments(layout))
+                                        segments=_staged_segments(layout), start=holdout["params"])
     except InsufficientData as exc:
         return _skip_model(layout, "value", exc)
-    holdout = next(check for check in comparison["checks"] if check["model"] == comparison["chosen"])
     storage.stage_table(table, layout.staged("customer_value"))
     _stage_model_metrics(layout, "value", {
         **metrics,

@@ -658,16 +658,20 @@ class _PurchaseModel:
         scale = _weighted_sum(weights, t_end) / weights.sum()
         return [scale if name in ("alpha", "beta") else 1.0 for name in self.param_names]
 
-    def fit(self, frequency, recency, T, weights=None):
+    def fit(self, frequency, recency, T, weights=None, start: dict | None = None):
         """Maximum-likelihood fit. ``weights`` (optional): how many customers each row stands
-        for, e.g. rows already collapsed to distinct (frequency, recency, T) with their counts."""
+        for, e.g. rows already collapsed to distinct (frequency, recency, T) with their counts.
+        ``start`` (optional): parameters to start the search from, e.g. a fit of the same model
+        on an earlier window (the holdout check's), which the search then needs fewer and
+        cheaper steps to leave; the optimum is the same."""
         if self.penalizer < 0:
             raise ValueError(f"penalizer must be >= 0, got {self.penalizer}")
         x, tx, t_end = _check_rfm(frequency, recency, T)
         if len(x) == 0:
             raise ValueError(f"cannot fit {self.title} on zero customers")
         (x, tx, t_end), weights = _fit_rows([x, tx, t_end], weights, self.aggregate)
-        start = np.log(np.maximum(self._start(t_end, weights), 1e-3))
+        guess = self._start(t_end, weights) if start is None else [start[p] for p in self.param_names]
+        start = np.log(np.maximum(guess, 1e-3))
 
         def objective(log_params):
             return _objective(self._terms, log_params, (x, tx, t_end), weights,
@@ -1242,10 +1246,12 @@ def no_purchase_probability(features: pd.DataFrame, horizon_days: float,
 def customer_value(transactions: pd.DataFrame, analysis_date, annual_discount_rate: float = 0.10,
                    time_unit_days: float = 7, margin: float = 1.0,
                    penalizer: float = 0.0, model: str = "bgnbd",
-                   segments: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+                   segments: pd.DataFrame | None = None, start: dict | None = None
+                   ) -> tuple[pd.DataFrame, dict]:
     """Fit the purchase model ``model`` (a PURCHASE_MODELS name) and Gamma-Gamma on all
     purchases before ``analysis_date`` and value every customer of
-    ``customer_features(transactions, analysis_date)`` (same rows, same order).
+    ``customer_features(transactions, analysis_date)`` (same rows, same order). ``start``: the
+    purchase model's parameters to start its fit from (its holdout check's fit, say).
 
     Table columns: customer_id, p_alive, expected_purchases_90d, expected_purchases_365d,
     expected_avg_spend, clv_12m (discounted expected value of the next 12 months' purchases
@@ -1259,14 +1265,15 @@ def customer_value(transactions: pd.DataFrame, analysis_date, annual_discount_ra
     if len(inputs) == 0:
         raise InsufficientData(f"no purchase before {analysis_day.date()}: nothing to value")
     table, metrics = value_from_inputs(inputs, annual_discount_rate, time_unit_days, margin,
-                                       penalizer, model, segments)
+                                       penalizer, model, segments, start)
     return table, {"analysis_date": analysis_day.date().isoformat(), **metrics}
 
 
 def value_from_inputs(inputs: pd.DataFrame, annual_discount_rate: float = 0.10,
                       time_unit_days: float = 7, margin: float = 1.0,
                       penalizer: float = 0.0, model: str = "bgnbd",
-                      segments: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+                      segments: pd.DataFrame | None = None, start: dict | None = None
+                      ) -> tuple[pd.DataFrame, dict]:
     """``customer_value`` on a ``value_inputs`` table (customer_id, frequency, recency, T in
     days, monetary_value), for callers that already hold one. Same table; metrics without
     analysis_date."""
@@ -1284,7 +1291,7 @@ def value_from_inputs(inputs: pd.DataFrame, annual_discount_rate: float = 0.10,
     # Collapse to distinct (x, t_x, T) once: the fit and all 14 predictions run on those rows.
     (ux, utx, uT), counts, inverse = _distinct_rows(x, tx, t_end)
     purchases = model_class(penalizer=penalizer, time_unit_days=unit).fit(ux, utx, uT,
-                                                                          weights=counts)
+                                                                          weights=counts, start=start)
     spenders = (x > 0) & (m > 0)
     gamma_gamma = GammaGammaModel(penalizer=penalizer).fit(x[spenders], m[spenders])
 
