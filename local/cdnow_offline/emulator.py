@@ -103,6 +103,8 @@ class Emulator:
         stack = Provisioner(self.root, REGION, self.lambdas, self.glue, self.identities).provision(stack_name, parameters)
         for relay in stack.relays:
             relay.start()
+        if not self.shipped:  # a shipped environment runs its init in its own process
+            self.lambdas.initialize_in_background()
         self._stacks.append(stack)
         return stack
 

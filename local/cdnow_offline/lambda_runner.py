@@ -44,6 +44,19 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from .identities import Identities
 
 _DELETED = object()
+# The layer's modules the pipeline imports inside its step functions (so that Ingest, a zip
+# without pandas, never loads them): what an image function's first invocation imports.
+LAZY_LAYER_MODULES = (
+    "cdnow.domain.features",
+    "cdnow.domain.history",
+    "cdnow.domain.segments",
+    "cdnow.domain.churn",
+    "cdnow.domain.clv",
+    "cdnow.presentation.figures",
+    "cdnow.presentation.report",
+    "cdnow.presentation.messages",
+    "cdnow.adapters.history",
+)
 
 
 class ThreadLocalEnviron(MutableMapping):
@@ -193,6 +206,35 @@ class LocalLambdaRunner:
             return runner.invoke(fn, body, response_headers)
 
         LambdaSimpleBackend.invoke = invoke
+
+    def initialize_in_background(self, modules: tuple[str, ...] = LAZY_LAYER_MODULES) -> threading.Thread:
+        """In-process only: run every registered function's init phase (its handler module's
+        import) and import ``modules`` on a background thread, as Lambda runs a function's init
+        before its first invocation. Offline, the Models steps would otherwise import
+        scikit-learn and scipy inside their first invocations, at the same time, in one process.
+        A module that fails to import here fails again, as it should, when its step imports it."""
+
+        def initialize() -> None:
+            # Module-level code reads only what every function shares (Powertools' level from the
+            # overrides); each function's own variables are read inside its handler.
+            self._environ.enter(dict(self._overrides))
+            try:
+                for function in list(self.functions.values()):
+                    try:
+                        self._handler(function)
+                    except Exception:  # noqa: BLE001 - its invocation fails with the same error
+                        pass
+                for module in modules:
+                    try:
+                        importlib.import_module(module)
+                    except Exception:  # noqa: BLE001 - the step importing it fails with the error
+                        pass
+            finally:
+                self._environ.leave()
+
+        thread = threading.Thread(target=initialize, name="lambda-init", daemon=True)
+        thread.start()
+        return thread
 
     def _handler(self, function: LocalFunction):
         module_file, _, attribute = function.handler.rpartition(".")

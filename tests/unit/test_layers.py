@@ -145,3 +145,22 @@ def test_relative_imports_resolve_from_the_module_s_package():
         ("cdnow.presentation.charts", 1), ("cdnow.domain.segments.bin_codes", 2)]
     assert imports("from .features import x\n", "cdnow.domain", is_package=True) == [
         ("cdnow.domain.features.x", 1)]
+
+
+def test_the_offline_init_loads_every_module_a_step_imports_inside_its_function(root):
+    # The pipeline imports the domain, presentation and history inside its step functions (Ingest
+    # ships as a zip without pandas); offline, the in-process runner imports them in a Lambda-like
+    # init phase instead of inside the Models steps' first invocations (lambda_runner.py).
+    from cdnow_offline.lambda_runner import LAZY_LAYER_MODULES
+
+    package_dir = package_root(root)
+    tree = ast.parse((package_dir / "pipeline.py").read_text(encoding="utf-8"))
+    inside_functions = set()
+    for function in (node for node in tree.body if isinstance(node, ast.FunctionDef)):
+        for name, _ in imports(ast.unparse(function), "cdnow.pipeline"):
+            if name.split(".")[0] != PACKAGE:
+                continue
+            parts = name.split(".")
+            is_module = (package_dir.parent.joinpath(*parts).with_suffix(".py")).is_file()
+            inside_functions.add(name if is_module else ".".join(parts[:-1]))
+    assert inside_functions == set(LAZY_LAYER_MODULES)
