@@ -14,7 +14,6 @@ from cdnow.domain.segments import (
     RuleThresholds,
     SegmentationResult,
     name_customers,
-    recency_status,
     rfm_grid,
     segment_customers,
     segment_migration,
@@ -209,14 +208,6 @@ def test_lapsed_big_spenders_are_at_risk_not_champions():
 
 # ---------------------------------------------------------------------------------------------
 # Naming rules
-
-def test_recency_status_thresholds():
-    # I = 82.5 days (CDNOW master): active <= 165, lapsing <= 330, lapsed beyond.
-    assert recency_status(165.0, 82.5) == "active"
-    assert recency_status(165.5, 82.5) == "lapsing"
-    assert recency_status(330.0, 82.5) == "lapsing"
-    assert recency_status(330.5, 82.5) == "lapsed"
-
 
 # I = 82.5 days and mean spend 106.08, as on CDNOW master: A = 165, L = 330 days.
 MASTER_THRESHOLDS = RuleThresholds(interval_days=82.5, high_spend=106.08)

@@ -491,15 +491,6 @@ def typical_interval_days(features: pd.DataFrame) -> float:
     return float(np.median(intervals)) if len(intervals) else DEFAULT_INTERVAL_DAYS
 
 
-def recency_status(recency_days: float, interval_days: float) -> str:
-    """active / lapsing / lapsed: days since the last purchase in typical purchase intervals."""
-    if recency_days <= ACTIVE_INTERVALS * interval_days:
-        return ACTIVE
-    if recency_days <= LAPSED_INTERVALS * interval_days:
-        return LAPSING
-    return LAPSED
-
-
 @dataclass(frozen=True)
 class RuleThresholds:
     """The data-derived thresholds of the naming rules (see the module docstring).
