@@ -721,6 +721,12 @@ class _PurchaseModel:
     def _quiet_if_alive(t, x, T, *params):
         raise NotImplementedError
 
+    @staticmethod
+    def _purchase_times(rng, horizon, rate, x, T, *params) -> tuple[np.ndarray, np.ndarray]:
+        """One simulation of the next ``horizon`` of customers alive at T with purchase rates
+        ``rate``: (owner, when), each purchase's customer (index into the arrays) and time."""
+        raise NotImplementedError
+
     def p_alive(self, frequency, recency, T) -> np.ndarray:
         """P(still alive at T | x, t_x, T)."""
         params = self._params()
@@ -834,6 +840,24 @@ class BetaGeoModel(_PurchaseModel):
         # after a purchase: quiet means no purchase event.
         return np.exp(-(r + x) * np.log1p(t / (alpha + T)))
 
+    # Survivals behind "alive at T": x for the BG/NBD, x + 1 for the MBG/NBD (p ~ Beta(a, b+x+k)).
+    _survivals_beyond_x = 0.0
+
+    @classmethod
+    def _purchase_times(cls, rng, horizon, rate, x, T, r, alpha, a, b):
+        # Gone right after the Geometric(p)-th purchase: a Poisson count over the horizon at
+        # uniform times, of which each customer keeps the first purchases_left.
+        drop = np.clip(rng.beta(a, b + x + cls._survivals_beyond_x), 1e-12, 1.0)
+        purchases_left = rng.geometric(drop)
+        count = rng.poisson(rate * horizon)
+        owner = np.repeat(np.arange(len(x)), count)
+        when = rng.random(len(owner)) * horizon
+        order = np.lexsort((when, owner))
+        owner, when = owner[order], when[order]
+        rank = np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
+        kept = rank < purchases_left[owner]
+        return owner[kept], when[kept]
+
 
 class ModifiedBetaGeoModel(BetaGeoModel):
     """MBG/NBD (Batislam, Denizel & Filiztekin 2007): the BG/NBD in which a customer may also
@@ -842,6 +866,7 @@ class ModifiedBetaGeoModel(BetaGeoModel):
     name = "mbgnbd"
     title = "MBG/NBD"
     _terms = staticmethod(_mbgnbd_terms)
+    _survivals_beyond_x = 1.0
 
     @staticmethod
     def _p_alive(x, tx, T, r, alpha, a, b):
@@ -874,6 +899,15 @@ class ParetoNBDModel(_PurchaseModel):
     @staticmethod
     def _quiet_if_alive(t, x, T, r, alpha, s, beta):
         return _pnbd_quiet_if_alive(t, x, T, r, alpha, s, beta)
+
+    @staticmethod
+    def _purchase_times(rng, horizon, rate, x, T, r, alpha, s, beta):
+        # A remaining lifetime Exponential(mu), mu ~ Gamma(s, beta+T): a Poisson count over the
+        # time the customer stays within the horizon, at uniform times.
+        stays = np.minimum(rng.exponential(1.0, len(x)) / rng.gamma(s, 1.0 / (beta + T)), horizon)
+        count = rng.poisson(rate * stays)
+        owner = np.repeat(np.arange(len(x)), count)
+        return owner, rng.random(len(owner)) * stays[owner]
 
 
 # The purchase-count models every run fits, by name; the first is the default.
@@ -1419,37 +1453,19 @@ def segment_value_intervals(table: pd.DataFrame, segments: pd.DataFrame, purchas
                                               method="eigh"))
 
     bt_draws, gg_draws = parameter_draws(purchases), parameter_draws(gamma_gamma)
-    pareto = isinstance(purchases, ParetoNBDModel)
-    shift = 1.0 if isinstance(purchases, ModifiedBetaGeoModel) else 0.0
     n = len(rows)
     horizon = CLV_MONTHS * month
     totals = np.empty((n_groups, PARAMETER_DRAWS * PURCHASE_DRAWS))
     column = 0
     for theta, (p_gg, q_gg, v_gg) in zip(bt_draws, gg_draws):
         alive_p = purchases._p_alive(ux, utx, uT, *theta)[inverse]
-        r, alpha, third, fourth = theta
+        r, alpha = theta[:2]
         for _ in range(PURCHASE_DRAWS):
-            # Only customers alive at T buy; each alive customer's purchases in the horizon are
-            # Poisson over the time they stay, at uniform times (a Poisson process given its
-            # count), each valued at the discount of its month.
+            # Only customers alive at T buy, at a rate drawn from its posterior; each purchase
+            # is valued at the discount of its month.
             live = np.flatnonzero(rng.random(n) < alive_p)
             rate = rng.gamma(r + x[live], 1.0 / (alpha + t_end[live]))
-            if pareto:  # (third, fourth) = (s, beta): a remaining lifetime Exponential(mu)
-                stays = np.minimum(rng.exponential(1.0, len(live))
-                                   / rng.gamma(third, 1.0 / (fourth + t_end[live])), horizon)
-            else:  # (third, fourth) = (a, b): gone right after the Geometric(p)-th purchase
-                stays = np.full(len(live), horizon)
-                drop = np.clip(rng.beta(third, fourth + x[live] + shift), 1e-12, 1.0)
-                purchases_left = rng.geometric(drop)
-            count = rng.poisson(rate * stays)
-            owner = np.repeat(np.arange(len(live)), count)
-            when = rng.random(len(owner)) * stays[owner]
-            if not pareto:  # keep each customer's first purchases_left, in time order
-                order = np.lexsort((when, owner))
-                owner, when = owner[order], when[order]
-                rank = np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
-                kept = rank < purchases_left[owner]
-                owner, when = owner[kept], when[kept]
+            owner, when = purchases._purchase_times(rng, horizon, rate, x[live], t_end[live], *theta)
             nu = rng.gamma(q_gg + p_gg * x[live], 1.0 / (v_gg + x[live] * m[live]))
             amount = rng.gamma(p_gg, 1.0 / nu[owner])
             month_of = np.minimum((when / month).astype(np.int64), CLV_MONTHS - 1)
