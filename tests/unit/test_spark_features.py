@@ -1,0 +1,393 @@
+"""The Glue Features job (glue/cdnow_features.py) against the Features Lambda's definitions.
+
+Every test runs the Lambda's own ``cdnow.domain.features.customer_features`` on the rows the
+Spark job reads (the same parquet file, written with the Transform's schema) and compares the
+tables as their readers get them: the Spark table through the job's writer and pyarrow, the
+Lambda's frame as it is. Customers, their order, counts and dates must be equal; money equal to
+1e-9 relative (Spark adds in another order). One local SparkSession for all (tests/conftest.py).
+"""
+
+import ast
+import datetime as dt
+import io
+import itertools
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import boto3
+import cdnow_features
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from cdnow.domain import features as lambda_features
+from cdnow_features import (
+    OUTPUT_COLUMNS,
+    customer_features,
+    main,
+    parse_args,
+    write_features,
+)
+from cdnow_offline.datasets import MASTER, SAMPLE, read_cdnow
+from moto import mock_aws
+
+INT_COLUMNS = ["recency_days", "purchase_days", "repeat_purchases", "orders", "quantity_total", "tenure_days",
+               "frequency", "recency", "T"]
+MONEY_COLUMNS = ["monetary_total", "monetary_avg_per_purchase", "avg_days_between_purchases"]
+DATE_COLUMNS = ["first_purchase_date", "last_purchase_date"]
+
+# The Transform's accepted rows (glue/cdnow_transform.py's TRANSACTION_COLUMNS and types).
+TRANSACTION_SCHEMA = pa.schema([
+    ("customer_id", pa.string()),
+    ("order_date", pa.date32()),
+    ("quantity", pa.int64()),
+    ("amount", pa.float64()),
+    ("is_return", pa.bool_()),
+    ("order_id", pa.string()),
+    ("line_number", pa.int64()),
+])
+
+
+def write_transactions(frame: pd.DataFrame, folder: Path) -> Path:
+    """The frame's rows as a parquet file of the Transform's types; the columns it lacks
+    (is_return, order_id, line_number) are left out, as a log without them has none."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "customer_id": pa.array(frame["customer_id"].astype(object), pa.string()),
+        "order_date": pa.array(pd.to_datetime(frame["order_date"]).to_numpy().astype("datetime64[D]"), pa.date32()),
+        "quantity": pa.array(frame["quantity"].to_numpy(dtype=np.int64)),
+        "amount": pa.array(frame["amount"].to_numpy(dtype=np.float64)),
+    }
+    if "is_return" in frame:
+        arrays["is_return"] = pa.array(frame["is_return"].to_numpy(dtype=bool))
+    if "order_id" in frame:
+        arrays["order_id"] = pa.array(frame["order_id"].astype(object).where(frame["order_id"].notna(), None),
+                                      pa.string())
+        arrays["line_number"] = pa.array(np.arange(1, len(frame) + 1, dtype=np.int64))
+    schema = pa.schema([TRANSACTION_SCHEMA.field(name) for name in arrays])
+    pq.write_table(pa.table(arrays, schema=schema), folder / "part-00000.parquet")
+    return folder
+
+
+def lambda_table(folder: Path, analysis_date) -> pd.DataFrame:
+    """The Lambda's features of the rows in ``folder``, read as its pipeline reads them."""
+    return lambda_features.customer_features(pq.read_table(folder).to_pandas(), analysis_date)
+
+
+def spark_table(spark, folder: Path, out: Path, analysis_date, **options) -> tuple[pd.DataFrame, dict]:
+    """The job's features of the rows in ``folder``, written by the job's writer and read back."""
+    frame, counts = customer_features(spark.read.parquet(str(folder)), analysis_date, **options)
+    write_features(spark, frame, str(out))
+    return pq.read_table(out).to_pandas(), counts
+
+
+def assert_same_table(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert list(got.columns) == OUTPUT_COLUMNS == lambda_features.OUTPUT_COLUMNS
+    assert got["customer_id"].tolist() == expected["customer_id"].tolist()  # same customers, same order
+    for name in DATE_COLUMNS:
+        assert got[name].dtype.kind == "M"
+        np.testing.assert_array_equal(got[name].to_numpy().astype("datetime64[D]"),
+                                      expected[name].to_numpy().astype("datetime64[D]"), err_msg=name)
+    for name in INT_COLUMNS:
+        assert got[name].dtype == np.int64, name
+        np.testing.assert_array_equal(got[name].to_numpy(), expected[name].to_numpy(), err_msg=name)
+    for name in MONEY_COLUMNS:
+        assert got[name].dtype == np.float64, name
+        # NaN where the Lambda has NaN (one purchase day), nowhere else.
+        np.testing.assert_allclose(got[name].to_numpy(), expected[name].to_numpy(), rtol=1e-9, atol=0,
+                                   err_msg=name)
+
+
+# --- the CDNOW files ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cdnow_logs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cdnow")
+    logs = {}
+    for path in (MASTER, SAMPLE):
+        frame = read_cdnow(path).assign(is_return=False, order_id=None)
+        logs[path.name] = write_transactions(frame, root / path.stem)
+    return logs
+
+
+@pytest.mark.parametrize("name", [MASTER.name, SAMPLE.name])
+@pytest.mark.parametrize("analysis", ["default", "1997-10-01"])
+def test_cdnow_files_give_the_lambda_s_table(spark, cdnow_logs, tmp_path, name, analysis):
+    folder = cdnow_logs[name]
+    rows = pq.read_table(folder).to_pandas()
+    if analysis == "default":
+        analysis_date = lambda_features.default_analysis_date(rows).date()
+        assert analysis_date == dt.date(1998, 7, 1)
+    else:
+        # The published fits' calibration end (39 weeks to 1997-09-30): later rows are left out.
+        analysis_date = dt.date.fromisoformat(analysis)
+        assert (pd.to_datetime(rows["order_date"]) >= pd.Timestamp(analysis_date)).any()
+    expected = lambda_table(folder, analysis_date)
+    got, counts = spark_table(spark, folder, tmp_path / "features", analysis_date)
+
+    assert_same_table(got, expected)
+    assert counts == {"customers": len(expected), "customers_without_purchase": 0}
+    assert pd.Timestamp(got["last_purchase_date"].max()) < pd.Timestamp(analysis_date)
+    if name == MASTER.name and analysis == "default":
+        assert len(got) == 23_570 and got["orders"].sum() == 69_659
+        assert round(got["monetary_total"].sum(), 2) == 2_500_315.63 and got["quantity_total"].sum() == 167_881
+
+
+# --- hand-made edge cases -----------------------------------------------------------------
+
+ANALYSIS_DATE = dt.date(1997, 2, 1)
+LAST_DAY = "1997-01-31"  # the window's last day (the analysis date is its exclusive end)
+
+
+def order_lines(rows) -> pd.DataFrame:
+    """Rows (customer, date, quantity, amount, is_return, order_id) as the Transform writes them."""
+    frame = pd.DataFrame(rows, columns=["customer_id", "order_date", "quantity", "amount", "is_return", "order_id"])
+    frame["order_date"] = pd.to_datetime(frame["order_date"])
+    return frame
+
+
+EDGE_CASES = order_lines([
+    # Two lines of one order, and a second order on the same day: one purchase day, two orders;
+    # then a cancellation on another day that nets but makes no purchase day.
+    ("A", "1997-01-03", 2, 20.00, False, "1001"),
+    ("A", "1997-01-03", 1, 5.00, False, "1001"),
+    ("A", "1997-01-03", 1, 7.25, False, "1002"),
+    ("A", "1997-01-10", -1, -10.00, True, "C1003"),
+    # Returns only in the window: no customer of the analysis, counted.
+    ("R", "1997-01-07", -2, -4.00, True, "C2001"),
+    ("R", "1997-02-03", 1, 4.00, False, "2002"),  # a purchase after the window does not count
+    # Some order ids missing: each purchase without one is an order of its own; an order whose
+    # lines span two days is one order (on two purchase days).
+    ("C", "1997-01-02", 1, 1.00, False, "3001"),
+    ("C", "1997-01-02", 1, 1.00, False, None),
+    ("C", "1997-01-05", 1, 1.00, False, None),
+    ("C", "1997-01-06", 1, 1.00, False, "3001"),
+    # A return of a purchase's own order: neither an order nor a purchase day; the net spend
+    # goes below zero.
+    ("N", "1997-01-04", 1, 3.00, False, "4001"),
+    ("N", "1997-01-08", -2, -8.00, True, "4001"),
+    # One purchase: no interval between purchases (NaN in the Lambda, null in its parquet).
+    ("S", "1997-01-15", 1, 11.77, False, "5001"),
+    # Same-day purchases without order ids, one of them identical to another, one with a zero
+    # amount, and a purchase on the window's last day; the row on the analysis date is out.
+    ("D", "1997-01-09", 1, 2.50, False, None),
+    ("D", "1997-01-09", 1, 2.50, False, None),
+    ("D", "1997-01-09", 3, 0.00, False, None),
+    ("D", LAST_DAY, 1, 0.10, False, None),
+    ("D", "1997-02-01", 5, 99.99, False, None),
+    # Only on the analysis date: neither a customer nor counted as one without a purchase.
+    ("F", "1997-02-01", 1, 1.00, False, "6001"),
+    # Ids sort as text, bytewise (arrow's order): "00010" < "10" < "9" < "Z" < "a" < "é".
+    ("9", "1997-01-01", 1, 0.1, False, None),
+    ("9", "1997-01-01", 1, 0.2, False, None),
+    ("9", "1997-01-01", 1, 0.7, False, None),  # 0.1 + 0.2 + 0.7 rounds to 1.00 exactly
+    ("10", LAST_DAY, 1, 1.00, False, "7001"),
+    ("00010", "1997-01-01", 1, 1.00, False, "7002"),
+    ("é", "1997-01-20", 1, 1.00, False, "7003"),
+    ("a", "1997-01-21", 1, 1.00, False, "7004"),
+    ("Z", "1997-01-22", 1, 1.00, False, "7005"),
+])
+
+
+def test_edge_cases_give_the_lambda_s_table(spark, tmp_path):
+    folder = write_transactions(EDGE_CASES, tmp_path / "transactions")
+    expected = lambda_table(folder, ANALYSIS_DATE)
+    got, counts = spark_table(spark, folder, tmp_path / "features", ANALYSIS_DATE)
+
+    assert_same_table(got, expected)
+    assert counts == {"customers": len(expected), "customers_without_purchase": 1}
+    assert expected.attrs["customers_without_purchase"] == 1
+    assert got["customer_id"].tolist() == ["00010", "10", "9", "A", "C", "D", "N", "S", "Z", "a", "é"]
+    by_id = got.set_index("customer_id")
+    columns = ["purchase_days", "orders", "quantity_total", "monetary_total"]
+    assert by_id.loc["A", columns].tolist() == [1, 2, 3, 22.25]
+    assert by_id.loc["C", columns].tolist() == [3, 3, 4, 4.00]
+    assert by_id.loc["N", columns].tolist() == [1, 1, -1, -5.00]
+    assert by_id.loc["D", columns].tolist() == [2, 4, 6, 5.10]
+    assert by_id.loc["9", "monetary_total"] == 1.0
+    s = by_id.loc["S"]
+    assert np.isnan(s["avg_days_between_purchases"]) and (s["recency"], s["frequency"]) == (0, 0)
+    assert (s["tenure_days"], s["T"]) == (17, 16)
+    d = by_id.loc["D"]
+    # A purchase on the window's last day: recency_days 1, recency == T (published BTYD definition).
+    assert (d["recency_days"], d["recency"], d["T"]) == (1, 22, 22)
+    assert d["avg_days_between_purchases"] == 22.0
+    assert by_id.loc["10", ["recency_days", "tenure_days", "T", "recency"]].tolist() == [1, 1, 0, 0]
+
+
+def test_without_return_and_order_columns_every_row_is_an_order(spark, tmp_path):
+    frame = EDGE_CASES.loc[~EDGE_CASES["is_return"], ["customer_id", "order_date", "quantity", "amount"]]
+    folder = write_transactions(frame, tmp_path / "transactions")
+    assert pq.read_schema(folder / "part-00000.parquet").names == ["customer_id", "order_date", "quantity", "amount"]
+    expected = lambda_table(folder, ANALYSIS_DATE)
+    got, counts = spark_table(spark, folder, tmp_path / "features", ANALYSIS_DATE)
+
+    assert_same_table(got, expected)
+    assert counts == {"customers": len(expected), "customers_without_purchase": 0}
+    by_id = got.set_index("customer_id")
+    assert by_id.loc["A", ["purchase_days", "orders"]].tolist() == [1, 3]
+    assert by_id.loc["C", ["purchase_days", "orders"]].tolist() == [3, 4]
+
+
+def test_ids_present_only_on_returns_leave_purchases_orders_of_their_own(spark, tmp_path):
+    frame = order_lines([
+        ("A", "1997-01-03", 1, 2.00, False, None),
+        ("A", "1997-01-03", 1, 2.00, False, None),
+        ("A", "1997-01-04", -1, -2.00, True, "C1"),
+    ])
+    folder = write_transactions(frame, tmp_path / "transactions")
+    expected = lambda_table(folder, ANALYSIS_DATE)
+    got, _ = spark_table(spark, folder, tmp_path / "features", ANALYSIS_DATE)
+    assert_same_table(got, expected)
+    assert got["orders"].tolist() == [2]
+
+
+def test_a_window_with_only_returns_gives_no_rows_and_counts_them(spark):
+    rows = spark.createDataFrame(
+        [("R", dt.date(1997, 1, 7), -2, -4.0, True, "C1"), ("B", dt.date(1997, 3, 1), 1, 4.0, False, "1")],
+        "customer_id string, order_date date, quantity long, amount double, is_return boolean, order_id string")
+    frame, counts = customer_features(rows, ANALYSIS_DATE)
+    assert frame.collect() == [] and frame.columns == OUTPUT_COLUMNS
+    assert counts == {"customers": 0, "customers_without_purchase": 1}
+
+
+def test_missing_columns_and_values_are_errors_as_in_the_lambda(spark):
+    rows = spark.createDataFrame([("A", dt.date(1997, 1, 7), 1, None)],
+                                 "customer_id string, order_date date, quantity long, amount double")
+    with pytest.raises(ValueError, match="amount"):
+        customer_features(rows.drop("amount"), ANALYSIS_DATE)
+    with pytest.raises(ValueError, match="missing values"):
+        customer_features(rows, ANALYSIS_DATE)
+
+
+def test_the_table_s_parquet_types_are_the_lambda_s(spark, tmp_path, aws):
+    """The Lambda stages its frame with awswrangler (Spark-flavored parquet: INT96 dates, null
+    where a mean has no interval); the job writes the same physical and logical types."""
+    folder = write_transactions(EDGE_CASES, tmp_path / "transactions")
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="curated")
+    from cdnow.adapters.storage import stage_table
+
+    stage_table(lambda_table(folder, ANALYSIS_DATE), "s3://curated/staged/customer_features/")
+    (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket="curated")["Contents"]]
+    staged = pq.ParquetFile(io.BytesIO(s3.get_object(Bucket="curated", Key=key)["Body"].read()))
+    frame, _ = customer_features(spark.read.parquet(str(folder)), ANALYSIS_DATE)
+    write_features(spark, frame, str(tmp_path / "features"))
+    (written_path,) = (tmp_path / "features").glob("*.parquet")
+    written = pq.ParquetFile(written_path)
+
+    def types(file: pq.ParquetFile) -> list[tuple]:
+        return [(c.name, c.physical_type, str(c.logical_type)) for c in file.schema]
+
+    assert types(written) == types(staged)
+    assert [(f.name, f.type) for f in written.schema_arrow] == [(f.name, f.type) for f in staged.schema_arrow]
+    assert written.schema.column(1).physical_type == "INT96"
+    mean = "avg_days_between_purchases"
+    assert written.read([mean]).column(0).null_count == staged.read([mean]).column(0).null_count > 0
+
+
+def test_the_script_imports_only_what_glue_provides():
+    script = Path(cdnow_features.__file__)
+    modules = set()
+    for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0
+            modules.add(node.module.split(".")[0])
+    allowed = {"pyspark", "py4j", "boto3", "botocore", "__future__"} | set(sys.stdlib_module_names)
+    assert modules - allowed == set()
+
+
+# --- the job's entry point ----------------------------------------------------------------
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield
+
+
+def test_main_writes_sorted_key_range_files_and_the_summary(spark, cdnow_logs, tmp_path, monkeypatch, aws):
+    # Small partitions, so that the master file's 69,659 rows make several range partitions.
+    monkeypatch.setattr(cdnow_features, "ROWS_PER_PARTITION", 20_000)
+
+    def spark_path(uri: str) -> str:
+        return str(tmp_path / uri.removeprefix("s3://"))
+
+    prefix = "s3://curated/runs/run_id=r1/"
+    transactions = Path(spark_path(prefix + "transactions/"))
+    shutil.copytree(cdnow_logs[MASTER.name], transactions)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="curated")
+    argv = ["--JOB_NAME", "features", "--run_id", "r1", "--transactions_uri", prefix + "transactions/",
+            "--analysis_date", "1997-10-01", "--output_uri", prefix + "staged/customer_features/",
+            "--summary_uri", prefix + "features.json"]
+    summary = main(argv, spark=spark, spark_path=spark_path)
+    stored = json.loads(s3.get_object(Bucket="curated", Key="runs/run_id=r1/features.json")["Body"].read())
+
+    assert stored == summary == {
+        "analysis_date": "1997-10-01", "rows_read": 69_659, "customers": summary["customers"],
+        "customers_without_purchase": 0, "features_uri": prefix + "staged/customer_features/", "partitions": 4,
+    }
+    output = Path(spark_path(prefix + "staged/customer_features/"))
+    files = sorted(output.glob("*.parquet"))
+    # Only the data files (no _SUCCESS marker; Spark's hidden .crc files aside).
+    assert sorted(p.name for p in output.iterdir() if not p.name.startswith(".")) == [p.name for p in files]
+    ids = [pq.read_table(path, columns=["customer_id"]).column(0).to_pylist() for path in files]
+    assert len(files) == 4 and all(ids)
+    # Each file sorted, the files in key order: the whole table reads back sorted.
+    assert all(a == sorted(a) for a in ids) and all(a[-1] < b[0] for a, b in itertools.pairwise(ids))
+    expected = lambda_table(cdnow_logs[MASTER.name], dt.date(1997, 10, 1))
+    assert summary["customers"] == len(expected)
+    assert_same_table(pq.read_table(output).to_pandas(), expected)
+    assert not spark.sparkContext._jsc.sc().isStopped()  # a session it was given stays up
+
+
+def test_main_refuses_a_window_without_a_purchase(spark, cdnow_logs, tmp_path, aws):
+    boto3.client("s3").create_bucket(Bucket="curated")
+
+    def spark_path(uri: str) -> str:
+        return str(cdnow_logs[SAMPLE.name]) if "transactions" in uri else str(tmp_path / uri.removeprefix("s3://"))
+
+    with pytest.raises(ValueError, match="no customer bought anything before the analysis date 1990-01-01"):
+        main(["--transactions_uri", "s3://curated/transactions/", "--analysis_date", "1990-01-01",
+              "--output_uri", "s3://curated/features/", "--summary_uri", "s3://curated/features.json"],
+             spark=spark, spark_path=spark_path)
+    assert not (tmp_path / "curated" / "features").exists()
+
+
+def test_parse_args_ignores_glue_system_arguments():
+    args = parse_args(["--JOB_NAME", "features", "--job-bookmark-option", "job-bookmark-disable",
+                       "--transactions_uri=s3://b/t/", "--analysis_date", "1997-10-01",
+                       "--output_uri", "s3://b/f/", "--summary_uri", "s3://b/f.json", "--enable-metrics"])
+    assert args == {"transactions_uri": "s3://b/t/", "analysis_date": dt.date(1997, 10, 1),
+                    "output_uri": "s3://b/f/", "summary_uri": "s3://b/f.json", "run_id": None}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--transactions_uri", "s3://b/t/", "--output_uri", "s3://b/f/", "--summary_uri", "s3://b/f.json"],
+     "--analysis_date"),
+    (["--transactions_uri", "/tmp/t/", "--analysis_date", "1997-10-01", "--output_uri", "s3://b/f/",
+      "--summary_uri", "s3://b/f.json"], "s3://"),
+    (["--transactions_uri", "s3://b/t", "--analysis_date", "1997-10-01", "--output_uri", "s3://b/f/",
+      "--summary_uri", "s3://b/f.json"], "ending with '/'"),
+    (["--transactions_uri", "s3://b/t/", "--analysis_date", "1997-10-01", "--output_uri", "s3://b/f/",
+      "--summary_uri", "s3://b/f/"], "name an object"),
+    (["--transactions_uri", "s3://b/t/", "--analysis_date", "19971001", "--output_uri", "s3://b/f/",
+      "--summary_uri", "s3://b/f.json"], "YYYY-MM-DD"),
+])
+def test_parse_args_rejects_missing_or_malformed_arguments(argv, message):
+    with pytest.raises(ValueError, match=message):
+        parse_args(argv)
