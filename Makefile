@@ -40,7 +40,9 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install -q -r requirements/checkov.txt
 	touch $@
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
+# The three venvs are independent: built side by side (a fresh machine spends minutes in pip).
+install:
+	$(MAKE) -j3 $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 
 # Debian's chromium when it is missing (apt-get, as root: CI runs as root); nothing when it is there.
 # CDNOW_SKIP_BROWSER_TESTS=1 skips the report's browser test, and this step with it.
