@@ -25,6 +25,7 @@ a later line that is not valid UTF-8 or holds control characters is quarantined 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import re
@@ -478,25 +479,10 @@ def read_lines(spark: SparkSession, input_path: str, source: str, rows: DataFram
     a later pass re-plans the scan (e.g. Glue autoscaling changed the default parallelism) a
     line either keeps its correct number or gets none, which ``transform`` turns into an error.
     """
-    # Split on LF only, so that line numbers are what `wc -l` and editors count; CR is
-    # stripped below. Hadoop's reader already drops a UTF-8 BOM; stripping it is a safeguard.
-    # ``rows`` (a ``value`` column) stands in for the text of a file read another way (parquet).
-    text = spark.read.option("lineSep", "\n").text(input_path) if rows is None else rows
-    files = text.inputFiles()
-    if len(files) != 1:
-        raise ValueError(f"{source}: expected exactly one input file, found {len(files)}")
-    tagged = text.select(
-        F.monotonically_increasing_id().alias("row_id"),
-        F.input_file_block_start().alias("split_start"),
-        # Bytes that are not UTF-8 reach Spark as they are; a string function (this one) turns
-        # each into U+FFFD, which parse_transactions then reports as unparseable_line.
-        F.regexp_replace("value", r"^\uFEFF|\r\z", "").alias("raw_line"),
-    )
-    partition = F.shiftright("row_id", _ROW_IN_PARTITION_BITS)
-    row_in_partition = F.col("row_id").bitwiseAND((1 << _ROW_IN_PARTITION_BITS) - 1)
-    nonblank_row = F.when(~F.col("raw_line").rlike(r"^\s*$"), row_in_partition)
+    tagged = tagged_lines(spark, input_path, source, rows)
+    nonblank_row = F.when(~F.col("raw_line").rlike(r"^\s*$"), _row_in_partition())
     splits = (
-        tagged.groupBy(partition.alias("partition"))
+        tagged.groupBy(_partition().alias("partition"))
         .agg(
             F.count(F.lit(1)).alias("lines"),
             F.min("split_start").alias("split_start"),
@@ -506,27 +492,92 @@ def read_lines(spark: SparkSession, input_path: str, source: str, rows: DataFram
         )
         .collect()
     )
-    splits.sort(key=lambda split: split.split_start)
+    offsets, line_count = split_offsets(splits, source)
+    first_number = first_line = None
+    for split in sorted(splits, key=lambda split: split.split_start):
+        if split.first_nonblank_row is not None:
+            first_number = offsets[split.split_start] + split.first_nonblank_row + 1
+            first_line = split.first_nonblank_line
+            break
+    lines = tagged.select(line_number_of(offsets).alias("line_number"), "raw_line")
+    return NumberedLines(lines, line_count, first_number, first_line)
+
+
+def tagged_lines(spark: SparkSession, input_path: str, source: str, rows: DataFrame | None = None) -> DataFrame:
+    """The file's lines (``raw_line``), each with ``row_id`` (its partition and its position in
+    it, see ``_ROW_IN_PARTITION_BITS``) and ``split_start`` (the byte offset of its split)."""
+    # Split on LF only, so that line numbers are what `wc -l` and editors count; CR is
+    # stripped below. Hadoop's reader already drops a UTF-8 BOM; stripping it is a safeguard.
+    # ``rows`` (a ``value`` column) stands in for the text of a file read another way (parquet).
+    text = spark.read.option("lineSep", "\n").text(input_path) if rows is None else rows
+    files = text.inputFiles()
+    if len(files) != 1:
+        raise ValueError(f"{source}: expected exactly one input file, found {len(files)}")
+    return text.select(
+        F.monotonically_increasing_id().alias("row_id"),
+        F.input_file_block_start().alias("split_start"),
+        # Bytes that are not UTF-8 reach Spark as they are; a string function (this one) turns
+        # each into U+FFFD, which parse_transactions then reports as unparseable_line.
+        F.regexp_replace("value", r"^\uFEFF|\r\z", "").alias("raw_line"),
+    )
+
+
+def _partition(row_id: str = "row_id") -> Column:
+    return F.shiftright(row_id, _ROW_IN_PARTITION_BITS)
+
+
+def _row_in_partition(row_id: str = "row_id") -> Column:
+    return F.col(row_id).bitwiseAND((1 << _ROW_IN_PARTITION_BITS) - 1)
+
+
+def split_offsets(splits: Sequence, source: str) -> tuple[dict[int, int], int]:
+    """The number of lines before each split (by its ``split_start``) and the file's line count,
+    from one row per partition (``lines``, ``split_start``, ``last_split_start``)."""
+    splits = sorted(splits, key=lambda split: split.split_start)
     # Spark gives each split of a single file its own partition; numbering relies on that.
     if any(split.split_start != split.last_split_start for split in splits):
         raise RuntimeError(f"{source}: a partition holds several splits of the file; cannot number its lines")
-
     offsets, line_count = {}, 0
-    first_number = first_line = None
     for split in splits:
         offsets[split.split_start] = line_count
-        if first_number is None and split.first_nonblank_row is not None:
-            first_number = line_count + split.first_nonblank_row + 1
-            first_line = split.first_nonblank_line
         line_count += split.lines
+    return offsets, line_count
 
+
+def line_number_of(offsets: dict[int, int], row_id: str = "row_id") -> Column:
+    """A tagged line's 1-based number: the lines of earlier splits plus its place in its own."""
     offset_of_split = F.create_map(*[F.lit(v) for item in offsets.items() for v in item])
     offset_of_split = offset_of_split.cast("map<bigint,bigint>")
-    lines = tagged.select(
-        (offset_of_split[F.col("split_start")] + row_in_partition + 1).alias("line_number"),
-        "raw_line",
-    )
-    return NumberedLines(lines, line_count, first_number, first_line)
+    return offset_of_split[F.col("split_start")] + _row_in_partition(row_id) + 1
+
+
+# Java's regular expressions (Spark's) count these as line terminators too: ``$`` matches before
+# one at the end of a line, so a line holding one is left to the expressions Spark evaluates.
+_JAVA_LINE_TERMINATORS = "\u0085\u2028\u2029"
+_JAVA_SPACE = " \t\n\x0b\f\r"  # Java's \s
+
+
+def first_nonblank_line_of_head(head: bytes, whole_file: bool) -> tuple[int, str] | None:
+    """The number and text of the file's first non-blank line as ``read_lines`` gives them,
+    decided from the head of the file (its first ``HEAD_BYTES``, decompressed) alone; None when
+    the head cannot decide it exactly: no complete non-blank line in it, bytes that are not
+    UTF-8 or a line holding one of Java's other line terminators before it."""
+    if head.startswith(b"\xef\xbb\xbf"):  # Hadoop's line reader drops the file's UTF-8 BOM
+        head = head[3:]
+    lines = head.split(b"\n")
+    if not whole_file or not lines[-1]:
+        lines.pop()  # an incomplete last line, or the empty piece after the last LF
+    for number, data in enumerate(lines, start=1):
+        try:
+            line = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        line = line.removeprefix(_BOM).removesuffix("\r")
+        if any(char in _JAVA_LINE_TERMINATORS for char in line):
+            return None
+        if any(char not in _JAVA_SPACE for char in line):
+            return number, line
+    return None
 
 
 # A quoted field may hold line breaks: a record whose quote is still open at the end of a line
@@ -594,12 +645,13 @@ def join_quoted_records(spark: SparkSession, lines: DataFrame, fmt: Format) -> t
     return single.unionByName(joined), len(spans)
 
 
-def record_fields(records: DataFrame, fmt: Format) -> DataFrame:
+def record_fields(records: DataFrame, fmt: Format, keep: Sequence[str] = ()) -> DataFrame:
     """Each record's raw fields as text: ``line_number, raw_line``, the structural checks
     (``is_blank``, ``is_unparseable``, ``is_unclosed_quote``, ``field_count``) and ``customer_id``,
     ``date_text``, ``quantity_text``, ``money_text``, ``order_id`` (null without an order column).
 
-    ``records`` holds data records only (no CSV header), as ``join_quoted_records`` gives them.
+    ``records`` holds data records only (no CSV header), as ``join_quoted_records`` gives them;
+    its columns named in ``keep`` are passed through.
     Each step is its own projection: Spark keeps projections apart when merging them would
     copy an expensive expression into each use (one merged tree was measured 3x slower)."""
     delimited = fmt.separator is not None
@@ -620,7 +672,14 @@ def record_fields(records: DataFrame, fmt: Format) -> DataFrame:
         fields = F.split("raw_line", re.escape(fmt.separator), -1)
         field_count = F.size("fields")
     else:
-        fields = F.split(F.regexp_replace("raw_line", r"^\s+|\s+$", ""), r"\s+", -1)
+        # The runs of non-blank characters: for a line that is not blank (a blank one is reported
+        # as such whatever its fields), the fields of the line trimmed and split at runs of white
+        # space, found in one pass by a compiled pattern (a split compiles its pattern for each
+        # row). A line holding another of Java's line terminators, where the trim's ``$`` matches
+        # before one, takes the trim and split themselves.
+        terminator = functools.reduce(Column.__or__, [raw.contains(char) for char in _JAVA_LINE_TERMINATORS])
+        fields = F.when(terminator, F.split(F.regexp_replace(raw, r"^\s+|\s+$", ""), r"\s+", -1)).otherwise(
+            F.regexp_extract_all(raw, F.lit(r"\S+"), 0))
         field_count = F.size("fields")
 
     def field(position: int) -> Column:
@@ -634,8 +693,10 @@ def record_fields(records: DataFrame, fmt: Format) -> DataFrame:
         return F.coalesce(token, F.lit(""))
 
     def identifier(position: int) -> Column:
-        # An integer id written with a zero decimal part (a spreadsheet's 17850.0) is the integer.
-        return F.regexp_replace(field(position), r"^(\d+)\.0+$", "$1")
+        # An integer id written with a zero decimal part (a spreadsheet's 17850.0) is the integer
+        # (the pattern runs only on a field with a point: it changes no other).
+        token = F.col(f"field_{position}")
+        return F.when(token.contains("."), F.regexp_replace(token, r"^(\d+)\.0+$", "$1")).otherwise(token)
 
     # A line that was not UTF-8 (its bad bytes are U+FFFD now) or holds control characters is no
     # transaction whatever its fields look like: one character class, one pass over the line.
@@ -643,24 +704,40 @@ def record_fields(records: DataFrame, fmt: Format) -> DataFrame:
     order_id = F.lit(None).cast("string")
     if fmt.order_field is not None:
         order_id = F.nullif(identifier(fmt.order_field), F.lit(""))
+    id_fields = list(dict.fromkeys([fmt.customer_field] + ([fmt.order_field] if fmt.order_field is not None else [])))
     return (
         records.select(
             F.col("line_number").cast("long").alias("line_number"),
+            *keep,
             "raw_line",
             fields.alias("fields"),
             F.col("unclosed_quote").alias("is_unclosed_quote"),
         )
         .select(
             "line_number",
+            *keep,
             "raw_line",
             F.col("raw_line").rlike(r"^\s*$").alias("is_blank"),
             unparseable.alias("is_unparseable"),
             "is_unclosed_quote",
             field_count.alias("field_count"),
-            identifier(fmt.customer_field).alias("customer_id"),
+            *[field(position).alias(f"field_{position}") for position in id_fields],
             field(fmt.date_field).alias("date_text"),
             field(fmt.quantity_field).alias("quantity_text"),
             field(fmt.money_field).alias("money_text"),
+        )
+        .select(
+            "line_number",
+            *keep,
+            "raw_line",
+            "is_blank",
+            "is_unparseable",
+            "is_unclosed_quote",
+            "field_count",
+            identifier(fmt.customer_field).alias("customer_id"),
+            "date_text",
+            "quantity_text",
+            "money_text",
             order_id.alias("order_id"),
         )
     )
@@ -722,8 +799,10 @@ def parse_transactions(
     date_order: DateOrder = DateOrder(),
     latest_date: date | None = None,
     amount_decimals: int = DEFAULT_AMOUNT_DECIMALS,
+    keep: Sequence[str] = (),
 ) -> DataFrame:
-    """Typed rows with a ``reason`` (null when the row is accepted) from ``record_fields``.
+    """Typed rows with a ``reason`` (null when the row is accepted) from ``record_fields``
+    (its columns named in ``keep`` passed through).
 
     ``spark`` is unused, kept so every step of the job takes the session first. Regular
     expressions decide validity, and every cast runs only on text they accepted, so ANSI mode
@@ -819,6 +898,7 @@ def parse_transactions(
     sign = F.when(F.col("is_return"), -1).otherwise(1)
     return dated.withColumn("is_return", is_return).select(
         "line_number",
+        *keep,
         "raw_line",
         "customer_id",
         "order_date",
@@ -874,45 +954,46 @@ def _java_cause(exc: Py4JJavaError) -> str:
 def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id, source_uri,
                min_date, max_date, max_bad_share, column_mapping, date_order, last_modified_date,
                amount_decimals) -> dict:
-    container = sniff(read_head(spark, input_path), source_uri)
+    head = read_head(spark, input_path)
+    container = sniff(head, source_uri)
     if container == GZIP:
         # Beside the run's outputs (its prefix), never in the raw bucket.
         input_path = with_lowercase_gz(spark, input_path, transactions_path.rstrip("/").rsplit("/", 1)[0] + "/input")
-    if container == PARQUET_FILE:
-        rows, fmt = read_parquet_rows(spark, input_path, source_uri, column_mapping)
-        numbered = read_lines(spark, input_path, source_uri, rows=rows)
-        if numbered.line_count == 0:
-            raise ValueError(f"{source_uri}: empty file (a parquet file with no rows)")
+    # A CDNOW text file (no header, no quotes: a line is a record) whose first line the head shows
+    # is numbered in the parse pass itself (``split_start`` kept, the lines counted per split with
+    # the other counts), not in a pass of its own first.
+    # A column mapping is for files with a header: such a file is read the general way.
+    fmt = None if column_mapping else fixed_width_format_of_head(head, container, source_uri)
+    numbered_in_parse = fmt is not None
+    keep = ("split_start",) if numbered_in_parse else ()
+    if numbered_in_parse:
+        # ``line_number`` holds the row id until the counts give each split's offset.
+        records = tagged_lines(spark, input_path, source_uri).select(
+            F.col("row_id").alias("line_number"), "split_start", "raw_line", F.lit(False).alias("unclosed_quote"))
+        fields, multi_line_records, order = record_fields(records, fmt, keep), 0, DateOrder()
     else:
-        numbered = read_lines(spark, input_path, source_uri)
-        if numbered.line_count == 0:
-            raise ValueError(f"{source_uri}: empty file (no lines)")
-        if numbered.first_nonblank_line is None:
-            raise ValueError(f"{source_uri}: empty file ({numbered.line_count} lines, all blank)")
-        fmt = detect_format(numbered.first_nonblank_line, source_uri, column_mapping)
-    header_line_number = numbered.first_nonblank_line_number if fmt.has_header else 0
-    if fmt.has_header and numbered.line_count == header_line_number:
-        raise ValueError(f"{source_uri}: header only, no data rows")
-
-    # A line left unnumbered must reach the count below, which rejects it, not vanish here.
-    line_number = F.col("line_number")
-    data_lines = numbered.lines.where(line_number.isNull() | (line_number > header_line_number))
-    records, multi_line_records = join_quoted_records(spark, data_lines, fmt)
-    fields = record_fields(records, fmt)
-    order = date_order_of(fields, source_uri, date_order) if fmt.separator is not None else DateOrder()
+        fmt, fields, multi_line_records, order = _records_numbered_first(
+            spark, input_path, source_uri, container, column_mapping, date_order)
     latest_date = None if last_modified_date is None else last_modified_date + timedelta(days=1)
     parsed = parse_transactions(spark, fields, fmt, source_uri, min_date, max_date,
                                 date_order=order, latest_date=latest_date,
-                                amount_decimals=amount_decimals).cache()
+                                amount_decimals=amount_decimals, keep=keep)
+    # What the writes and the identical rows read again: the raw line of a quarantined row only,
+    # the source (one literal) added when written.
+    quarantined_row = F.col("reason").isin(*REASONS)
+    parsed = parsed.select(
+        "line_number", *keep, F.when(quarantined_row, F.col("raw_line")).alias("raw_line"),
+        *[name for name in parsed.columns if name not in ("line_number", "raw_line", "source_uri", *keep)],
+    ).cache()
     accepted_row = F.col("reason").isNull()
     try:
         # One pass fills the cache and gives every count and the date span; both writes then
-        # read the cache. A global aggregate, not a groupBy: no shuffle stage for a few numbers.
+        # read the cache. A global aggregate, not a groupBy: no shuffle stage for a few numbers
+        # (numbered in the parse: one row per split, for the splits' line counts).
         accepted_date = F.when(accepted_row, F.col("order_date"))
         returned = accepted_row & F.col("is_return")
-        counts = parsed.agg(
+        count_columns = [
             F.count_if(accepted_row).alias("accepted"),
-            F.count_if(F.col("line_number").isNull()).alias("unnumbered"),
             F.min(accepted_date).alias("first_order_date"),
             F.max(accepted_date).alias("last_order_date"),
             F.count_if(accepted_row & (F.col("amount") == 0)).alias("zero_amount"),
@@ -922,11 +1003,25 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
             *[F.count_if(F.col("reason") == reason).alias(reason) for reason in REASONS + EXCLUSIONS],
             *[F.sum(F.when(F.col("reason") == reason, F.col("amount"))).alias(f"{reason}_amount")
               for reason in EXCLUSIONS],
-        ).first()
-        if counts.unnumbered:
-            raise RuntimeError(f"{source_uri}: the file's splits changed between passes; rerun the job")
+        ]
+        if numbered_in_parse:
+            splits = parsed.groupBy(_partition("line_number").alias("partition")).agg(
+                F.count(F.lit(1)).alias("lines"),
+                F.min("split_start").alias("split_start"),
+                F.max("split_start").alias("last_split_start"),
+                *count_columns,
+            ).collect()
+            offsets, _ = split_offsets(splits, source_uri)
+            counts = _combined_counts([split.asDict() for split in splits])
+            numbered = parsed.withColumn("line_number", line_number_of(offsets, "line_number"))
+        else:
+            counts = parsed.agg(
+                F.count_if(F.col("line_number").isNull()).alias("unnumbered"), *count_columns).first().asDict()
+            if counts["unnumbered"]:
+                raise RuntimeError(f"{source_uri}: the file's splits changed between passes; rerun the job")
+            numbered = parsed
 
-        accepted = counts.accepted
+        accepted = counts["accepted"]
         by_reason = {reason: counts[reason] for reason in REASONS if counts[reason]}
         excluded = {reason: counts[reason] for reason in EXCLUSIONS if counts[reason]}
         excluded_amount = {reason: round(counts[f"{reason}_amount"] or 0.0, amount_decimals) for reason in excluded}
@@ -944,8 +1039,8 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
         # the rejection. The summary is not, so a rejected run leaves no sign of success.
         # Excluded rows are valid input the analysis leaves out: counted, not quarantined.
         (
-            parsed.where(F.col("reason").isin(*REASONS))
-            .select(*QUARANTINE_COLUMNS)
+            numbered.where(quarantined_row)
+            .select("line_number", "raw_line", "reason", F.lit(source_uri).alias("source_uri"))
             .coalesce(1)
             .write.mode("overwrite")
             .parquet(quarantine_path)
@@ -972,7 +1067,7 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
         # Grouped by customer in id order (files in key ranges, each sorted): the per-customer
         # work downstream then finds each customer's rows with one pass of comparisons instead
         # of hashing millions of ids. The sort is O(transactions) work, Spark's share.
-        accepted_rows = parsed.where(accepted_row).select(*TRANSACTION_COLUMNS)
+        accepted_rows = numbered.where(accepted_row).select(*TRANSACTION_COLUMNS)
         # One file needs no key ranges: one partition, sorted (no sampling job, no shuffle).
         grouped = (accepted_rows.coalesce(1) if output_files == 1
                    else accepted_rows.repartitionByRange(output_files, "customer_id"))
@@ -1001,18 +1096,81 @@ def _transform(spark, input_path, transactions_path, quarantine_path, *, run_id,
         "excluded_amount": excluded_amount,
         "quarantined": quarantined,
         "by_reason": by_reason,
-        "return_lines": counts.return_lines,
-        "returned_amount": round(counts.returned_amount or 0.0, amount_decimals),
-        "zero_amount_rows": counts.zero_amount,
+        "return_lines": counts["return_lines"],
+        "returned_amount": round(counts["returned_amount"] or 0.0, amount_decimals),
+        "zero_amount_rows": counts["zero_amount"],
         "amount_decimals": amount_decimals,
-        "rounded_amounts": counts.rounded_amounts,
+        "rounded_amounts": counts["rounded_amounts"],
         "multi_line_records": multi_line_records,
         "identical_rows": identical,
-        "first_order_date": _iso(counts.first_order_date),
-        "last_order_date": _iso(counts.last_order_date),
+        "first_order_date": _iso(counts["first_order_date"]),
+        "last_order_date": _iso(counts["last_order_date"]),
         "latest_allowed_date": _iso(latest_date),
         "max_bad_share": max_bad_share,
     }
+
+
+def _records_numbered_first(spark, input_path, source_uri, container, column_mapping, date_order):
+    """The format and the records' fields of a file numbered in a pass of its own first (its
+    format is read from its first non-blank line, or its parquet columns)."""
+    if container == PARQUET_FILE:
+        rows, fmt = read_parquet_rows(spark, input_path, source_uri, column_mapping)
+        numbered = read_lines(spark, input_path, source_uri, rows=rows)
+        if numbered.line_count == 0:
+            raise ValueError(f"{source_uri}: empty file (a parquet file with no rows)")
+    else:
+        numbered = read_lines(spark, input_path, source_uri)
+        if numbered.line_count == 0:
+            raise ValueError(f"{source_uri}: empty file (no lines)")
+        if numbered.first_nonblank_line is None:
+            raise ValueError(f"{source_uri}: empty file ({numbered.line_count} lines, all blank)")
+        fmt = detect_format(numbered.first_nonblank_line, source_uri, column_mapping)
+    header_line_number = numbered.first_nonblank_line_number if fmt.has_header else 0
+    if fmt.has_header and numbered.line_count == header_line_number:
+        raise ValueError(f"{source_uri}: header only, no data rows")
+
+    # A line left unnumbered must reach the count below, which rejects it, not vanish here.
+    line_number = F.col("line_number")
+    data_lines = numbered.lines.where(line_number.isNull() | (line_number > header_line_number))
+    records, multi_line_records = join_quoted_records(spark, data_lines, fmt)
+    fields = record_fields(records, fmt)
+    order = date_order_of(fields, source_uri, date_order) if fmt.separator is not None else DateOrder()
+    return fmt, fields, multi_line_records, order
+
+
+def fixed_width_format_of_head(head: bytes, container: str, source: str) -> Format | None:
+    """The CDNOW format of a text file whose head (``HEAD_BYTES``, as ``sniff`` saw them) shows
+    its first non-blank line; None for any other file, or when the head cannot tell."""
+    if container == PARQUET_FILE:
+        return None
+    whole_file = container == TEXT and len(head) < HEAD_BYTES
+    if container == GZIP:
+        try:
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, HEAD_BYTES)
+        except zlib.error:
+            return None
+    first = first_nonblank_line_of_head(head, whole_file)
+    if first is None:
+        return None
+    try:
+        fmt = detect_format(first[1], source)
+    except ValueError:
+        return None  # the numbering pass comes first, and whatever it finds is reported
+    return fmt if fmt.separator is None else None
+
+
+def _combined_counts(splits: Sequence[dict]) -> dict:
+    """The counts of the whole file from those of its splits."""
+    counts = {}
+    for name in splits[0]:
+        values = [split[name] for split in splits if split[name] is not None]
+        if name == "first_order_date":
+            counts[name] = min(values, default=None)
+        elif name == "last_order_date":
+            counts[name] = max(values, default=None)
+        else:
+            counts[name] = sum(values) if values else None
+    return counts
 
 
 def _iso(day: date | None) -> str | None:

@@ -643,3 +643,33 @@ def test_amount_decimals_argument_is_bounded_and_its_default_is_the_layer_s():
     assert parse_args(base + ["--amount_decimals", "3"])["amount_decimals"] == 3
     with pytest.raises(ValueError, match="--amount_decimals must be between 0 and 4, got 7"):
         parse_args(base + ["--amount_decimals", "7"])
+
+
+# --- numbering in the parse pass: what the head of a file decides ---------------------------
+
+def test_the_first_non_blank_line_is_read_from_the_head_as_the_numbering_pass_reads_it():
+    from cdnow_transform import first_nonblank_line_of_head
+
+    assert first_nonblank_line_of_head(b"\xef\xbb\xbf\r\n  \n 00001 19970101  1   11.77\r\n", True) == (
+        3, " 00001 19970101  1   11.77")
+    # The head of a larger file: its last line may be cut, so only complete lines count.
+    assert first_nonblank_line_of_head(b"\n 00001 199701", False) is None
+    assert first_nonblank_line_of_head(b"\n 00001 19970101  1   11.77", True) == (2, " 00001 19970101  1   11.77")
+    # Undecidable from the head: the numbering pass decides (and reports) instead.
+    assert first_nonblank_line_of_head(b"\xff\xfe bad\n", True) is None
+    assert first_nonblank_line_of_head("\u2028\n 00001 19970101  1   11.77\n".encode(), True) is None
+    assert first_nonblank_line_of_head(b" \n\t\n", True) is None
+
+
+def test_only_a_cdnow_text_file_the_head_shows_is_numbered_in_the_parse_pass():
+    from cdnow_transform import GZIP, HEAD_BYTES, PARQUET_FILE, TEXT, fixed_width_format_of_head
+
+    line = b" 00001 19970101  1   11.77\n"
+    assert fixed_width_format_of_head(line * 3, TEXT, "s3://raw/a.txt") == CDNOW_MASTER
+    assert fixed_width_format_of_head(gzip.compress(line * 3), GZIP, "s3://raw/a.txt.gz") == CDNOW_MASTER
+    assert fixed_width_format_of_head(b"PAR1", PARQUET_FILE, "s3://raw/a.parquet") is None
+    assert fixed_width_format_of_head(b"customer_id,order_date,quantity,amount\n1,1997-01-01,1,2.5\n", TEXT,
+                                      "s3://raw/a.csv") is None  # a header and separators: the general path
+    assert fixed_width_format_of_head(b"no transaction here at all\n", TEXT, "s3://raw/a.txt") is None
+    # A head that is all blank, cut before the first line ends: the general path.
+    assert fixed_width_format_of_head(b" " * HEAD_BYTES, TEXT, "s3://raw/a.txt") is None
