@@ -824,3 +824,22 @@ def test_pareto_nbd_on_a_history_too_short_to_tell_dropout_rates_apart(master):
     assert params["s"] > 100 and params["s"] / params["beta"] == pytest.approx(0.018, rel=0.05)
     expected = model.expected_purchases(6.0, x, tx, T)
     assert np.isfinite(expected).all() and (expected >= 0).all()
+
+
+def test_a_likelihood_ridge_gives_intervals_without_parameter_uncertainty(master):
+    # One month of history: the Pareto/NBD cannot tell s and beta apart (log-sds of millions), so
+    # a normal approximation of the parameters would draw infinities; the intervals say they
+    # carry the purchases' uncertainty alone.
+    month = master[(master["order_date"] >= "1997-04-01") & (master["order_date"] < "1997-05-01")]
+    month = month.reset_index(drop=True)
+    segments = pd.DataFrame({"customer_id": month["customer_id"].unique()})
+    segments["segment_name"] = np.where(segments.index % 2 == 0, "even", "odd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.filterwarnings("ignore", "maximum-likelihood fit did not converge", RuntimeWarning)
+        table, metrics = customer_value(month, "1997-05-01", model="pnbd", segments=segments)
+    for row in metrics["segment_value"]:
+        assert row["parameter_uncertainty"] is False
+        assert 0 <= row["lower"] <= row["simulated_mean"] <= row["upper"] < float("inf")
+        members = table["customer_id"].isin(segments.loc[segments["segment_name"] == row["segment_name"], "customer_id"])
+        assert row["simulated_mean"] == pytest.approx(table.loc[members, "clv_12m"].sum(), rel=0.1)

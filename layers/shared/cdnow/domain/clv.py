@@ -904,7 +904,9 @@ class ParetoNBDModel(_PurchaseModel):
     def _purchase_times(rng, horizon, rate, x, T, r, alpha, s, beta):
         # A remaining lifetime Exponential(mu), mu ~ Gamma(s, beta+T): a Poisson count over the
         # time the customer stays within the horizon, at uniform times.
-        stays = np.minimum(rng.exponential(1.0, len(x)) / rng.gamma(s, 1.0 / (beta + T)), horizon)
+        # mu drawn as 0 or nearly (s near 0): never gone, the customer stays the whole horizon.
+        with np.errstate(divide="ignore", over="ignore"):
+            stays = np.minimum(rng.exponential(1.0, len(x)) / rng.gamma(s, 1.0 / (beta + T)), horizon)
         count = rng.poisson(rate * stays)
         owner = np.repeat(np.arange(len(x)), count)
         return owner, rng.random(len(owner)) * stays[owner]
@@ -1405,7 +1407,8 @@ def segment_value_intervals(table: pd.DataFrame, segments: pd.DataFrame, purchas
 
     Parameter uncertainty: PARAMETER_DRAWS draws of each model's log-parameters from the normal
     approximation N(log theta, log_covariance_) (the observed information; the point estimates
-    alone when a model has no covariance). Purchase uncertainty: for each of those,
+    alone, and ``parameter_uncertainty`` False, when a model has no covariance or a draw leaves
+    the fit's box: a flat likelihood ridge, whose normal approximation means nothing). Purchase uncertainty: for each of those,
     PURCHASE_DRAWS simulations of every customer's next 12 months from the model's posterior at
     T: alive with probability P(alive); if alive, a purchase rate lambda ~ Gamma(r+x, alpha+T)
     and, for the BG/NBD and MBG/NBD, p ~ Beta(a, b+x) (b+x+1) with a dropout after each
@@ -1445,14 +1448,20 @@ def segment_value_intervals(table: pd.DataFrame, segments: pd.DataFrame, purchas
     m = np.where((x > 0) & (m_all[rows] > 0), m_all[rows], 0.0)
     (ux, utx, uT), _, inverse = _distinct_rows(x, tx, t_end)
 
-    def parameter_draws(model) -> np.ndarray:
+    def parameter_draws(model) -> tuple[np.ndarray, bool]:
+        """The draws, and whether they carry the parameters' uncertainty: not when the model has
+        no covariance, nor when a draw leaves the fit's box (a flat ridge of the likelihood, e.g.
+        a Pareto/NBD on a month of history, gives log-sds of millions: no normal approximation)."""
         log_theta = np.log([model.params_[k] for k in model.params_])
+        point = np.tile(np.exp(log_theta), (PARAMETER_DRAWS, 1))
         if model.log_covariance_ is None:
-            return np.tile(np.exp(log_theta), (PARAMETER_DRAWS, 1))
-        return np.exp(rng.multivariate_normal(log_theta, model.log_covariance_, PARAMETER_DRAWS,
-                                              method="eigh"))
+            return point, False
+        draws = rng.multivariate_normal(log_theta, model.log_covariance_, PARAMETER_DRAWS, method="eigh")
+        if not np.all(np.abs(draws) <= _LOG_BOUND):
+            return point, False
+        return np.exp(draws), True
 
-    bt_draws, gg_draws = parameter_draws(purchases), parameter_draws(gamma_gamma)
+    (bt_draws, bt_uncertain), (gg_draws, gg_uncertain) = parameter_draws(purchases), parameter_draws(gamma_gamma)
     n = len(rows)
     horizon = CLV_MONTHS * month
     totals = np.empty((n_groups, PARAMETER_DRAWS * PURCHASE_DRAWS))
@@ -1477,7 +1486,7 @@ def segment_value_intervals(table: pd.DataFrame, segments: pd.DataFrame, purchas
                            minlength=n_groups)
     tail = (1.0 - VALUE_INTERVAL) / 2.0
     lower, upper = np.quantile(totals, [tail, 1.0 - tail], axis=1)
-    has_covariance = purchases.log_covariance_ is not None and gamma_gamma.log_covariance_ is not None
+    has_covariance = bt_uncertain and gg_uncertain
     return [{"segment_name": str(names[g]), "customers": int(sizes[g]),
              "expected_clv_12m": float(expected[g]), "simulated_mean": float(totals[g].mean()),
              "lower": float(lower[g]), "upper": float(upper[g]), "interval": VALUE_INTERVAL,

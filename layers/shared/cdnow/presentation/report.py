@@ -567,6 +567,9 @@ def _value(summary: dict, charts: Mapping[str, str]) -> str:
         rows = sorted(intervals, key=lambda row: (ranks.get(row.get("segment_name"), len(ranks)),
                                                   row.get("segment_name") or ""))
         share = fmt.percent(rows[0].get("interval"), 0)
+        uncertainty = ("with the parameters' uncertainty" if rows[0].get("parameter_uncertainty", True) else
+                       "with the fitted parameters alone (the data cannot pin them down: no parameter "
+                       "uncertainty in the interval)")
         metrics += _table(
             ["Segment", "Customers", "Expected value, next 12 months", f"{share} interval of what it will bring"],
             [[f"<strong>{_e(row.get('segment_name'))}</strong>", fmt.count(row.get("customers")),
@@ -575,7 +578,7 @@ def _value(summary: dict, charts: Mapping[str, str]) -> str:
              for row in rows],
             numeric=(1, 2, 3),
             caption=f"Each segment's value with a {share} predictive interval: {fmt.count(rows[0].get('draws'))} "
-                    "simulations of the next 12 months with the parameters' uncertainty and each customer's "
+                    f"simulations of the next 12 months {uncertainty} and each customer's "
                     "purchases and spend drawn from the models (fixed seed)", cls="segment-value")
     return _section(
         "value", "Customer value",
