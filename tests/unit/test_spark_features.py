@@ -32,7 +32,6 @@ from cdnow_features import (
     write_features,
 )
 from cdnow_offline.datasets import MASTER, SAMPLE, read_cdnow
-from moto import mock_aws
 
 INT_COLUMNS = ["recency_days", "purchase_days", "repeat_purchases", "orders", "quantity_total", "tenure_days",
                "frequency", "recency", "T"]
@@ -263,7 +262,7 @@ def test_missing_columns_and_values_are_errors_as_in_the_lambda(spark):
         customer_features(rows, ANALYSIS_DATE)
 
 
-def test_the_table_s_parquet_types_are_the_lambda_s(spark, tmp_path, aws):
+def test_the_table_s_parquet_types_are_the_lambda_s(spark, tmp_path, mocked_aws):
     """The Lambda stages its frame with awswrangler (Spark-flavored parquet: INT96 dates, null
     where a mean has no interval); the job writes the same physical and logical types."""
     folder = write_transactions(EDGE_CASES, tmp_path / "transactions")
@@ -304,22 +303,7 @@ def test_the_script_imports_only_what_glue_provides():
 
 # --- the job's entry point ----------------------------------------------------------------
 
-@pytest.fixture
-def aws(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield
-
-
-def test_main_writes_sorted_key_range_files_and_the_summary(spark, cdnow_logs, tmp_path, monkeypatch, aws):
+def test_main_writes_sorted_key_range_files_and_the_summary(spark, cdnow_logs, tmp_path, monkeypatch, mocked_aws):
     # Small partitions, so that the master file's 69,659 rows make several range partitions.
     monkeypatch.setattr(cdnow_features, "ROWS_PER_PARTITION", 20_000)
 
@@ -355,7 +339,7 @@ def test_main_writes_sorted_key_range_files_and_the_summary(spark, cdnow_logs, t
     assert not spark.sparkContext._jsc.sc().isStopped()  # a session it was given stays up
 
 
-def test_main_refuses_a_window_without_a_purchase(spark, cdnow_logs, tmp_path, aws):
+def test_main_refuses_a_window_without_a_purchase(spark, cdnow_logs, tmp_path, mocked_aws):
     boto3.client("s3").create_bucket(Bucket="curated")
 
     def spark_path(uri: str) -> str:

@@ -9,7 +9,6 @@ import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from moto import mock_aws
 
 from cdnow_transform import (
     CDNOW_MASTER,
@@ -429,17 +428,7 @@ def test_cdnow_files(spark, tmp_path):
     assert len(table.column("customer_id").unique()) == 2_357
 
 
-def test_main_reads_and_writes_through_s3_names(spark, tmp_path, monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-
+def test_main_reads_and_writes_through_s3_names(spark, tmp_path, mocked_aws):
     def spark_path(uri: str) -> str:
         return str(tmp_path / uri.removeprefix("s3://"))
 
@@ -448,18 +437,17 @@ def test_main_reads_and_writes_through_s3_names(spark, tmp_path, monkeypatch):
     raw.write_text(" 00001 19970101  1   11.77\r\n 00002 19970112  1   12.00\r\n")
     prefix = "s3://curated/runs/run_id=r1/"
 
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="curated")
-        s3.create_bucket(Bucket="raw")  # the pre-check of the delivery's limits reads it from S3
-        s3.put_object(Bucket="raw", Key="incoming/orders.txt", Body=raw.read_bytes())
-        summary = main(
-            ["--JOB_NAME", "transform", "--run_id", "r1", "--input_uri", "s3://raw/incoming/orders.txt",
-             "--run_prefix", prefix],
-            spark=spark,
-            spark_path=spark_path,
-        )  # fmt: skip
-        stored = json.loads(s3.get_object(Bucket="curated", Key="runs/run_id=r1/transform.json")["Body"].read())
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="curated")
+    s3.create_bucket(Bucket="raw")  # the pre-check of the delivery's limits reads it from S3
+    s3.put_object(Bucket="raw", Key="incoming/orders.txt", Body=raw.read_bytes())
+    summary = main(
+        ["--JOB_NAME", "transform", "--run_id", "r1", "--input_uri", "s3://raw/incoming/orders.txt",
+         "--run_prefix", prefix],
+        spark=spark,
+        spark_path=spark_path,
+    )  # fmt: skip
+    stored = json.loads(s3.get_object(Bucket="curated", Key="runs/run_id=r1/transform.json")["Body"].read())
 
     assert stored == summary
     assert (summary["run_id"], summary["source_uri"], summary["accepted"]) == ("r1", "s3://raw/incoming/orders.txt", 2)
@@ -551,17 +539,10 @@ def test_ids_are_trimmed_unquoted_and_otherwise_kept_verbatim(spark, tmp_path):
 
 
 @pytest.fixture
-def s3_bucket(monkeypatch):
-    import boto3
-    from moto import mock_aws
-
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for key, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="raw")
-        yield s3
+def s3_bucket(mocked_aws):
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="raw")
+    return s3
 
 
 def gzip_of_repeated(line: bytes, total: int) -> bytes:
