@@ -10,7 +10,7 @@ import textwrap
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from cdnow.domain.runs import COLUMN_ROLES, DATE_ORDERS
+from cdnow.domain.runs import COLUMN_ROLES, DATE_ORDERS, DEFAULT_ENGINE, ENGINES
 
 from .results import REPORT, rows_text
 
@@ -122,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
     options.add_argument("--margin", type=float, metavar="SHARE",
                          help="the share of revenue that is profit, applied to lifetime value (default 1: CLV is "
                          "revenue)")
+    options.add_argument("--engine", choices=ENGINES,
+                         help=f"where Features runs (default {DEFAULT_ENGINE}: the Features Glue job for a file of at "
+                         "least the stack's SparkFeaturesMinRows accepted rows, 10,000,000, else the Lambda); spark "
+                         "is refused with --dataset (the Spark path does not yet read a dataset's history)")
     run.add_argument("--timeout", type=float, metavar="SECONDS",
                      help="give up waiting for the execution after this long (default 600 offline, 3600 on a stack)")
     run.add_argument("--shipped", action="store_true",
@@ -270,7 +274,7 @@ def run_options(args) -> dict:
 
     given = {"analysis_date": args.analysis_date, "churn_horizon_days": args.horizon_days,
              "max_bad_share": args.max_bad_share, "date_order": args.date_order, "currency": args.currency,
-             "margin": args.margin,
+             "margin": args.margin, "engine": args.engine,
              "snapshot": args.snapshot}
     if args.column_mapping is not None:
         try:
@@ -294,6 +298,10 @@ def _run(args, stack_outputs: StackOutputs) -> int:
     options = run_options(args)
     if args.dataset is not None:
         _check_dataset(args.dataset)
+        if options.get("engine") == "spark":
+            # Ingest refuses it too; said here before anything is uploaded.
+            raise UsageError("--engine spark: the Spark path of Features does not yet read a dataset's history; "
+                             "use --engine auto or lambda with --dataset")
     statuses = []
 
     def ended(result) -> None:

@@ -9,9 +9,13 @@ The job's `Timeout` (minutes, the run's own when it gives one) is enforced as Gl
 the run is TIMEOUT, its Spark jobs are cancelled, and nothing it wrote is uploaded.
 
 Offline Spark cannot read s3:// (no hadoop-aws jar can be fetched), so the adapter stages: each
-argument naming an existing S3 object is downloaded to a staging folder, the script reads and
-writes through the `spark_path` mapping it is given (identity on Glue), and the files Spark wrote
-are uploaded back, replacing what was under each written prefix, as Spark's overwrite does on S3.
+argument naming an existing S3 object is downloaded to a staging folder, and so is each argument
+naming a prefix (ending in "/") with objects under it, whole (a table's parquet files, such as
+the Transform's rows the Features job reads; an output prefix that holds an earlier attempt's
+files is downloaded too, and Spark's overwrite replaces them). The script reads and writes through
+the `spark_path` mapping it is given (identity on Glue), and the files Spark wrote are uploaded
+back, replacing what was under each written prefix, as Spark's overwrite does on S3; a staged
+input is never uploaded.
 Everything else the script does (its boto3 calls included) is the code that runs on Glue.
 """
 
@@ -137,9 +141,21 @@ class LocalGlueRunner:
         s3 = boto3.client("s3")
         staged: set[Path] = set()
         for value in values:
-            if not (isinstance(value, str) and value.startswith("s3://")) or value.endswith("/"):
+            if not (isinstance(value, str) and value.startswith("s3://")):
                 continue
             bucket, key = split_s3_uri(value)
+            if value.endswith("/"):
+                # A prefix: every object under it (none: an output location). A denied listing
+                # is the job's failure, as Spark's read would be on Glue.
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+                    for item in page.get("Contents", []):
+                        if item["Key"].endswith("/"):
+                            continue  # a "folder" marker object, not a file
+                        target = staging / bucket / item["Key"]
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        s3.download_file(bucket, item["Key"], str(target))
+                        staged.add(target)
+                continue
             try:
                 s3.head_object(Bucket=bucket, Key=key)
             except s3.exceptions.ClientError as error:

@@ -83,7 +83,13 @@ def progress_note(state: str, output: dict) -> str | None:
             return f"run {run['run_id']}"
         if state == "Transform":
             return f"Glue job run {output['transform']['job_run_id']} {output['transform']['state']}"
-        if state == "Features":
+        if state == "Features" and output["steps"]["features"].get("engine") == "spark":
+            features = output["steps"]["features"]
+            return (f"{rows_text(features['rows'])}; planned for the Features Glue job "
+                    f"as of {features['analysis_date']}")
+        if state == "Features on Spark":
+            return f"Glue job run {output['features_job']['job_run_id']} {output['features_job']['state']}"
+        if state in ("Features", "Features from Spark"):
             features = output["steps"]["features"]
             rows = features["rows"]
             return (f"{rows_text(rows)}; {_count(features['customers'])} customers "

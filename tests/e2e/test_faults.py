@@ -400,7 +400,7 @@ def test_a_glue_job_past_its_timeout_fails_the_run_and_its_spark_work_is_cancell
     from moto.glue.models import glue_backends
 
     runner = stack.emulator.glue
-    (job_name,) = runner.scripts
+    (job_name,) = [name for name, script in runner.scripts.items() if script.name == "cdnow_transform.py"]
     job = glue_backends[boto3.client("sts").get_caller_identity()["Account"]]["us-east-1"].jobs[job_name]
     monkeypatch.setattr(job, "timeout", 0.1)  # minutes: 6 s (Glue's least is 1)
     script = runner._script(job_name)

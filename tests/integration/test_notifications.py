@@ -140,7 +140,7 @@ def test_a_task_past_its_timeout_seconds_fails_the_run_with_states_timeout(root,
     the ASL file has it but for a test-only TimeoutSeconds of 1, its function made to take 5 s."""
     from cdnow import pipeline
 
-    def slow(run, database):
+    def slow(run, database, **_):
         time.sleep(5)
         raise AssertionError("the Task should have timed out before this")
 

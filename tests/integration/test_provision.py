@@ -47,6 +47,7 @@ def test_state_machine_is_the_asl_file_with_its_substitutions(stack, root):
         "PublishFunctionArn": arn("PublishFunction"),
         "ReportFunctionArn": arn("ReportFunction"),
         "TransformJobName": glue.get_job(JobName="cdnow-it-TransformJob")["Job"]["Name"],
+        "FeaturesJobName": glue.get_job(JobName="cdnow-it-FeaturesJob")["Job"]["Name"],
         "RunCompleteTopicArn": stack.outputs["RunCompleteTopicArn"],
         "RunCoordinationTableName": boto3.client("dynamodb").describe_table(
             TableName="cdnow-it-RunCoordinationTable")["Table"]["TableName"],

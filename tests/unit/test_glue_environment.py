@@ -11,7 +11,12 @@ import ast
 import sys
 from pathlib import Path
 
+import pytest
+
 from cdnow_offline.template import load_template
+
+# Every Glue job of the template (logical id) and its script.
+GLUE_JOBS = {"TransformJob": "glue/cdnow_transform.py", "FeaturesJob": "glue/cdnow_features.py"}
 
 # What a Glue 5.0 Spark job can import without installing anything, of what the script may use.
 GLUE_PROVIDED = {"pyspark", "py4j", "boto3", "botocore"}
@@ -34,29 +39,38 @@ def imported_modules(script: Path) -> dict[str, int]:
     return found
 
 
-def additional_python_modules(root: Path) -> set[str]:
-    job = load_template(root / "template.yaml")["Resources"]["TransformJob"]["Properties"]
+def additional_python_modules(root: Path, job_id: str = "TransformJob") -> set[str]:
+    job = load_template(root / "template.yaml")["Resources"][job_id]["Properties"]
     modules = job.get("DefaultArguments", {}).get("--additional-python-modules", "")
     return {m.split("==")[0].split(">")[0].split("<")[0].strip().replace("-", "_")
             for m in modules.split(",") if m.strip()}
 
 
-def not_on_glue(script: Path, root: Path) -> dict[str, int]:
-    allowed = GLUE_PROVIDED | additional_python_modules(root) | set(sys.stdlib_module_names)
+def not_on_glue(script: Path, root: Path, job_id: str = "TransformJob") -> dict[str, int]:
+    allowed = GLUE_PROVIDED | additional_python_modules(root, job_id) | set(sys.stdlib_module_names)
     return {name: line for name, line in imported_modules(script).items()
             if name not in allowed and name != "__future__"}
 
 
-def test_the_glue_job_runs_on_python_3_11_as_glue_5_does(root):
-    job = load_template(root / "template.yaml")["Resources"]["TransformJob"]["Properties"]
+def test_every_glue_job_of_the_template_is_checked_here(root):
+    resources = load_template(root / "template.yaml")["Resources"]
+    jobs = {name: r["Properties"]["Command"]["ScriptLocation"] for name, r in resources.items()
+            if r["Type"] == "AWS::Glue::Job"}
+    assert jobs == GLUE_JOBS
+
+
+@pytest.mark.parametrize("job_id", sorted(GLUE_JOBS))
+def test_the_glue_job_runs_on_python_3_11_as_glue_5_does(root, job_id):
+    job = load_template(root / "template.yaml")["Resources"][job_id]["Properties"]
     assert job["GlueVersion"] == "5.0"
     assert sys.version_info[:2] == GLUE_PYTHON, "the offline Glue adapter must run the script on Glue's Python"
 
 
-def test_the_glue_script_imports_only_what_glue_provides(root):
-    script = root / "glue" / "cdnow_transform.py"
+@pytest.mark.parametrize("job_id", sorted(GLUE_JOBS))
+def test_the_glue_script_imports_only_what_glue_provides(root, job_id):
+    script = root / GLUE_JOBS[job_id]
     assert {"pyspark", "boto3"} <= set(imported_modules(script))
-    assert not_on_glue(script, root) == {}
+    assert not_on_glue(script, root, job_id) == {}
 
 
 def test_an_import_glue_does_not_provide_is_found(root, tmp_path):

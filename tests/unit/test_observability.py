@@ -17,7 +17,8 @@ FUNCTIONS = ("ingest", "features", "segment", "churn", "value", "publish")
 # What each step returns, so the handler runs without AWS (the steps have their own tests).
 STEP_RESULTS = {
     "ingest": lambda request, **_: {"run_id": f"run-of-{request.key}", "input_uri": request.input_uri},
-    "build_features": lambda run, database: {"customers": 3, "analysis_date": "1998-07-01", "rows": {}},
+    "build_features": lambda run, database, spark_min_rows: {"customers": 3, "analysis_date": "1998-07-01",
+                                                             "rows": {}, "engine": "lambda"},
     "segment": lambda run, database: {"segments": {"Champions": {"customers": 3}}},
     "churn": lambda run, analysis_date, transactions_uri: {"metrics": {"roc_auc": 0.8}},
     "value": lambda run, analysis_date, transactions_uri: {"metrics": {"total_clv_12m": 12.5}},

@@ -49,7 +49,7 @@ def definition(root):
 
 def test_every_failure_path_reaches_the_failure_notification(definition):
     states = definition["States"]
-    for name in ("Ingest", "Transform", "Features", "Models", "Publish"):
+    for name in ("Ingest", "Transform", "Features", "Features on Spark", "Features from Spark", "Models", "Publish"):
         catch = states[name]["Catch"]
         assert catch[0]["ErrorEquals"] == ["States.ALL"]
         assert states[catch[0]["Next"]]["Next"] == "Failure message"
@@ -107,8 +107,9 @@ def test_models_run_in_parallel_and_tasks_have_timeouts(definition):
     assert states["Models"]["Branches"][0]["States"]["Segment"]["Next"] == "Value"
     tasks = [s for s in states.values() if s["Type"] == "Task"]
     tasks += [s for b in states["Models"]["Branches"] for s in b["States"].values() if s["Type"] == "Task"]
-    assert len(tasks) == 14 and all("TimeoutSeconds" in task for task in tasks)
+    assert len(tasks) == 16 and all("TimeoutSeconds" in task for task in tasks)
     assert states["Transform"]["Resource"] == "arn:aws:states:::glue:startJobRun.sync"
+    assert states["Features on Spark"]["Resource"] == "arn:aws:states:::glue:startJobRun.sync"
 
 
 def _tasks(definition):
@@ -121,8 +122,8 @@ def _tasks(definition):
 
 def test_lambda_tasks_retry_lambda_service_errors_with_backoff_and_jitter(definition):
     lambda_tasks = {n: t for n, t in _tasks(definition).items() if t["Resource"] == "arn:aws:states:::lambda:invoke"}
-    assert set(lambda_tasks) == {"Ingest", "Features", "Segment", "Churn", "Value", "Publish", "Report",
-                                 "Failure message"}
+    assert set(lambda_tasks) == {"Ingest", "Features", "Features from Spark", "Segment", "Churn", "Value", "Publish",
+                                 "Report", "Failure message"}
     for name, task in lambda_tasks.items():
         (retry,) = task["Retry"]
         assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException",
@@ -132,11 +133,69 @@ def test_lambda_tasks_retry_lambda_service_errors_with_backoff_and_jitter(defini
         assert "States.ALL" not in retry["ErrorEquals"] and "States.TaskFailed" not in retry["ErrorEquals"], name
 
 
-def test_glue_task_retries_concurrency_and_throttling_only(definition):
-    (retry,) = definition["States"]["Transform"]["Retry"]
+@pytest.mark.parametrize("task", ["Transform", "Features on Spark"])
+def test_glue_task_retries_concurrency_and_throttling_only(definition, task):
+    (retry,) = definition["States"][task]["Retry"]
     assert {"Glue.ConcurrentRunsExceededException", "Glue.ThrottlingException"} <= set(retry["ErrorEquals"])
     assert all(e.startswith("Glue.") for e in retry["ErrorEquals"])  # a failed job run fails the run
     assert retry["JitterStrategy"] == "FULL" and retry["MaxDelaySeconds"] <= 300
+
+
+def test_a_run_planned_for_spark_runs_the_features_job_then_features_again(root, definition):
+    """Features plans; the Choice sends a run planned for Spark to the Glue job, then to Features
+    with the plan; both paths reach Models with the result under $.steps.features."""
+    from cdnow_offline.template import load_template
+
+    states = definition["States"]
+    assert states["Features"]["Next"] == "Features engine?"
+    choice = states["Features engine?"]
+    assert choice["Type"] == "Choice" and choice["Default"] == "Models"
+    assert choice["Choices"] == [{"Variable": "$.steps.features.engine", "StringEquals": "spark",
+                                  "Next": "Features on Spark"}]
+    job = states["Features on Spark"]
+    assert job["Parameters"] == {"JobName": "${FeaturesJobName}", "Arguments.$": "$.steps.features.job_arguments"}
+    # Mirrors the Transform's Glue task; the plan stays in $.steps.features for the next state.
+    assert job["ResultSelector"] == states["Transform"]["ResultSelector"] and job["ResultPath"] == "$.features_job"
+    assert job["Retry"] == states["Transform"]["Retry"] and job["TimeoutSeconds"] == states["Transform"]["TimeoutSeconds"]
+    assert job["Next"] == "Features from Spark"
+    again = states["Features from Spark"]
+    assert again["Parameters"]["FunctionName"] == states["Features"]["Parameters"]["FunctionName"]
+    assert again["Parameters"]["Payload"] == {"run.$": "$.run", "spark.$": "$.steps.features"}
+    for key in ("ResultSelector", "ResultPath", "Retry", "TimeoutSeconds"):
+        assert again[key] == states["Features"][key], key
+    assert again["Next"] == "Models"
+    for name in ("Features on Spark", "Features from Spark"):
+        assert states[name]["Catch"][0]["Next"] == "Features failed"
+    resources = load_template(root / "template.yaml")["Resources"]
+    assert resources["PipelineStateMachine"]["Properties"]["DefinitionSubstitutions"]["FeaturesJobName"] == {
+        "Ref": "FeaturesJob"}
+
+
+def test_the_features_job_is_the_transform_job_s_twin_with_its_own_role(root):
+    from cdnow.domain.runs import DEFAULT_SPARK_FEATURES_MIN_ROWS
+    from cdnow_offline.template import load_template
+
+    template = load_template(root / "template.yaml")
+    resources = template["Resources"]
+    features, transform = resources["FeaturesJob"]["Properties"], resources["TransformJob"]["Properties"]
+    assert features["Command"]["ScriptLocation"] == "glue/cdnow_features.py"
+    assert features["Role"] == {"Fn::GetAtt": ["FeaturesJobRole", "Arn"]}
+    for key in ("GlueVersion", "WorkerType", "NumberOfWorkers", "Timeout", "MaxRetries"):
+        assert features[key] == transform[key], key
+    assert resources["FeaturesJob"]["Metadata"] == resources["TransformJob"]["Metadata"]
+    statements = resources["FeaturesJobRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    text = json.dumps(statements)
+    assert "RawBucket" not in text and "glue:" not in text
+    # The threshold: a parameter whose default is the code's, passed to the Features function.
+    parameter = template["Parameters"]["SparkFeaturesMinRows"]
+    assert parameter["Default"] == DEFAULT_SPARK_FEATURES_MIN_ROWS and "10.5 M rows" in parameter["Description"]
+    variables = resources["FeaturesFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["SPARK_FEATURES_MIN_ROWS"] == {"Ref": "SparkFeaturesMinRows"}
+    # The state machine may run it as it runs the Transform job.
+    policy = resources["PipelineStateMachine"]["Properties"]["Policies"][0]["Statement"]
+    grants = {s["Sid"]: s for s in policy}
+    assert grants["RunTheFeaturesJob"]["Action"] == grants["RunTheTransformJob"]["Action"]
+    assert grants["RunTheFeaturesJob"]["Resource"]["Fn::Sub"].endswith(":job/${FeaturesJob}")
 
 
 def test_every_task_times_out_after_its_target_does(root, definition):
@@ -167,8 +226,8 @@ def test_every_task_times_out_after_its_target_does(root, definition):
         else:
             # No limit of their own.
             assert task["Resource"] in ("arn:aws:states:::sns:publish", "arn:aws:states:::dynamodb:deleteItem"), name
-    assert set(limits) == {"Ingest", "Transform", "Features", "Segment", "Churn", "Value", "Publish", "Report",
-                           "Failure message"}
+    assert set(limits) == {"Ingest", "Transform", "Features", "Features on Spark", "Features from Spark", "Segment",
+                           "Churn", "Value", "Publish", "Report", "Failure message"}
     short = {name: (_tasks(definition)[name]["TimeoutSeconds"], limit) for name, limit in limits.items()
              if _tasks(definition)[name]["TimeoutSeconds"] < limit + 60}
     assert not short, f"TimeoutSeconds less than 60 s above the target's own limit: {short}"

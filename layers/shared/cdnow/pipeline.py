@@ -16,10 +16,11 @@ from datetime import date, timedelta, timezone
 
 from .adapters import leases, storage
 from .domain.runs import (
-    DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_CURRENCY, INCOMING_PREFIX, MAX_DATASET_OPTIONS_BYTES, DeliveryLimits,
-    Execution,
-    InvalidRunRequest, ReplayRequest, RunLayout, RunRequest, currency_decimals, dataset_of, dataset_options_key, derive_replay_run_id,
-    derive_run_id, is_dataset_options, parse_dataset_options, parse_request,
+    DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_CURRENCY, DEFAULT_ENGINE, DEFAULT_SPARK_FEATURES_MIN_ROWS,
+    INCOMING_PREFIX, MAX_DATASET_OPTIONS_BYTES, check_engine, currency_decimals, dataset_of,
+    dataset_options_key, DeliveryLimits, derive_replay_run_id, derive_run_id, Execution,
+    features_engine, InvalidRunRequest, is_dataset_options, parse_dataset_options, parse_request,
+    ReplayRequest, RunLayout, RunRequest,
 )
 from .domain.support import InsufficientData
 
@@ -131,6 +132,8 @@ def _run_settings(options: dict, default_horizon_days: int, default_max_bad_shar
         "currency": options.get("currency", DEFAULT_CURRENCY),
         # CLV is revenue unless a margin is given.
         "margin": options.get("margin", 1.0),
+        # Where Features runs (a Choice after it sends a run planned for Spark to the Glue job).
+        "engine": options.get("engine", DEFAULT_ENGINE),
     }
 
 
@@ -139,6 +142,7 @@ def _admit_replay(request: ReplayRequest, curated_bucket: str, default_horizon_d
     """The run of a replay: the dataset's history analysed again (Features reads it; no Transform),
     the erased customers' rows deleted from the history in Publish's switch."""
     request, standing_uri = _standing_options(request, request.dataset)
+    check_engine(request.options.get("engine", DEFAULT_ENGINE), request.dataset, True, request.input_uri)
     run_id = derive_replay_run_id(request.dataset, execution.id)
     layout = RunLayout(curated_bucket, run_id)
     run = {
@@ -187,6 +191,7 @@ def _admit(request: RunRequest, curated_bucket: str, default_horizon_days: int, 
     if dataset:
         request, standing_uri = _standing_options(request, dataset)
     options = request.options
+    check_engine(options.get("engine", DEFAULT_ENGINE), dataset, False, request.input_uri)
     # The run is the content at this key (its ETag) with its options, not the upload: a file
     # delivered twice is one run, also on a versioned bucket where each upload is a new version.
     etag = head["ETag"].strip('"')
@@ -250,17 +255,25 @@ def _layout(run: dict) -> RunLayout:
     return RunLayout(run["curated_bucket"], run["run_id"])
 
 
-def build_features(run: dict, database: str) -> dict:
+def build_features(run: dict, database: str, spark_min_rows: int = DEFAULT_SPARK_FEATURES_MIN_ROWS) -> dict:
     """Features of every customer as of the analysis date, on the rows the run analyses: the
     delivery's own, or for a dataset's delivery the dataset's history with the delivery joined
-    (``domain.history``), staged for the model steps as ``transactions_uri``."""
-    from .domain.features import customer_features, default_analysis_date
+    (``domain.history``), staged for the model steps as ``transactions_uri``.
+
+    The planner of the step's two paths: it reads the Transform's summary first, and a
+    single-file run that ``features_engine`` sends to Spark (its ``engine`` option, or for "auto"
+    at least ``spark_min_rows`` accepted rows) reads no row here; it returns ``engine`` "spark"
+    with the Glue job's arguments (``_spark_features_plan``), and the state machine runs the job,
+    then ``features_from_spark``. Every other run is computed here (``engine`` "lambda")."""
+    from .domain.features import customer_features, default_analysis_date, run_analysis_date
 
     layout = _layout(run)
     if run.get("replay") is not None:
         transform, transactions, history_counts = _replayed_history(run, database)
     else:
         transform = storage.read_json(layout.transform_summary)
+        if features_engine(run, int(transform.get("accepted") or 0), spark_min_rows) == "spark":
+            return _spark_features_plan(run, transform)
         transactions = storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS)
         history_counts = None
     if transactions.empty:
@@ -274,30 +287,80 @@ def build_features(run: dict, database: str) -> dict:
         transactions_uri = layout.analysed
         # Read back as the model steps will read it: the same types as the Transform's rows.
         transactions = storage.read_table(transactions_uri, columns=TRANSACTION_COLUMNS)
-    if run.get("analysis_date"):
-        analysis_date = date.fromisoformat(run["analysis_date"])
-    else:
-        # The day after the last transaction, never later than the day after the delivery.
-        analysis_date = default_analysis_date(transactions).date()
-        if transform.get("latest_allowed_date"):
-            analysis_date = min(analysis_date, date.fromisoformat(transform["latest_allowed_date"]))
+    analysis_date = run_analysis_date(run.get("analysis_date"), default_analysis_date(transactions).date(),
+                                      transform.get("latest_allowed_date"))
     features = customer_features(transactions, analysis_date)
     if features.empty:
         raise ValueError(f"{run['input_uri']}: no customer bought anything before the analysis date "
                          f"{analysis_date.isoformat()}")
     storage.stage_table(features, layout.staged("customer_features"))
+    return _features_result(run, transform, "lambda", analysis_date.isoformat(), int(len(features)),
+                            int(features.attrs.get("customers_without_purchase", 0)), transactions_uri,
+                            history_counts)
+
+
+def _features_result(run: dict, transform: dict, engine: str, analysis_date: str, customers: int,
+                     customers_without_purchase: int, transactions_uri: str, history_counts: dict | None) -> dict:
+    """What the Features step returns, whichever path computed the table: the models, Publish and
+    Report read this shape."""
     return {
-        "analysis_date": analysis_date.isoformat(),
-        "customers": int(len(features)),
+        "analysis_date": analysis_date,
+        "customers": customers,
         # Customers whose only rows in the window are returns: left out of the analysis.
-        "customers_without_purchase": int(features.attrs.get("customers_without_purchase", 0)),
+        "customers_without_purchase": customers_without_purchase,
         "rows": {k: transform[k] for k in ROW_COUNTS if k in transform},
         "input_format": transform.get("format"),
         "input_reading": {k: transform.get(k) for k in INPUT_READING},
         "currency": run.get("currency") or DEFAULT_CURRENCY,
         "transactions_uri": transactions_uri,
         "history": history_counts,
+        # Which path computed customer_features: this Lambda, or the Features Glue job.
+        "engine": engine,
     }
+
+
+def _spark_features_plan(run: dict, transform: dict) -> dict:
+    """The Spark path's plan, from the Transform's summary alone (no row is read): the analysis
+    date by the Lambda's rule, and the Features Glue job's arguments (strings), which the state
+    machine passes on as they are."""
+    from .domain.features import run_analysis_date
+
+    layout = _layout(run)
+    if not transform.get("accepted") or not transform.get("last_order_date"):
+        raise ValueError(f"{run['input_uri']}: no valid transactions to build features from")
+    day_after_last = date.fromisoformat(transform["last_order_date"]) + timedelta(days=1)
+    analysis_date = run_analysis_date(run.get("analysis_date"), day_after_last,
+                                      transform.get("latest_allowed_date")).isoformat()
+    return {
+        "engine": "spark",
+        "analysis_date": analysis_date,
+        "rows": {k: transform[k] for k in ROW_COUNTS if k in transform},
+        "transactions_uri": layout.transactions,
+        "features_uri": layout.staged("customer_features"),
+        "summary_uri": layout.features_job_summary,
+        "job_arguments": {
+            "--run_id": run["run_id"],
+            "--transactions_uri": layout.transactions,
+            "--analysis_date": analysis_date,
+            "--output_uri": layout.staged("customer_features"),
+            "--summary_uri": layout.features_job_summary,
+        },
+    }
+
+
+def features_from_spark(run: dict, plan: dict) -> dict:
+    """The Features step's result after the Features Glue job computed the table as ``plan``
+    (``_spark_features_plan``) asked: the job's summary and the Transform's counts, in the shape
+    the Lambda path returns."""
+    layout = _layout(run)
+    job = storage.read_json(layout.features_job_summary)
+    if job.get("analysis_date") != plan["analysis_date"] or job.get("features_uri") != layout.staged(
+            "customer_features"):
+        raise ValueError(f"run {run['run_id']}: the Features job's summary {layout.features_job_summary} is not "
+                         f"this plan's (analysis date {job.get('analysis_date')}, expected {plan['analysis_date']})")
+    transform = storage.read_json(layout.transform_summary)
+    return _features_result(run, transform, "spark", job["analysis_date"], int(job["customers"]),
+                            int(job.get("customers_without_purchase", 0)), layout.transactions, None)
 
 
 def _replayed_history(run: dict, database: str):
@@ -686,6 +749,8 @@ def run_summary(run: dict, features: dict, models: dict, tables: list[dict]) -> 
         "customers": features["customers"],
         "customers_without_purchase": features.get("customers_without_purchase", 0),
         "analysis_date": features["analysis_date"],
+        # Where the customer_features table was computed: "lambda" or "spark" (the Features Glue job).
+        "engine": features.get("engine", "lambda"),
         "churn_horizon_days": int(run.get("churn_horizon_days") or DEFAULT_CHURN_HORIZON_DAYS),
         "warnings": [{"model": model, "reason": reason, "message": f"{MODEL_NAMES[model]} skipped: {reason}"}
                      for model, reason in skipped_models(models).items()],

@@ -39,6 +39,8 @@ published BTYD fits); quantities and amounts keep every row.
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -108,6 +110,17 @@ def default_analysis_date(transactions: pd.DataFrame) -> pd.Timestamp:
         raise ValueError("transactions are empty: no analysis date can be derived")
     last_day = int(_day_numbers(transactions["order_date"]).max())
     return pd.Timestamp(np.datetime64(last_day + 1, "D"))
+
+
+def run_analysis_date(option: str | None, day_after_last: date, latest_allowed_date: str | None) -> date:
+    """A run's analysis date: the run's own ``analysis_date`` option if it has one; otherwise the
+    day after the last transaction, never later than ``latest_allowed_date`` (the day after the
+    delivery, from the Transform's summary). Both Features paths decide it so."""
+    if option:
+        return date.fromisoformat(option)
+    if latest_allowed_date:
+        return min(day_after_last, date.fromisoformat(latest_allowed_date))
+    return day_after_last
 
 
 def _empty_features() -> pd.DataFrame:

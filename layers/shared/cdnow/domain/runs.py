@@ -77,7 +77,17 @@ MAX_DATASET_OPTIONS_BYTES = 64 * 1024
 _DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Every option a run takes, however it is started (execution input or upload metadata).
 RUN_OPTIONS = ("analysis_date", "churn_horizon_days", "churn_label", "max_bad_share", "column_mapping",
-               "date_order", "currency", "snapshot", "margin")
+               "date_order", "currency", "snapshot", "margin", "engine")
+# Where the Features step computes the customer_features table (option ``engine``): "auto" takes
+# the Glue Spark job for a single-file run of at least the stack's SparkFeaturesMinRows accepted
+# rows (the Features function's SPARK_FEATURES_MIN_ROWS) and the Lambda otherwise; "lambda" and
+# "spark" force one path. The Spark path does not yet read a dataset's history: a dataset's
+# delivery or a replay refuses "spark" (``check_engine``) and "auto" takes the Lambda there.
+ENGINES = ("auto", "lambda", "spark")
+DEFAULT_ENGINE = "auto"
+# The template parameter SparkFeaturesMinRows's default (by a test): docs/SCALING.md's measured
+# Lambda boundary, about 10.5 M rows at 3,008 MB, rounded down.
+DEFAULT_SPARK_FEATURES_MIN_ROWS = 10_000_000
 
 
 class InvalidRunRequest(ValueError):
@@ -244,7 +254,34 @@ def validate_options(options: dict, where: str) -> dict:
             raise InvalidRunRequest(f"{where}: margin must be the share of revenue that is profit, a number "
                                     f"above 0 and at most 1 (0.3 for 30%), got {margin!r}")
         out["margin"] = number
+    engine = options.get("engine")
+    if engine is not None:
+        if engine not in ENGINES:
+            raise InvalidRunRequest(f"{where}: engine must be one of {', '.join(ENGINES)} (where Features runs; "
+                                    f"default {DEFAULT_ENGINE}), got {engine!r}")
+        out["engine"] = engine
     return out
+
+
+def check_engine(engine: str, dataset: str | None, replay: bool, source: str) -> None:
+    """InvalidRunRequest for engine "spark" on a run that reads a dataset's history (a dataset's
+    delivery or a replay): the Spark path of Features reads only the Transform's rows so far."""
+    if engine == "spark" and (dataset or replay):
+        what = "a replay of the dataset" if replay else "a delivery to the dataset"
+        raise InvalidRunRequest(f"{source}: engine spark is refused for {what} {dataset}: the Spark path of "
+                                "Features does not yet read a dataset's history; use engine auto or lambda")
+
+
+def features_engine(run: dict, accepted_rows: int, spark_min_rows: int) -> str:
+    """Where the run's features are computed, "spark" or "lambda": the run's engine option, and
+    for "auto" the Spark path from ``spark_min_rows`` accepted rows on; a run that reads a
+    dataset's history (a delivery to a dataset, a replay) always on the Lambda."""
+    if run.get("dataset") or run.get("replay") is not None:
+        return "lambda"
+    engine = run.get("engine") or DEFAULT_ENGINE
+    if engine == "auto":
+        return "spark" if accepted_rows >= spark_min_rows else "lambda"
+    return engine
 
 
 @dataclass(frozen=True)
@@ -467,6 +504,11 @@ class RunLayout:
     def transform_summary(self) -> str:
         """Written by the Glue job: row counts by outcome and reason."""
         return f"{self.prefix}transform.json"
+
+    @property
+    def features_job_summary(self) -> str:
+        """Written by the Features Glue job (the Spark path): its counts, read by Features after it."""
+        return f"{self.prefix}features_job.json"
 
     @property
     def run_summary(self) -> str:

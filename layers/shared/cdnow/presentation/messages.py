@@ -196,8 +196,10 @@ def readable_cause(cause: str | None) -> str | None:
         if payload.get("ErrorMessage"):
             return f"Glue job run {payload.get('Id')}: {payload['ErrorMessage']}"
         if payload.get("JobRunState") == "TIMEOUT":
+            # CloudFormation names a job after its logical id (TransformJob-…, FeaturesJob-…).
+            job = "FeaturesJob" if "FeaturesJob" in str(payload.get("JobName") or "") else "TransformJob"
             return (f"Glue job run {payload.get('Id')} timed out: it ran past the job's Timeout of "
-                    f"{payload.get('Timeout')} minutes (the template's TransformJob Timeout)")
+                    f"{payload.get('Timeout')} minutes (the template's {job} Timeout)")
         return f"Glue job run {payload.get('Id')} ended {payload.get('JobRunState')}"
     return cause
 

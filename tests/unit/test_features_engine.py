@@ -1,0 +1,181 @@
+"""Where Features runs: the ``engine`` option, and the Features Lambda as the planner of the two
+paths (the Lambda's own computation, or the Features Glue job for a large single-file run)."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from datetime import date
+
+import pytest
+
+from cdnow import pipeline
+from cdnow.domain.features import run_analysis_date
+from cdnow.domain.runs import (
+    DEFAULT_ENGINE, ENGINES, RUN_OPTIONS, InvalidRunRequest, RunLayout, check_engine, decode_options_metadata,
+    encode_options_metadata, features_engine, parse_replay_request, parse_run_request,
+)
+
+TRANSFORM_SUMMARY = {"read": 150, "accepted": 150, "excluded": 0, "quarantined": 0, "by_reason": {},
+                     "format": "cdnow_text", "first_order_date": "1997-01-01", "last_order_date": "1998-06-30",
+                     "latest_allowed_date": "2026-12-07"}
+
+
+def test_engine_is_an_option_of_every_run_with_three_values():
+    assert "engine" in RUN_OPTIONS and ENGINES == ("auto", "lambda", "spark") and DEFAULT_ENGINE == "auto"
+    for engine in ENGINES:
+        assert parse_run_request({"bucket": "raw", "key": "incoming/a", "engine": engine}).options == {"engine": engine}
+    # Unset: left out of the options (and so of the run_id's hash); the run carries the default.
+    assert parse_run_request({"bucket": "raw", "key": "incoming/a"}).options == {}
+    assert decode_options_metadata(encode_options_metadata({"engine": "spark"}), "s3://raw/a") == {"engine": "spark"}
+
+
+@pytest.mark.parametrize("engine", ["Spark", "glue", "", 1, True])
+def test_an_unknown_engine_is_refused_naming_the_values(engine):
+    with pytest.raises(InvalidRunRequest, match=r"run input: engine must be one of auto, lambda, spark"):
+        parse_run_request({"bucket": "raw", "key": "incoming/a", "engine": engine})
+
+
+def test_spark_is_refused_for_a_dataset_s_delivery_and_a_replay():
+    for dataset, replay in (("shop", False), ("shop", True)):
+        with pytest.raises(InvalidRunRequest, match="does not yet read a dataset's history"):
+            check_engine("spark", dataset, replay, "s3://raw/incoming/shop/")
+        for engine in ("auto", "lambda"):
+            check_engine(engine, dataset, replay, "s3://raw/incoming/shop/")
+    check_engine("spark", None, False, "s3://raw/incoming/a.txt")
+    # A replay's input may name it (it is an option); Ingest refuses it with the dataset's name.
+    assert parse_replay_request({"bucket": "raw", "dataset": "shop", "replay": True,
+                                 "engine": "spark"}).options == {"engine": "spark"}
+
+
+@pytest.mark.parametrize("run, accepted, expected", [
+    ({"engine": "auto"}, 99, "lambda"),
+    ({"engine": "auto"}, 100, "spark"),  # from the threshold on
+    ({}, 100, "spark"),  # a run from before the option: auto
+    ({"engine": "lambda"}, 10**9, "lambda"),
+    ({"engine": "spark"}, 1, "spark"),
+    # A run that reads a dataset's history: always the Lambda so far.
+    ({"engine": "auto", "dataset": "shop"}, 10**9, "lambda"),
+    ({"engine": "auto", "dataset": "shop", "replay": {"erase_customers": []}}, 10**9, "lambda"),
+])
+def test_the_planner_s_decision(run, accepted, expected):
+    assert features_engine(run, accepted, spark_min_rows=100) == expected
+
+
+def test_the_analysis_date_rule():
+    day_after = date(1998, 7, 1)
+    assert run_analysis_date(None, day_after, "2026-12-07") == day_after
+    # Never later than the day after the delivery ...
+    assert run_analysis_date(None, day_after, "1998-06-15") == date(1998, 6, 15)
+    assert run_analysis_date(None, day_after, None) == day_after
+    # ... unless the run names its own.
+    assert run_analysis_date("1998-01-01", day_after, "2026-12-07") == date(1998, 1, 1)
+
+
+@pytest.fixture
+def storage(monkeypatch):
+    """The run's files as a dict of URI -> JSON; reading the rows is an error (the Spark path
+    must not read them)."""
+    files: dict[str, dict] = {}
+
+    def read_table(uri, columns=None):
+        raise AssertionError(f"the rows were read: {uri}")
+
+    monkeypatch.setattr(pipeline.storage, "read_json", lambda uri: files[uri])
+    monkeypatch.setattr(pipeline.storage, "read_table", read_table)
+    return files
+
+
+def _run(**settings) -> dict:
+    return {"run_id": "r-1", "curated_bucket": "curated", "input_uri": "s3://raw/incoming/a.txt",
+            "dataset": None, "analysis_date": None, "currency": "USD", "engine": "auto", **settings}
+
+
+def test_a_large_single_file_run_is_planned_for_spark_from_the_summary_alone(storage):
+    layout = RunLayout("curated", "r-1")
+    storage[layout.transform_summary] = TRANSFORM_SUMMARY
+    plan = pipeline.build_features(_run(), "db", spark_min_rows=150)
+    assert plan["engine"] == "spark" and plan["analysis_date"] == "1998-07-01"
+    assert plan["rows"]["accepted"] == 150
+    assert plan["job_arguments"] == {
+        "--run_id": "r-1",
+        "--transactions_uri": layout.transactions,
+        "--analysis_date": "1998-07-01",
+        "--output_uri": layout.staged("customer_features"),
+        "--summary_uri": layout.features_job_summary,
+    }
+    assert all(isinstance(value, str) for value in plan["job_arguments"].values())  # Glue's arguments
+    assert layout.features_job_summary.startswith(layout.prefix)
+    # The run's own analysis date wins; without one, never past the day after the delivery.
+    assert pipeline.build_features(_run(engine="spark", analysis_date="1998-03-01"), "db")["analysis_date"] == \
+        "1998-03-01"
+    storage[layout.transform_summary] = {**TRANSFORM_SUMMARY, "latest_allowed_date": "1998-06-20"}
+    assert pipeline.build_features(_run(engine="spark"), "db")["analysis_date"] == "1998-06-20"
+
+
+def test_below_the_threshold_or_for_a_dataset_the_lambda_computes(storage):
+    storage[RunLayout("curated", "r-1").transform_summary] = TRANSFORM_SUMMARY
+    for run in (_run(), _run(engine="lambda"), _run(dataset="shop")):
+        with pytest.raises(AssertionError, match="the rows were read"):
+            pipeline.build_features(run, "db", spark_min_rows=151 if run["engine"] == "auto" else 1)
+
+
+def test_after_the_job_features_returns_the_lambda_path_s_shape(storage):
+    layout = RunLayout("curated", "r-1")
+    storage[layout.transform_summary] = TRANSFORM_SUMMARY
+    plan = pipeline.build_features(_run(engine="spark"), "db")
+    storage[layout.features_job_summary] = {"analysis_date": "1998-07-01", "rows_read": 150, "customers": 40,
+                                            "customers_without_purchase": 2, "features_uri": plan["features_uri"],
+                                            "partitions": 1}
+    result = pipeline.features_from_spark(_run(engine="spark"), plan)
+    assert result == {
+        "analysis_date": "1998-07-01", "customers": 40, "customers_without_purchase": 2,
+        "rows": {k: TRANSFORM_SUMMARY[k] for k in ("read", "accepted", "excluded", "quarantined", "by_reason")},
+        "input_format": "cdnow_text", "input_reading": {k: TRANSFORM_SUMMARY.get(k) for k in pipeline.INPUT_READING},
+        "currency": "USD", "transactions_uri": layout.transactions, "history": None, "engine": "spark",
+    }
+    # A summary of another plan (a stale one) is refused, not published.
+    storage[layout.features_job_summary] = {**storage[layout.features_job_summary], "analysis_date": "1998-01-01"}
+    with pytest.raises(ValueError, match="not this plan's"):
+        pipeline.features_from_spark(_run(engine="spark"), plan)
+
+
+@dataclass
+class Context:
+    function_name: str = "features"
+    memory_limit_in_mb: int = 3008
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:features"
+    aws_request_id: str = "request-1"
+
+
+def test_the_handler_takes_the_threshold_from_its_environment(root, storage, monkeypatch):
+    spec = importlib.util.spec_from_file_location("test_engine_features_app", root / "functions/features/app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    monkeypatch.setenv("GLUE_DATABASE", "db")
+    # The layer's one Metrics object read its namespace when first imported: set it on the object.
+    from cdnow.adapters import observability
+
+    monkeypatch.setattr(observability.metrics, "namespace", "Test")
+    storage[RunLayout("curated", "r-1").transform_summary] = TRANSFORM_SUMMARY
+    monkeypatch.setenv("SPARK_FEATURES_MIN_ROWS", "150")
+    assert app.lambda_handler({"run": _run()}, Context())["engine"] == "spark"
+    monkeypatch.setenv("SPARK_FEATURES_MIN_ROWS", "151")
+    with pytest.raises(AssertionError, match="the rows were read"):
+        app.lambda_handler({"run": _run()}, Context())
+    # Unset: the template's default, 10 M rows.
+    monkeypatch.delenv("SPARK_FEATURES_MIN_ROWS")
+    with pytest.raises(AssertionError, match="the rows were read"):
+        app.lambda_handler({"run": _run()}, Context())
+
+
+def test_following_a_run_names_the_spark_path_s_states():
+    from cdnow_offline.remote import progress_note
+
+    rows = {"read": 150, "accepted": 150, "quarantined": 0}
+    planned = {"steps": {"features": {"engine": "spark", "analysis_date": "1998-07-01", "rows": rows}}}
+    assert progress_note("Features", planned).endswith("planned for the Features Glue job as of 1998-07-01")
+    assert progress_note("Features on Spark", {"features_job": {"job_run_id": "jr_1", "state": "SUCCEEDED"}}) == \
+        "Glue job run jr_1 SUCCEEDED"
+    done = {"steps": {"features": {"engine": "spark", "analysis_date": "1998-07-01", "rows": rows, "customers": 40}}}
+    assert progress_note("Features from Spark", done).endswith("40 customers as of 1998-07-01")
