@@ -4,22 +4,23 @@ Invoked twice for a run planned for Spark: first it plans (the result says ``eng
 carries the Features Glue job's arguments), then, after the job, with ``spark`` (that plan) to
 return the job's result in the Lambda path's shape."""
 
-import os
-
 from cdnow import pipeline
+from cdnow.adapters.events import parse_payload
 from cdnow.adapters.observability import handler, logger, metrics
-from cdnow.domain.runs import DEFAULT_SPARK_FEATURES_MIN_ROWS
+from cdnow.adapters.settings import FeaturesSettings
+from cdnow.domain.steps import FeaturesPayload
 
 
 @handler
 def lambda_handler(event, context):
-    run = event["run"]
-    if event.get("spark") is not None:
-        result = pipeline.features_from_spark(run, event["spark"])
+    payload = parse_payload(event, FeaturesPayload, "the Features step's payload")
+    run = payload.run_state
+    if payload.spark is not None:
+        result = pipeline.features_from_spark(run, payload.spark)
     else:
-        # The stack's SparkFeaturesMinRows: accepted rows from which "auto" takes the Spark path.
-        spark_min_rows = int(os.environ.get("SPARK_FEATURES_MIN_ROWS", DEFAULT_SPARK_FEATURES_MIN_ROWS))
-        result = pipeline.build_features(run, database=os.environ["GLUE_DATABASE"], spark_min_rows=spark_min_rows)
+        settings = FeaturesSettings.from_environment()
+        result = pipeline.build_features(run, database=settings.glue_database,
+                                         spark_min_rows=settings.spark_features_min_rows)
         if result["engine"] == "spark":
             logger.info("features planned for the Features Glue job",
                         extra={"analysis_date": result["analysis_date"], "rows": result["rows"].get("accepted")})

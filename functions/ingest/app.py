@@ -3,45 +3,39 @@ execution, ends a redelivered event and makes a dataset's deliveries take turns.
 state machine's status-change events, to give back the lease of an execution that ended without
 doing so (timed out, aborted)."""
 
-import os
-
 from cdnow import pipeline
+from cdnow.adapters.events import parse_request
 from cdnow.adapters.observability import bind_run, handler, logger, metrics
-from cdnow.domain.runs import (
-    DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_MAX_BAD_ROW_SHARE, DEFAULT_MAX_COMPRESSION_RATIO, DEFAULT_MAX_DELIVERY_BYTES,
-    DEFAULT_MAX_DELIVERY_ROWS, DeliveryLimits, parse_ingest_payload, parse_request,
-)
+from cdnow.adapters.settings import IngestSettings
+from cdnow.domain.runs import parse_ingest_payload
 
 EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
 
 
-def _coordination() -> pipeline.Coordination | None:
-    table = os.environ.get("COORDINATION_TABLE")
-    if not table:
+def _coordination(settings: IngestSettings) -> pipeline.Coordination | None:
+    if not settings.coordination_table:
         return None
-    return pipeline.Coordination(table, lease_s=int(os.environ["LEASE_SECONDS"]),
-                                 wait_s=int(os.environ["DATASET_WAIT_SECONDS"]))
+    return pipeline.Coordination(settings.coordination_table, lease_s=settings.lease_seconds,
+                                 wait_s=settings.dataset_wait_seconds)
 
 
 @handler
 def lambda_handler(event, context):
+    settings = IngestSettings.from_environment()
     if isinstance(event, dict) and event.get("detail-type") == EXECUTION_STATUS_CHANGE:
-        outcome = pipeline.execution_ended(event.get("detail") or {}, _coordination())
+        outcome = pipeline.execution_ended(event.get("detail") or {}, _coordination(settings))
         logger.info("execution ended", extra={"execution": (event.get("detail") or {}).get("executionArn"), **outcome})
         return outcome
     run_input, execution = parse_ingest_payload(event)
     request = parse_request(run_input)
     run = pipeline.ingest(
         request,
-        curated_bucket=os.environ["CURATED_BUCKET"],
-        default_horizon_days=int(os.environ.get("CHURN_HORIZON_DAYS", DEFAULT_CHURN_HORIZON_DAYS)),
-        default_max_bad_share=float(os.environ.get("MAX_BAD_ROW_SHARE", DEFAULT_MAX_BAD_ROW_SHARE)),
+        curated_bucket=settings.curated_bucket,
+        default_horizon_days=settings.churn_horizon_days,
+        default_max_bad_share=settings.max_bad_row_share,
         execution=execution,
-        coordination=_coordination(),
-        limits=DeliveryLimits(
-            max_bytes=int(os.environ.get("MAX_DELIVERY_BYTES", DEFAULT_MAX_DELIVERY_BYTES)),
-            max_rows=int(os.environ.get("MAX_DELIVERY_ROWS", DEFAULT_MAX_DELIVERY_ROWS)),
-            max_compression_ratio=int(os.environ.get("MAX_COMPRESSION_RATIO", DEFAULT_MAX_COMPRESSION_RATIO))),
+        coordination=_coordination(settings),
+        limits=settings.limits,
     )
     for outcome in ("dataset_options", "already_delivered", "duplicate_of", "waiting"):
         if outcome in run:

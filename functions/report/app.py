@@ -1,23 +1,22 @@
 """Report: after Publish, the run's HTML report, a pre-signed link and the run-complete message;
 on the failure path, the run-failed message (``{"failure": ...}``)."""
 
-import os
-
 from cdnow import pipeline
+from cdnow.adapters.events import parse_payload
 from cdnow.adapters.observability import handler, logger, metrics
-
-DEFAULT_LINK_EXPIRY_SECONDS = 86_400
+from cdnow.adapters.settings import ReportSettings
+from cdnow.domain.steps import FailurePayload, StepPayload
 
 
 @handler
 def lambda_handler(event, context):
-    if "failure" in event:
-        notice = pipeline.failure_notice(event["failure"])
+    if isinstance(event, dict) and "failure" in event:
+        failure = parse_payload(event["failure"], FailurePayload, "the failure path's payload")
+        notice = pipeline.failure_notice(failure.model_dump())
         logger.info("failure notice composed", extra={"subject": notice["subject"]})
         return notice
-    run = event["run"]
-    expiry = int(os.environ.get("REPORT_LINK_EXPIRY_SECONDS", DEFAULT_LINK_EXPIRY_SECONDS))
-    result = pipeline.report(run, link_expiry_s=expiry)
+    payload = parse_payload(event, StepPayload, "the Report step's payload")
+    result = pipeline.report(payload.run_state, link_expiry_s=ReportSettings.from_environment().report_link_expiry_seconds)
     logger.info("report written", extra={"uri": result["uri"], "bytes": result["bytes"]})
     metrics.add_metric(name="ReportBytes", unit="Bytes", value=result["bytes"])
     return result

@@ -1,15 +1,16 @@
 """Segment: K-Means customer segments, named from their profiles."""
 
-import os
-
 from cdnow import pipeline
+from cdnow.adapters.events import parse_payload
 from cdnow.adapters.observability import handler, logger, metrics
+from cdnow.adapters.settings import CatalogSettings
+from cdnow.domain.steps import StepPayload
 
 
 @handler
 def lambda_handler(event, context):
-    run = event["run"]
-    result = pipeline.segment(run, database=os.environ["GLUE_DATABASE"])
+    payload = parse_payload(event, StepPayload, "the Segment step's payload")
+    result = pipeline.segment(payload.run_state, database=CatalogSettings.from_environment().glue_database)
     if result.get("skipped"):
         # The run succeeds without it; its summary, message and report carry the warning.
         logger.info("segments skipped", extra={"reason": result["skipped"]})

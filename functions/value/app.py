@@ -2,14 +2,16 @@
 Gamma-Gamma), with every model's holdout check."""
 
 from cdnow import pipeline
+from cdnow.adapters.events import parse_payload
 from cdnow.adapters.observability import handler, logger, metrics
+from cdnow.domain.steps import ModelPayload
 
 
 @handler
 def lambda_handler(event, context):
-    run = event["run"]
-    result = pipeline.value(run, analysis_date=event["features"]["analysis_date"],
-                             transactions_uri=event["features"].get("transactions_uri"))
+    payload = parse_payload(event, ModelPayload, "the Value step's payload")
+    result = pipeline.value(payload.run_state, analysis_date=payload.features.analysis_date,
+                             transactions_uri=payload.features.transactions_uri)
     if result.get("skipped"):
         # The run succeeds without it; its summary, message and report carry the warning.
         logger.info("lifetime value skipped", extra={"reason": result["skipped"]})

@@ -10,7 +10,9 @@ import textwrap
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from cdnow.domain.runs import COLUMN_ROLES, DATE_ORDERS, DEFAULT_ENGINE, ENGINES
+from cdnow.domain.runs import (
+    COLUMN_ROLES, DATE_ORDERS, DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_ENGINE, DEFAULT_MAX_BAD_ROW_SHARE, ENGINES,
+)
 
 from .results import REPORT, rows_text
 
@@ -106,13 +108,13 @@ def _parser() -> argparse.ArgumentParser:
                          "never later than the day after the upload)")
     options.add_argument("--horizon-days", type=int, metavar="DAYS",
                          help="churn means no purchase within this many days (default: the stack's "
-                         "ChurnHorizonDays, 180)")
+                         f"ChurnHorizonDays, {DEFAULT_CHURN_HORIZON_DAYS})")
     options.add_argument("--column-mapping", metavar="JSON",
                          help="field -> column name for a header the Transform does not recognize, e.g. "
                          '\'{"customer_id": "Kunde", "order_date": "Datum"}\'; fields: ' + ", ".join(COLUMN_ROLES))
     options.add_argument("--max-bad-share", type=float, metavar="SHARE",
                          help="fail the run when more than this share of rows is quarantined (default: the "
-                         "stack's MaxBadRowShare, 0.05)")
+                         f"stack's MaxBadRowShare, {DEFAULT_MAX_BAD_ROW_SHARE})")
     options.add_argument("--date-order", choices=DATE_ORDERS,
                          help="how slashed dates (1/2/2010) read when no date in the file has a day above 12")
     options.add_argument("--snapshot", action="store_true", default=None,

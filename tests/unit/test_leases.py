@@ -68,13 +68,18 @@ def test_an_expired_lease_and_a_silent_waiter_are_passed_over(table):
 
 
 @pytest.mark.parametrize("execution_input", [
-    {"detail": {"bucket": {"name": "raw"}, "object": {"key": "incoming/shop/june.csv"}}},
+    "an S3 event",  # events/s3-object-created.json, for raw/incoming/shop/june.csv
     {"bucket": "raw", "dataset": "shop", "replay": True, "erase_customers": ["42"]},  # was never released
 ])
-def test_an_execution_that_ended_gives_its_dataset_back(table, execution_input):
+def test_an_execution_that_ended_gives_its_dataset_back(table, execution_input, root):
     import json
 
     from cdnow import pipeline
+
+    if execution_input == "an S3 event":
+        execution_input = json.loads((root / "events" / "s3-object-created.json").read_text())
+        execution_input["detail"]["bucket"]["name"] = "raw"
+        execution_input["detail"]["object"]["key"] = "incoming/shop/june.csv"
 
     assert take("arn:exec-a", "2026-01-01T00:00:05.000000Z#a") is None
     assert take("arn:exec-b", "2026-01-01T00:00:06.000000Z#b") == leases.Waiting("arn:exec-a", 0)

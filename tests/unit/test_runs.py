@@ -1,9 +1,14 @@
-"""Run identity and run requests (pure logic of cdnow.domain.runs)."""
+"""Run identity and run requests (cdnow.domain.runs; the S3 event with Powertools' model in
+cdnow.adapters.events)."""
+
+import copy
+import json
 
 import pytest
 
 from urllib.parse import quote
 
+from cdnow.adapters.events import parse_request
 from cdnow.domain.runs import (
     OPTIONS_METADATA_KEY, RUN_OPTIONS, InvalidRunRequest, RunLayout, decode_options_metadata, derive_run_id,
     Execution, ReplayRequest, derive_replay_run_id, encode_options_metadata, is_replay, parse_ingest_payload,
@@ -30,9 +35,16 @@ def test_run_id_hashes_the_options_so_other_options_are_another_run():
         "raw", "k", "e", {"analysis_date": "1998-01-01", "currency": None, "churn_horizon_days": 90})
 
 
-def test_parses_eventbridge_object_created_and_direct_input():
-    event = {"detail-type": "Object Created", "detail": {"bucket": {"name": "raw"}, "object": {"key": "incoming/a.txt"}}}
-    assert parse_run_request(event).input_uri == "s3://raw/incoming/a.txt"
+@pytest.fixture
+def object_created(root):
+    """The "Object Created" event EventBridge delivers (events/s3-object-created.json), for raw/incoming/a.csv."""
+    event = json.loads((root / "events" / "s3-object-created.json").read_text())
+    event["detail"]["bucket"]["name"], event["detail"]["object"]["key"] = "raw", "incoming/a.csv"
+    return event
+
+
+def test_parses_eventbridge_object_created_and_direct_input(object_created):
+    assert parse_request(object_created).input_uri == "s3://raw/incoming/a.csv"
     direct = parse_run_request({"bucket": "raw", "key": "incoming/a.txt", "analysis_date": "1998-07-01",
                                 "churn_horizon_days": "90", "currency": "gbp"})
     assert direct.options == {"analysis_date": "1998-07-01", "churn_horizon_days": 90, "currency": "GBP"}
@@ -43,13 +55,31 @@ def test_parses_eventbridge_object_created_and_direct_input():
     assert nested.options == {"date_order": "day_first"}
 
 
-def test_options_ride_on_the_upload_as_percent_encoded_json_metadata():
+@pytest.mark.parametrize("path, message", [
+    (("detail", "request-id"), r"the S3 'Object Created' event: detail\.request-id is missing"),
+    (("detail", "object", "key"), r"detail\.object\.key is missing"),
+    (("detail", "bucket"), r"detail\.bucket is missing"),
+])
+def test_an_incomplete_s3_event_names_the_missing_field(object_created, path, message):
+    broken = copy.deepcopy(object_created)
+    holder = broken
+    for part in path[:-1]:
+        holder = holder[part]
+    del holder[path[-1]]
+    with pytest.raises(InvalidRunRequest, match=message):
+        parse_request(broken)
+    object_created["detail"]["object"]["key"] = "incoming/export[1].csv"  # the key check holds for events too
+    with pytest.raises(InvalidRunRequest, match=r"export\[1\]\.csv: the name holds \[ \]"):
+        parse_request(object_created)
+
+
+def test_options_ride_on_the_upload_as_percent_encoded_json_metadata(object_created):
     options = {"column_mapping": {"unit_price": "Stückpreis", "customer_id": "Kundennummer"},
                "analysis_date": "2011-12-10", "churn_horizon_days": 90, "currency": "EUR"}
     value = encode_options_metadata(options)
     assert value.isascii() and "%C3%BC" in value  # ü, encoded: S3 metadata is US-ASCII
     assert decode_options_metadata(value, "s3://raw/incoming/a.csv") == options
-    request = parse_run_request({"detail": {"bucket": {"name": "raw"}, "object": {"key": "incoming/a.csv"}}})
+    request = parse_request(object_created)
     assert request.with_upload_options({OPTIONS_METADATA_KEY: value}).options == options
     # boto3 gives metadata keys in lower case; a hand-started option wins over the upload's.
     direct = parse_run_request({"bucket": "raw", "key": "incoming/a.csv", "churn_horizon_days": 30})
@@ -79,7 +109,8 @@ def test_options_too_large_for_s3_metadata_are_refused_before_the_upload():
 
 
 @pytest.mark.parametrize("event, message", [
-    ({"foo": 1}, "names no object"),
+    ({"foo": 1}, "names no object.*bucket is missing; key is missing"),
+    ({"bucket": "", "key": "incoming/a"}, "bucket: String should have at least 1 character"),
     ({"bucket": "raw", "key": "incoming/a", "churn_horizon_days": -3}, "churn_horizon_days"),
     ({"bucket": "raw", "key": "incoming/a", "analysis_date": "01/07/1998"}, "YYYY-MM-DD"),
     ({"bucket": "raw", "key": "incoming/a", "churn_label": 90}, "churn_label"),
@@ -154,8 +185,10 @@ def test_ingest_reads_the_execution_beside_its_input():
     _, execution = parse_ingest_payload({"input": direct, "execution": started})
     assert execution == Execution(started["id"], None, "2026-12-05T12:00:09.250000Z#run-1")
     assert parse_ingest_payload(direct) == (direct, None)  # invoked directly: no execution
-    with pytest.raises(InvalidRunRequest, match="not a JSON object"):
+    with pytest.raises(InvalidRunRequest, match="Ingest's payload: input: Input should be a valid dictionary"):
         parse_ingest_payload({"input": "text", "execution": started})
+    with pytest.raises(InvalidRunRequest, match="Ingest's payload: execution.start_time is missing"):
+        parse_ingest_payload({"input": direct, "execution": {"id": started["id"]}})
 
 
 def test_a_replay_names_its_dataset_and_the_customers_it_erases():
@@ -169,12 +202,14 @@ def test_a_replay_names_its_dataset_and_the_customers_it_erases():
 
 
 @pytest.mark.parametrize("event, message", [
-    ({"bucket": "raw", "replay": True}, "'dataset' is missing"),
-    ({"dataset": "shop", "replay": True}, "'bucket' is missing"),
+    ({"bucket": "raw", "replay": True}, "replay input: dataset is missing"),
+    ({"dataset": "shop", "replay": True}, "replay input: bucket is missing"),
     ({"bucket": "raw", "dataset": "../x", "replay": True}, "names the dataset"),
-    ({"bucket": "raw", "dataset": "shop", "replay": "yes"}, "replay must be true"),
-    ({"bucket": "raw", "dataset": "shop", "replay": True, "erase_customers": "42"}, "list of customer ids"),
-    ({"bucket": "raw", "dataset": "shop", "replay": True, "erase_customers": [""]}, "list of customer ids"),
+    ({"bucket": "raw", "dataset": "shop", "replay": "yes"}, "replay: Input should be True, got 'yes'"),
+    ({"bucket": "raw", "dataset": "shop", "replay": True, "erase_customers": "42"}, "erase_customers: Input should be a valid list"),
+    ({"bucket": "raw", "dataset": "shop", "replay": True, "erase_customers": [""]}, "erase_customers holds an empty customer id"),
+    ({"bucket": "raw", "dataset": "shop", "replay": True, "erase_customers": [7]}, "erase_customers.0: Input should be a valid string"),
+    ({"bucket": "raw", "dataset": "shop", "replay": True, "erase_customers": ["1"] * 1001}, "erase_customers: List should have at most 1000 items"),
     ({"bucket": "raw", "dataset": "shop", "replay": True, "snapshot": True}, "not of a replay"),
     ({"bucket": "raw", "dataset": "shop", "replay": True, "churn_horizon_days": 0}, "churn_horizon_days"),
 ])

@@ -244,6 +244,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from .features import _as_day, _check_columns, _day_number, _day_numbers, customer_features
+from .runs import DEFAULT_CHURN_HORIZON_DAYS
 from .support import InsufficientData
 
 LABEL = "churned"
@@ -255,7 +256,6 @@ MIN_CUSTOMERS_PER_CLASS = 10
 # features).
 MIN_DAYS_BEFORE_CUTOFF = 28
 NO_PURCHASE_IN_HORIZON = "no_purchase_in_horizon"
-DEFAULT_HORIZON_DAYS = 180
 DEFAULT_MAX_CV_ROWS = 100_000
 DEFAULT_CV_FOLDS = 5
 # The nested cross-validation calibrates each outer fold's model on the other folds, used as
@@ -882,7 +882,7 @@ class ChurnResult:
 
 
 def train_and_score(transactions: pd.DataFrame, analysis_date,
-                    horizon_days: int = DEFAULT_HORIZON_DAYS, *,
+                    horizon_days: int = DEFAULT_CHURN_HORIZON_DAYS, *,
                     cutoff=None,
                     label=NO_PURCHASE_IN_HORIZON,
                     baselines: Mapping[str, Callable[[pd.DataFrame], np.ndarray] | Baseline]

@@ -15,7 +15,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, unquote
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 INCOMING_PREFIX = "incoming/"
 DEFAULT_CHURN_HORIZON_DAYS = 180
@@ -88,6 +91,8 @@ DEFAULT_ENGINE = "auto"
 # The template parameter SparkFeaturesMinRows's default (by a test): docs/SCALING.md's measured
 # Lambda boundary, about 10.5 M rows at 3,008 MB, rounded down.
 DEFAULT_SPARK_FEATURES_MIN_ROWS = 10_000_000
+# How long a report's pre-signed link works (template parameter ReportLinkExpirySeconds): a day.
+DEFAULT_REPORT_LINK_EXPIRY_SECONDS = 86_400
 
 
 class InvalidRunRequest(ValueError):
@@ -189,78 +194,133 @@ def _share(value) -> float:
         return -1.0
 
 
-def validate_options(options: dict, where: str) -> dict:
-    """The run options among ``options`` (other keys ignored), each checked and normalized; an
-    option that is not set is left out. A bad option is an InvalidRunRequest naming it."""
-    out: dict = {}
-    horizon = options.get("churn_horizon_days")
-    if horizon is not None:
-        if isinstance(horizon, bool) or not str(horizon).isdigit() or int(horizon) <= 0:
-            raise InvalidRunRequest(f"{where}: churn_horizon_days must be a positive whole number of days, "
-                                    f"got {horizon!r}")
-        out["churn_horizon_days"] = int(horizon)
-    analysis_date = options.get("analysis_date")
-    if analysis_date is not None:
+def validation_message(exc: ValidationError) -> str:
+    """One line naming each field a model refused and why. The options' own checks raise messages
+    that start with the option's name; a shape error (a missing field, a wrong type) is named by
+    its path in the input, e.g. ``erase_customers.0: Input should be a valid string, got 7``."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(p) for p in error["loc"]) or "input"
+        if error["type"] == "value_error":
+            parts.append(error["msg"].removeprefix("Value error, "))
+        elif error["type"] == "missing":
+            parts.append(f"{path} is missing")
+        else:
+            parts.append(f"{path}: {error['msg']}, got {error['input']!r:.120}")
+    return "; ".join(parts)
+
+
+class RunOptions(BaseModel):
+    """Every run option (RUN_OPTIONS), however a run is started: each checked and normalized, None
+    where not set (the stack's default applies where it is used). Other keys are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    analysis_date: str | None = None
+    churn_horizon_days: int | None = None
+    churn_label: str | dict | None = None
+    max_bad_share: float | None = None
+    column_mapping: dict[str, str] | None = None
+    date_order: str | None = None
+    currency: str | None = None
+    snapshot: bool | None = None
+    margin: float | None = None
+    engine: str | None = None
+
+    @field_validator("churn_horizon_days", mode="before")
+    @classmethod
+    def _horizon(cls, horizon):
+        if horizon is not None and (isinstance(horizon, bool) or not str(horizon).isdigit() or int(horizon) <= 0):
+            raise ValueError(f"churn_horizon_days must be a positive whole number of days, got {horizon!r}")
+        return None if horizon is None else int(horizon)
+
+    @field_validator("analysis_date", mode="before")
+    @classmethod
+    def _analysis_date(cls, analysis_date):
+        if analysis_date is None:
+            return None
         try:
             valid = bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(analysis_date))) and date.fromisoformat(analysis_date)
         except ValueError:
             valid = False
         if not valid:
-            raise InvalidRunRequest(f"{where}: analysis_date must be a date YYYY-MM-DD, got {analysis_date!r}")
-        out["analysis_date"] = analysis_date
-    label = options.get("churn_label")
-    if label is not None:
-        if not isinstance(label, (str, dict)):
-            raise InvalidRunRequest(f"{where}: churn_label must be a label name or an object, got {label!r}")
-        out["churn_label"] = label
-    share = options.get("max_bad_share")
-    if share is not None:
-        number = _share(share)
-        if not 0.0 <= number <= 1.0:
-            raise InvalidRunRequest(f"{where}: max_bad_share must be a number from 0 to 1, got {share!r}")
-        out["max_bad_share"] = number
-    mapping = options.get("column_mapping")
-    if mapping is not None:
+            raise ValueError(f"analysis_date must be a date YYYY-MM-DD, got {analysis_date!r}")
+        return analysis_date
+
+    @field_validator("churn_label", mode="before")
+    @classmethod
+    def _churn_label(cls, label):
+        if label is not None and not isinstance(label, (str, dict)):
+            raise ValueError(f"churn_label must be a label name or an object, got {label!r}")
+        return label
+
+    @field_validator("max_bad_share", mode="before")
+    @classmethod
+    def _max_bad_share(cls, share):
+        if share is not None and not 0.0 <= _share(share) <= 1.0:
+            raise ValueError(f"max_bad_share must be a number from 0 to 1, got {share!r}")
+        return None if share is None else _share(share)
+
+    @field_validator("column_mapping", mode="before")
+    @classmethod
+    def _column_mapping(cls, mapping):
+        if mapping is None:
+            return None
         if not (isinstance(mapping, dict)
                 and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())):
-            raise InvalidRunRequest(f"{where}: column_mapping must map field names to column names, got {mapping!r}")
+            raise ValueError(f"column_mapping must map field names to column names, got {mapping!r}")
         unknown = sorted(set(mapping) - set(COLUMN_ROLES))
         if unknown:
-            raise InvalidRunRequest(f"{where}: column_mapping names unknown field(s) {', '.join(unknown)}; "
-                                    f"the fields are {', '.join(COLUMN_ROLES)}")
-        if mapping:
-            out["column_mapping"] = mapping
-    date_order = options.get("date_order")
-    if date_order is not None:
-        if date_order not in DATE_ORDERS:
-            raise InvalidRunRequest(f"{where}: date_order must be one of {', '.join(DATE_ORDERS)}, got {date_order!r}")
-        out["date_order"] = date_order
-    snapshot = options.get("snapshot")
-    if snapshot is not None:
-        if not isinstance(snapshot, bool):
-            raise InvalidRunRequest(f"{where}: snapshot must be true or false, got {snapshot!r}")
-        if snapshot:
-            out["snapshot"] = True
-    currency = options.get("currency")
-    if currency is not None:
-        if not (isinstance(currency, str) and re.fullmatch(r"[A-Za-z]{3}", currency)):
-            raise InvalidRunRequest(f"{where}: currency must be a three-letter ISO 4217 code such as USD, GBP "
-                                    f"or EUR, got {currency!r}")
-        out["currency"] = currency.upper()
-    margin = options.get("margin")
-    if margin is not None:
-        number = _share(margin)
-        if not 0.0 < number <= 1.0:
-            raise InvalidRunRequest(f"{where}: margin must be the share of revenue that is profit, a number "
-                                    f"above 0 and at most 1 (0.3 for 30%), got {margin!r}")
-        out["margin"] = number
-    engine = options.get("engine")
-    if engine is not None:
-        if engine not in ENGINES:
-            raise InvalidRunRequest(f"{where}: engine must be one of {', '.join(ENGINES)} (where Features runs; "
-                                    f"default {DEFAULT_ENGINE}), got {engine!r}")
-        out["engine"] = engine
-    return out
+            raise ValueError(f"column_mapping names unknown field(s) {', '.join(unknown)}; "
+                             f"the fields are {', '.join(COLUMN_ROLES)}")
+        return mapping or None
+
+    @field_validator("date_order", mode="before")
+    @classmethod
+    def _date_order(cls, date_order):
+        if date_order is not None and date_order not in DATE_ORDERS:
+            raise ValueError(f"date_order must be one of {', '.join(DATE_ORDERS)}, got {date_order!r}")
+        return date_order
+
+    @field_validator("snapshot", mode="before")
+    @classmethod
+    def _snapshot(cls, snapshot):
+        if snapshot is not None and not isinstance(snapshot, bool):
+            raise ValueError(f"snapshot must be true or false, got {snapshot!r}")
+        return True if snapshot else None
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _currency(cls, currency):
+        if currency is not None and not (isinstance(currency, str) and re.fullmatch(r"[A-Za-z]{3}", currency)):
+            raise ValueError(f"currency must be a three-letter ISO 4217 code such as USD, GBP or EUR, got {currency!r}")
+        return None if currency is None else currency.upper()
+
+    @field_validator("margin", mode="before")
+    @classmethod
+    def _margin(cls, margin):
+        if margin is not None and not 0.0 < _share(margin) <= 1.0:
+            raise ValueError("margin must be the share of revenue that is profit, a number above 0 and at most 1 "
+                             f"(0.3 for 30%), got {margin!r}")
+        return None if margin is None else _share(margin)
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine(cls, engine):
+        if engine is not None and engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)} (where Features runs; default "
+                             f"{DEFAULT_ENGINE}), got {engine!r}")
+        return engine
+
+
+def validate_options(options: dict, where: str) -> dict:
+    """The run options among ``options`` (other keys ignored), each checked and normalized
+    (``RunOptions``); an option that is not set is left out. A bad option is an InvalidRunRequest
+    naming it, after ``where``."""
+    try:
+        return RunOptions.model_validate(options).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        raise InvalidRunRequest(f"{where}: {validation_message(exc)}") from None
 
 
 def check_engine(engine: str, dataset: str | None, replay: bool, source: str) -> None:
@@ -354,45 +414,73 @@ def _utc_instant(value) -> str:
     return instant.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class ExecutionStarted(BaseModel):
+    """The execution the state machine passes Ingest beside its input ($$.Execution)."""
+
+    id: str
+    start_time: str
+
+
+class IngestPayload(BaseModel):
+    """What the state machine passes Ingest: the execution's input and the execution."""
+
+    input: dict[str, Any]
+    execution: ExecutionStarted
+
+
 def parse_ingest_payload(payload: dict) -> tuple[dict, Execution | None]:
     """The run input and its execution, from what the state machine passes Ingest
-    ({"input": <execution input>, "execution": {"id", "start_time"}}); a payload without
-    "execution" is a run input invoked directly (no execution: no lease, no event check)."""
-    if not (isinstance(payload, dict) and isinstance(payload.get("execution"), dict) and "input" in payload):
+    (``IngestPayload``); a payload without "execution" is a run input invoked directly (no
+    execution: no lease, no event check)."""
+    if not (isinstance(payload, dict) and "execution" in payload and "input" in payload):
         return payload, None
-    event, execution = payload["input"], payload["execution"]
-    if not isinstance(event, dict):
-        raise InvalidRunRequest(f"the execution's input is not a JSON object: {event!r:.200}")
+    try:
+        parsed = IngestPayload.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidRunRequest(f"Ingest's payload: {validation_message(exc)}") from None
+    event, execution = parsed.input, parsed.execution
     event_id = event.get("id") if "detail" in event else None
-    when = event.get("time") if "detail" in event and event.get("time") is not None else execution["start_time"]
-    name = str(execution["id"]).rsplit(":", 1)[-1]
-    return event, Execution(str(execution["id"]), str(event_id) if event_id else None, f"{_utc_instant(when)}#{name}")
+    when = event.get("time") if "detail" in event and event.get("time") is not None else execution.start_time
+    name = execution.id.rsplit(":", 1)[-1]
+    return event, Execution(execution.id, str(event_id) if event_id else None, f"{_utc_instant(when)}#{name}")
 
 
-def parse_run_request(event: dict) -> RunRequest:
-    """Accept what EventBridge sends for "Object Created" ({"detail": {"bucket", "object"}}) or a
-    hand-started execution's input ({"bucket", "key"} and any of RUN_OPTIONS, at the top level or
-    under "options")."""
-    options = event.get("options", {}) if isinstance(event.get("options"), dict) else {}
-    if "detail" in event:
-        detail = event["detail"] or {}
-        bucket = (detail.get("bucket") or {}).get("name")
-        key = (detail.get("object") or {}).get("key")
-    else:
-        bucket, key = event.get("bucket"), event.get("key")
-        options = {**event, **options}
-    if not bucket or not key:
-        raise InvalidRunRequest(
-            "the run input names no object: expected an S3 'Object Created' event or "
-            f"{{'bucket': ..., 'key': ...}}, got keys {sorted(event)}"
-        )
+def _options_beside(model: BaseModel, options: dict) -> dict:
+    """A hand-started input's options: its keys beside the named fields, then its "options" object."""
+    return {**(model.model_extra or {}), **options}
+
+
+class RunInput(BaseModel):
+    """A hand-started execution's input for a file: the object, and any of RUN_OPTIONS at the top
+    level or under "options" (other keys are ignored)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    bucket: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def object_request(bucket: str, key: str, options: dict, where: str) -> RunRequest:
+    """The run of one object: its key checked (``REFUSED_KEY_CHARACTERS``), its options validated."""
     refused = sorted({c for c in key if c in REFUSED_KEY_CHARACTERS or ord(c) < 32 or ord(c) == 127})
     if refused:
         shown = " ".join(repr(c) if ord(c) < 32 or ord(c) == 127 else c for c in refused)
         raise InvalidRunRequest(f"s3://{bucket}/{key}: the name holds {shown}, which the Transform cannot "
                                 f"read in a file name ({REFUSED_KEY_REASON}); rename the file without "
                                 "them, e.g. with - or _ in their place")
-    return RunRequest(bucket, key, validate_options(options, "run input"))
+    return RunRequest(bucket, key, validate_options(options, where))
+
+
+def parse_run_request(event: dict) -> RunRequest:
+    """A hand-started execution's input for a file (``RunInput``). An S3 "Object Created" event
+    is the adapters' to parse (adapters/events.py, with Powertools' model of it)."""
+    try:
+        parsed = RunInput.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidRunRequest("the run input names no object: expected an S3 'Object Created' event or "
+                                f"{{'bucket': ..., 'key': ...}} ({validation_message(exc)})") from None
+    return object_request(parsed.bucket, parsed.key, _options_beside(parsed, parsed.options), "run input")
 
 
 # An erasure names at most this many customers (an execution's input is at most 256 KB).
@@ -403,8 +491,7 @@ MAX_ERASED_CUSTOMERS = 1000
 class ReplayRequest:
     """A dataset's latest analysis computed again from its history, with no file delivered (after
     an upgrade, or to take erased customers out): a hand-started execution's input
-    {"bucket": <raw bucket>, "dataset": NAME, "replay": true} with any run options, and
-    "erase_customers": [ids] to delete those customers' rows from the history first."""
+    (``ReplayInput``)."""
 
     bucket: str
     dataset: str
@@ -425,7 +512,7 @@ def is_replay(event: dict) -> bool:
 
 
 def parse_request(event: dict) -> RunRequest | ReplayRequest:
-    """What an execution's input asks for: a replay of a dataset, or a run of an object."""
+    """What a hand-started execution's input asks for: a replay of a dataset, or a run of an object."""
     return parse_replay_request(event) if is_replay(event) else parse_run_request(event)
 
 
@@ -435,29 +522,43 @@ def check_dataset_name(name: str) -> str:
     return name
 
 
+def _customer_id(value: str) -> str:
+    if not value.strip():
+        raise ValueError(f"erase_customers holds an empty customer id ({value!r}); each names a customer")
+    return value
+
+
+class ReplayInput(BaseModel):
+    """A replay's input: {"bucket": <raw bucket>, "dataset": NAME, "replay": true}, with any run
+    options (at the top level or under "options") and "erase_customers": [ids] to delete those
+    customers' rows from the history first."""
+
+    model_config = ConfigDict(extra="allow")
+
+    bucket: str = Field(min_length=1)
+    dataset: str
+    replay: Literal[True]
+    erase_customers: list[Annotated[str, AfterValidator(_customer_id)]] | None = Field(
+        default=None, max_length=MAX_ERASED_CUSTOMERS)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, dataset: str) -> str:
+        return check_dataset_name(dataset)
+
+
 def parse_replay_request(event: dict) -> ReplayRequest:
-    """The replay an execution's input asks for; InvalidRunRequest naming the field otherwise."""
-    if event.get("replay") is not True:
-        raise InvalidRunRequest(f"replay must be true, got {event.get('replay')!r}")
-    bucket, dataset = event.get("bucket"), event.get("dataset")
-    if not isinstance(bucket, str) or not bucket:
-        raise InvalidRunRequest("a replay names the stack's raw bucket: 'bucket' is missing")
-    if not isinstance(dataset, str):
-        raise InvalidRunRequest("a replay names its dataset: 'dataset' is missing")
-    check_dataset_name(dataset)
-    erase = event.get("erase_customers") or []
-    if not (isinstance(erase, list) and all(isinstance(c, str) and c.strip() for c in erase)):
-        raise InvalidRunRequest(f"erase_customers must be a list of customer ids (strings), got {erase!r:.200}")
-    if len(erase) > MAX_ERASED_CUSTOMERS:
-        raise InvalidRunRequest(f"erase_customers names {len(erase):,} customers; at most "
-                                f"{MAX_ERASED_CUSTOMERS:,} per replay")
-    options = {k: v for k, v in event.items() if k not in ("bucket", "dataset", "replay", "erase_customers", "options")}
-    if isinstance(event.get("options"), dict):
-        options.update(event["options"])
-    options = validate_options(options, "replay input")
+    """The replay an execution's input asks for (``ReplayInput``); InvalidRunRequest naming the
+    field otherwise."""
+    try:
+        parsed = ReplayInput.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidRunRequest(f"replay input: {validation_message(exc)}") from None
+    options = validate_options(_options_beside(parsed, parsed.options), "replay input")
     if options.get("snapshot"):
         raise InvalidRunRequest("snapshot is an option of a delivered file, not of a replay")
-    return ReplayRequest(bucket, dataset, tuple(sorted(set(erase))), options)
+    return ReplayRequest(parsed.bucket, parsed.dataset, tuple(sorted(set(parsed.erase_customers or ()))), options)
 
 
 def derive_replay_run_id(dataset: str, execution_id: str) -> str:
