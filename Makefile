@@ -87,7 +87,7 @@ build: $(SAM_VENV)/.installed
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM_VENV)/bin/sam build IngestFunction --build-dir $(BUILD_DIR)
 
 # The benchmarks of docs/BENCHMARKS.md, one after the other on a quiet machine (about 10 minutes; 10 GB of memory at x1000).
-# lifetimes and duckdb are comparisons only: they go into .venv here, never into the functions.
+# lifetimes is a comparison only: it goes into .venv here, never into the functions.
 BENCH_OUT ?= .bench
 bench: $(VENV)/.installed
 	$(VENV)/bin/pip install -q -r requirements/bench.txt

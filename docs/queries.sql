@@ -11,10 +11,12 @@
 -- published_tables and its warnings); to be sure Athena reads one partition only, replace it
 -- with a literal:  WHERE f.run_id = 'cdnow-master-35f83c2e516f'.
 --
--- House style, which tests/e2e/test_stack_cli.py relies on: every table has an alias and every
--- column is written alias.column. The test checks each table and column named here against
--- the Glue catalog of tables that real runs published, and each quoted value compared with a
--- column against that column's data. It cannot run the SQL: Athena does not execute offline.
+-- Every query here runs in the tests (tests/e2e/test_stack_cli.py), as written, in DuckDB over
+-- the parquet files two emulated runs publish, read where the Glue catalog's partitions point,
+-- and its result is checked against those tables. Athena does not run offline; the few
+-- differences between its dialect and DuckDB's are handled in one place, tests/e2e/athena_sql.py
+-- (its docstring lists them): write Athena SQL here, and teach that module a function DuckDB
+-- lacks rather than changing a query. Each query follows a "-- name:" line and ends with ";".
 
 
 -- name: latest_run
