@@ -19,7 +19,7 @@ PYTHON312 ?= $(shell for p in $(PYTHON312_CANDIDATES); do "$$p" -c 'import sys; 
 
 .PHONY: install browser run test lint checkov build bench clean
 
-$(VENV)/.installed: requirements/dev.txt layers/shared/requirements.txt functions/data-requirements.txt functions/models-requirements.txt pyproject.toml
+$(VENV)/.installed: requirements/dev.txt layers/shared/requirements.txt functions/data-requirements.txt functions/models-requirements.txt functions/report-requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip==26.0.1
 	$(VENV)/bin/pip install -q -r requirements/dev.txt

@@ -164,3 +164,49 @@ def test_the_offline_init_loads_every_module_a_step_imports_inside_its_function(
             is_module = (package_dir.parent.joinpath(*parts).with_suffix(".py")).is_file()
             inside_functions.add(name if is_module else ".".join(parts[:-1]))
     assert inside_functions == set(LAZY_LAYER_MODULES)
+
+
+# The report's charts are drawn with matplotlib: by presentation/charts.py alone, in the steps that
+# have the models' results (their images must ship it), never where Ingest's zip could load it.
+CHART_LIBRARIES = {"matplotlib", "seaborn"}
+
+
+def test_only_the_chart_module_imports_a_chart_library(root):
+    importers = {name for name, path in package_modules(root)
+                 for imported, _ in imports(path.read_text(encoding="utf-8"), name, path.name == "__init__.py")
+                 if imported.split(".")[0] in CHART_LIBRARIES}
+    assert importers == {"cdnow.presentation.charts"}
+    # and the chart module reaches a step only through modules the pipeline imports inside its steps
+    from cdnow_offline.lambda_runner import LAZY_LAYER_MODULES
+
+    chart_users = {name for name, path in package_modules(root)
+                   if "cdnow.presentation.charts" in {i for i, _ in imports(path.read_text(encoding="utf-8"), name)}}
+    assert chart_users and chart_users <= set(LAZY_LAYER_MODULES)
+
+
+def test_every_function_that_draws_charts_ships_matplotlib(root):
+    import re
+
+    from cdnow_offline.shipped import requirement_files
+    from cdnow_offline.template import image_requirements, load_template
+
+    package_dir = package_root(root)
+    tree = ast.parse((package_dir / "pipeline.py").read_text(encoding="utf-8"))
+    drawing_steps = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)
+                     and any(name.startswith("cdnow.presentation.figures")
+                             for name, _ in imports(ast.unparse(node), "cdnow.pipeline"))}
+    assert drawing_steps == {"segment", "churn", "value"}
+    resources = load_template(root / "template.yaml")["Resources"]
+    drawing_functions = []
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::Serverless::Function" or resource["Properties"].get("PackageType") != "Image":
+            continue
+        folder = resource["Metadata"]["DockerBuildArgs"]["FUNCTION"]
+        handler = (root / "functions" / folder / "app.py").read_text(encoding="utf-8")
+        if not drawing_steps & set(re.findall(r"pipeline\.(\w+)\(", handler)):
+            continue
+        drawing_functions.append(name)
+        pins = [line.strip() for top in image_requirements(resource, root) for path in requirement_files(top)
+                for line in path.read_text(encoding="utf-8").splitlines()]
+        assert any(re.fullmatch(r"matplotlib==[\d.]+", pin) for pin in pins), name
+    assert sorted(drawing_functions) == ["ChurnFunction", "SegmentFunction", "ValueFunction"]

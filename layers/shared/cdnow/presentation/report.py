@@ -1,7 +1,7 @@
 """The run report: one self-contained HTML page from a run summary and its SVG charts.
 
 Pure logic, standard library only: ``render_report`` takes the run summary (the dict Publish
-writes to ``run_summary.json``), the chart SVGs the model steps wrote (``{name: svg text}``)
+writes to ``run_summary.json``), the chart SVGs the model steps drew (``{name: svg text}``)
 and, when available, the rows of the run's ``segment_profiles`` table and a few quarantined
 lines, and returns the page as a string. Reading those inputs from S3 and writing the page is
 ``pipeline.report``'s job.
@@ -9,8 +9,9 @@ lines, and returns the page as a string. Reading those inputs from S3 and writin
 The page
     * loads nothing: no scripts, no external fonts, style sheets or images; the charts are
       inlined as ``<svg>`` elements (``charts`` makes them safe to inline: no ``<style>``, no
-      ids, no links), and a Content-Security-Policy meta tag makes the browser refuse anything
-      else, so an accidental reference shows up as a console error in the report test;
+      links, ids unique to each chart), and a Content-Security-Policy meta tag makes the browser
+      refuse anything else, so an accidental reference shows up as a console error in the
+      report test;
     * is deterministic: the same inputs give the same bytes (no render time, dict order as
       given, sets sorted);
     * reads top-down as a person does: the run at a glance, then data quality, segments, churn
@@ -27,6 +28,7 @@ from html import escape
 from typing import Any
 
 from . import formatting as fmt
+from . import style
 from .labels import feature_label
 
 __all__ = ["CHART_SECTIONS", "QUARANTINE_REASONS", "chart_name", "render_report"]
@@ -92,58 +94,59 @@ _MODELS = {"logistic_regression": "Logistic regression", "hist_gradient_boosting
 # Nothing outside the page: inline styles and data: URIs only (the favicon is data:).
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
-_CSS = """
-:root { color-scheme: light; --ink: #1f2933; --muted: #52606d; --line: #d9e2ec; --soft: #f5f7fa;
-  --accent: #0072b2; --warn: #d55e00; --ok: #009e73; }
-* { box-sizing: border-box; }
-body { margin: 0; font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
-  color: var(--ink); background: #fff; line-height: 1.45; font-size: 15px; }
-header.top { background: #102a43; color: #fff; padding: 28px 32px 22px; }
-header.top h1 { margin: 0 0 6px; font-size: 26px; font-weight: 650; letter-spacing: -0.01em; }
-header.top .meta { margin: 0; color: #bcccdc; font-size: 14px; }
-header.top .meta code { color: #fff; }
-.status { display: inline-block; padding: 1px 9px; border-radius: 10px; font-size: 12px; font-weight: 700;
-  letter-spacing: 0.04em; vertical-align: middle; margin-left: 8px; background: var(--ok); color: #fff; }
-.status.failed { background: var(--warn); }
-nav.toc { position: sticky; top: 0; z-index: 1; background: #fff; border-bottom: 1px solid var(--line);
-  padding: 8px 32px; font-size: 14px; }
-nav.toc a { color: var(--accent); text-decoration: none; margin-right: 18px; }
-main { max-width: 1360px; margin: 0 auto; padding: 8px 32px 40px; }
-section { margin-top: 30px; }
-h2 { font-size: 21px; margin: 0 0 4px; padding-bottom: 6px; border-bottom: 2px solid var(--ink); }
-h3 { font-size: 16px; margin: 22px 0 8px; }
-p.how { margin: 8px 0 14px; color: var(--muted); font-size: 14px; }
-p.how strong { font-weight: 650; color: var(--ink); }
-p.note { color: var(--muted); font-size: 14px; margin: 6px 0; }
-.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(200px, 1fr)); gap: 12px; margin-top: 16px; }
-.card { border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; background: var(--soft); }
-.card .label { font-size: 12px; text-transform: uppercase; letter-spacing: 0.05em; color: var(--muted); }
-.card .value { font-size: 24px; font-weight: 700; margin: 2px 0; font-variant-numeric: tabular-nums; }
-.card .detail { font-size: 13px; color: var(--muted); }
-.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 18px; margin: 10px 0 6px;
-  align-items: start; }
-figure.chart { margin: 0; border: 1px solid var(--line); border-radius: 8px; padding: 8px; background: #fff; }
-figure.chart svg { display: block; width: 100%; height: auto; }
-figure.chart figcaption { font-size: 13px; color: var(--muted); padding: 4px 6px 2px; }
-.tables { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
-.tables > div { flex: 1 1 420px; min-width: 0; }
-.scroll { overflow-x: auto; }
-table { border-collapse: collapse; font-size: 14px; margin: 4px 0 8px; }
-caption { text-align: left; font-weight: 650; padding: 4px 0 6px; }
-th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { text-align: left; font-weight: 650; background: var(--soft); }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.num { white-space: nowrap; }
-th { max-width: 150px; }
-tr.chosen td { font-weight: 650; }
-table.profiles td:first-child { white-space: nowrap; }
-td code, p code, li code { font-size: 13px; }
-.raw { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px;
-  white-space: pre; max-width: 460px; overflow: hidden; text-overflow: ellipsis; }
-.up { color: var(--warn); } .down { color: var(--accent); }
-footer { border-top: 1px solid var(--line); color: var(--muted); font-size: 13px; padding: 14px 32px 28px;
-  max-width: 1360px; margin: 0 auto; }
-@media print { nav.toc { position: static; } .charts { grid-template-columns: 1fr 1fr; } }
+# The page's colours and fonts are the charts' (style.py); the rest of the look lives here.
+_CSS = f"""
+:root {{ color-scheme: light; --ink: {style.INK}; --muted: {style.MUTED}; --line: {style.LINE}; --soft: {style.SOFT};
+  --accent: {style.ACCENT}; --warn: {style.WARN}; --ok: {style.OK}; }}
+* {{ box-sizing: border-box; }}
+body {{ margin: 0; font-family: {style.css_font_family()};
+  color: var(--ink); background: #fff; line-height: 1.45; font-size: 15px; }}
+header.top {{ background: {style.HEADER}; color: #fff; padding: 28px 32px 22px; }}
+header.top h1 {{ margin: 0 0 6px; font-size: 26px; font-weight: 650; letter-spacing: -0.01em; }}
+header.top .meta {{ margin: 0; color: {style.HEADER_MUTED}; font-size: 14px; }}
+header.top .meta code {{ color: #fff; }}
+.status {{ display: inline-block; padding: 1px 9px; border-radius: 10px; font-size: 12px; font-weight: 700;
+  letter-spacing: 0.04em; vertical-align: middle; margin-left: 8px; background: var(--ok); color: #fff; }}
+.status.failed {{ background: var(--warn); }}
+nav.toc {{ position: sticky; top: 0; z-index: 1; background: #fff; border-bottom: 1px solid var(--line);
+  padding: 8px 32px; font-size: 14px; }}
+nav.toc a {{ color: var(--accent); text-decoration: none; margin-right: 18px; }}
+main {{ max-width: 1360px; margin: 0 auto; padding: 8px 32px 40px; }}
+section {{ margin-top: 30px; }}
+h2 {{ font-size: 21px; margin: 0 0 4px; padding-bottom: 6px; border-bottom: 2px solid var(--ink); }}
+h3 {{ font-size: 16px; margin: 22px 0 8px; }}
+p.how {{ margin: 8px 0 14px; color: var(--muted); font-size: 14px; }}
+p.how strong {{ font-weight: 650; color: var(--ink); }}
+p.note {{ color: var(--muted); font-size: 14px; margin: 6px 0; }}
+.cards {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(200px, 1fr)); gap: 12px; margin-top: 16px; }}
+.card {{ border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; background: var(--soft); }}
+.card .label {{ font-size: 12px; text-transform: uppercase; letter-spacing: 0.05em; color: var(--muted); }}
+.card .value {{ font-size: 24px; font-weight: 700; margin: 2px 0; font-variant-numeric: tabular-nums; }}
+.card .detail {{ font-size: 13px; color: var(--muted); }}
+.charts {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 18px; margin: 10px 0 6px;
+  align-items: start; }}
+figure.chart {{ margin: 0; border: 1px solid var(--line); border-radius: 8px; padding: 8px; background: #fff; }}
+figure.chart svg {{ display: block; width: 100%; height: auto; }}
+figure.chart figcaption {{ font-size: 13px; color: var(--muted); padding: 4px 6px 2px; }}
+.tables {{ display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }}
+.tables > div {{ flex: 1 1 420px; min-width: 0; }}
+.scroll {{ overflow-x: auto; }}
+table {{ border-collapse: collapse; font-size: 14px; margin: 4px 0 8px; }}
+caption {{ text-align: left; font-weight: 650; padding: 4px 0 6px; }}
+th, td {{ padding: 5px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }}
+th {{ text-align: left; font-weight: 650; background: var(--soft); }}
+td.num, th.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+td.num {{ white-space: nowrap; }}
+th {{ max-width: 150px; }}
+tr.chosen td {{ font-weight: 650; }}
+table.profiles td:first-child {{ white-space: nowrap; }}
+td code, p code, li code {{ font-size: 13px; }}
+.raw {{ font-family: {style.css_font_family(style.MONO_STACK)}; font-size: 12.5px;
+  white-space: pre; max-width: 460px; overflow: hidden; text-overflow: ellipsis; }}
+.up {{ color: var(--warn); }} .down {{ color: var(--accent); }}
+footer {{ border-top: 1px solid var(--line); color: var(--muted); font-size: 13px; padding: 14px 32px 28px;
+  max-width: 1360px; margin: 0 auto; }}
+@media print {{ nav.toc {{ position: static; }} .charts {{ grid-template-columns: 1fr 1fr; }} }}
 """
 
 
@@ -199,8 +202,11 @@ def _inline_svg(name: str, svg: str) -> str:
     body = _XML_PROLOG.sub("", svg, count=1).strip()
     if not body.startswith("<svg") or not body.endswith("</svg>"):
         raise ValueError(f"chart {name!r} is not an SVG document")
-    if re.search(r"<script|<foreignObject|\bon[a-z]+\s*=|href\s*=", body, re.IGNORECASE):
-        raise ValueError(f"chart {name!r} holds scripts, event handlers or links: not inlined")
+    # A chart may refer to its own parts (href="#id", url(#id)), to nothing outside itself, and may
+    # not style the page (<style>).
+    if re.search(r"<script|<foreignObject|<style|\bon[a-z]+\s*=|href\s*=\s*[\"'](?!#)|url\(\s*[\"']?(?!#)",
+                 body, re.IGNORECASE):
+        raise ValueError(f"chart {name!r} holds scripts, event handlers, style sheets or links: not inlined")
     return body
 
 
