@@ -1,9 +1,10 @@
 """Customer segments a marketing team can act on: k-means clusters refined by RFM rules.
 
-Pure logic on the customer_features table (see ``cdnow.domain.features``); no I/O. The entry
-point is ``segment_customers(features, n_clusters=None)``, which returns a
-``SegmentationResult``; ``segment_migration(previous, current)`` compares the assignments of
-two runs.
+Pure logic on the customer_features table (see ``cdnow.domain.features``); no I/O. The
+Lambda path's entry point is ``segment_customers(features, n_clusters=None)``, which returns
+a ``SegmentationResult``: it fits on every customer, scores every customer and aggregates, in
+three steps a Spark job can take apart (see "Fit and score" below).
+``segment_migration(previous, current)`` compares the assignments of two runs.
 
 Design in two layers
     1. K-means on log RFM (k by silhouette and stability, below) finds the value structure of
@@ -34,7 +35,8 @@ Clustering inputs (why these, and why transformed so)
     purchase_days keeps some skew after log1p because 51% of customers are one-time buyers
     (a point mass at 1 no monotone transform can spread). recency_days is bounded by the window
     and left-skewed, so it stays linear. Negative totals (refunds) are clipped to 0 before
-    log1p. Each column is then standardized (mean 0, standard deviation 1 over all customers).
+    log1p. Each column is then standardized (mean 0, standard deviation 1 over the fitted
+    customers).
     tenure_days is left out on purpose: on CDNOW every customer joined in Q1 1997, so it only
     adds a cohort axis; the other features are restatements or near-restatements of these three.
 
@@ -55,8 +57,8 @@ Choosing k (``n_clusters=None``)
     smaller k). If no k in 3..8 is that stable, the most stable one (ties: higher silhouette).
     k = 2 is reported but never chosen by default: it is the active/lapsed split the marketer
     already knows. The final model starts from the chosen k's lowest-inertia sample fit and is
-    refined by k-means on all customers. ``n_clusters=<k>`` overrides the choice (the table is
-    still computed and its chosen row is the override).
+    refined by k-means on every fitted customer. ``n_clusters=<k>`` overrides the choice (the
+    table is still computed and its chosen row is the override).
 
     Measured on CDNOW master (analysis date 1998-07-01, random_state=0):
 
@@ -82,10 +84,10 @@ Choosing k (``n_clusters=None``)
 
 The rule layer (thresholds in the module constants, derived from the data where they can be)
     I = the customers' typical purchase interval: the median avg_days_between_purchases over
-    repeat buyers (82.5 days on CDNOW master; DEFAULT_INTERVAL_DAYS = 90 if there is no repeat
-    buyer). A = ACTIVE_INTERVALS x I = 2 I and L = LAPSED_INTERVALS x I = 4 I, rounded down to
-    whole days (recency is in whole days): 165 and 330 on master. M* = the mean monetary_total
-    over all customers (106.08 on master): "high spend" is M >= M*.
+    the fitted repeat buyers (82.5 days on CDNOW master; DEFAULT_INTERVAL_DAYS = 90 if there is
+    no repeat buyer). A = ACTIVE_INTERVALS x I = 2 I and L = LAPSED_INTERVALS x I = 4 I, rounded
+    down to whole days (recency is in whole days): 165 and 330 on master. M* = the mean
+    monetary_total over the fitted customers (106.08 on master): "high spend" is M >= M*.
     Per customer, with R = recency_days (1 = bought on the window's last day), D = tenure_days
     (days since the first purchase), F = purchase_days, M = monetary_total:
 
@@ -110,9 +112,10 @@ The rule layer (thresholds in the module constants, derived from the data where 
     actives are Loyal). Only Champions depend on k: the chosen k moves customers between
     Champions and Loyal, never in or out of the other segments.
 
-    segment_rank and profile order follow the vocabulary order SEGMENT_NAMES (empty segments
-    skipped; ranks 0..n-1), which is the order of value measured on CDNOW: segments as of an
-    earlier analysis date, then each segment's revenue per customer in the rest of the file:
+    segment_rank and profile order follow the vocabulary order SEGMENT_NAMES (segments no
+    fitted customer falls in skipped; ranks 0..n-1), which is the order of value measured on
+    CDNOW: segments as of an earlier analysis date, then each segment's revenue per customer in
+    the rest of the file:
 
         as of           Champions  Need att.  Loyal  At risk  About to sleep  Hibernating  Lost
         1997-10-01        198.83      54.22   53.49    26.09           20.32        14.08   8.97
@@ -152,6 +155,40 @@ The rule layer (thresholds in the module constants, derived from the data where 
     / 2,912 / 2,381 / 1,299 / 1,223 / 1,189 / 1,048 customers (mean $276 .. $733), the rest
     going to Loyal; the other six segments are the same for every k.
 
+Fit and score (the Spark path)
+    ``fit_segments(features) -> SegmentFit`` learns from the customers it is given, all of
+    them or a sample (``stratified_sample``, strata = the rfm_grid cells): the standardization
+    (center and scale per input), the k-selection table and k, the k-means centroids, the
+    clusters' value order and the champion cluster, the RuleThresholds (I and M*) and the
+    segment ranks (the segments the fitted customers fall in). ``SegmentFit.to_dict()`` is
+    JSON (floats round-trip exactly) and ``SegmentFit.from_dict`` reads it back.
+    ``score_segments(features, fit)`` gives the customer_segments rows of any batch of
+    customer_features rows from the fit alone: each row from its own values (the distances to
+    the centroids are summed column by column, not by a matrix product whose summation order
+    could depend on the batch), so a Spark job scores partitions with ``mapInPandas`` and gets
+    the rows of scoring everyone. A segment the fit did not see (a sample can miss a rare one)
+    ranks after the fitted segments, in vocabulary order.
+    ``segmentation_from_scores(features, scored, fit)`` makes everything else of the
+    ``SegmentationResult`` from the scored rows (with their ``cluster``) and the features.
+    Fitted on every customer (the Lambda path, ``segment_customers``) the three steps give the
+    results of fitting and naming in one pass, bit for bit. What each aggregate needs, for a
+    group-by on Spark:
+      - decomposable (sums and counts per group, added over partitions): the profiles'
+        customers, customer_share, revenue_cents (sum of round(monetary_total x 100)), revenue,
+        revenue_share and every mean_<f> (sum and count of non-missing values); rfm_grid (per
+        cell: count, cents); profile_index (segment means over the overall mean, both sums and
+        counts); the cluster table's customers, mean_monetary_total, mean_purchase_days,
+        established_active_share (the mean of an indicator) and customers per (cluster,
+        segment); the summary's counts and shares, which come from the profiles.
+      - not decomposable: every median_<f> of the profiles and the cluster table's
+        median_recency_days (an exact median per group: Spark's ``percentile(col, 0.5)``, which
+        interpolates between the two middle values as pandas does, not percentile_approx).
+      - from the fit, not the customers: k_selection, n_clusters, thresholds (so
+        typical_interval_days), the cluster order, label and champion flag, segment ranks.
+    On the Spark path a segment's profile and the rule statements describe all customers while
+    the thresholds and the champion cluster come from the sample: on CDNOW master, fits on 10%
+    stratified samples moved every segment's share by less than one point (the tests check it).
+
 Profiles
     One row per segment that has customers, in rank order: its recency status (every
     member's: each rule fixes one), size and share, revenue in integer cents (segments add up
@@ -173,7 +210,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -378,20 +415,48 @@ def _sorted_features(features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray |
     return features.iloc[order].reset_index(drop=True), order
 
 
-def _segment_matrix(features: pd.DataFrame) -> np.ndarray:
-    """The transformed, standardized clustering inputs (one row per customer)."""
-    values = features[SEGMENT_INPUTS].to_numpy(dtype=np.float64, copy=True)
+def _clustering_values(features: pd.DataFrame, inputs=SEGMENT_INPUTS,
+                       log_inputs=LOG_INPUTS) -> np.ndarray:
+    """The clustering inputs, log1p-transformed where documented (one row per customer).
+
+    Row by row: each value depends on its own customer only, so a fit and a score of the
+    same customer compute the same bits whatever else is in the batch.
+    """
+    values = features[list(inputs)].to_numpy(dtype=np.float64, copy=True)
     if np.isnan(values).any():
-        raise ValueError(f"{SEGMENT_INPUTS} must not be missing")
-    for j, name in enumerate(SEGMENT_INPUTS):
-        if name in LOG_INPUTS:
+        raise ValueError(f"{list(inputs)} must not be missing")
+    for j, name in enumerate(inputs):
+        if name in log_inputs:
             # A log with refunds can give a customer a net-negative total: for clustering,
             # that is "spent nothing" (log1p is undefined below -1).
             values[:, j] = np.log1p(np.clip(values[:, j], 0.0, None))
-    mean = values.mean(axis=0)
-    std = values.std(axis=0)
-    std[std == 0] = 1.0
-    return (values - mean) / std
+    return values
+
+
+def _standardization(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, standard deviation) of each column; a constant column keeps scale 1."""
+    center = values.mean(axis=0)
+    scale = values.std(axis=0)
+    scale[scale == 0] = 1.0
+    return center, scale
+
+
+def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of each row's nearest centroid (squared Euclidean; ties: the lower index).
+
+    The distances are summed column by column with elementwise operations, not a matrix
+    product: a BLAS product may order its sums differently for different batch shapes, and a
+    customer's cluster must not depend on the batch it is scored in.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    centroids = np.asarray(centroids, dtype=np.float64)
+    if not len(centroids):
+        raise ValueError("no centroids to assign customers to")
+    distances = np.zeros((len(x), len(centroids)), dtype=np.float64)
+    for j in range(x.shape[1]):
+        difference = x[:, j, None] - centroids[None, :, j]
+        distances += difference * difference
+    return np.argmin(distances, axis=1).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -624,54 +689,199 @@ def segment_rule(name: str, thresholds: RuleThresholds, champion: dict | None = 
             "recency_days_min": low, "recency_days_max": high}
 
 
-def _cluster_table(features: pd.DataFrame, labels: np.ndarray, k: int,
-                   thresholds: RuleThresholds) -> pd.DataFrame:
-    """Per k-means cluster, in original units: what the champion cluster is chosen from.
+FIT_FORMAT = 1
+SEGMENT_TABLE_COLUMNS = ["customer_id", "segment_name", "segment_rank"]
+# What scoring reads of a customer_features row (the clustering inputs and the rule inputs).
+SCORE_COLUMNS = ["customer_id", "recency_days", "purchase_days", "tenure_days", "monetary_total"]
 
-    Rows are in value order (the ``cluster`` column, 0 = highest mean monetary_total; ties:
-    higher mean purchase_days, lower median recency_days, larger size, then k-means' label);
-    ``label`` is k-means' own number, ``established_active_share`` the share of the cluster's
-    customers whose last purchase is within 2 I days and first purchase before that.
+
+@dataclass(frozen=True, eq=False)
+class SegmentFit:
+    """What ``fit_segments`` learns from the customers it sees: all ``score_segments`` needs.
+
+    inputs, log_inputs  the clustering inputs, and those that are log1p-transformed
+    center, scale       per input, the mean and standard deviation (0 -> 1) of the transformed
+                        values over the fitted customers: the standardization
+    centroids           k-means centroids in the standardized space, one row per k-means label
+    cluster_of_label    per k-means label, its cluster number in value order (0 = highest mean
+                        monetary_total of the fitted customers; see ``_value_order``)
+    champion_cluster    the champion cluster's number, None when no cluster qualified
+    thresholds          the rule layer's RuleThresholds (I and M* of the fitted customers)
+    segment_names       the segments the fitted customers fall in, in rank order: a segment's
+                        segment_rank is its position here (see ``segment_ranks``)
+    k_selection         the k-selection table (as ``SegmentationResult.k_selection``)
+    fitted_customers    how many customers the fit saw; random_state: the seed it used
+
+    ``to_dict()`` is JSON-ready (floats as Python floats, arrays as lists) and
+    ``SegmentFit.from_dict(json.loads(json.dumps(fit.to_dict())))`` scores identically: JSON
+    writes a float's shortest exact repr.
+    """
+
+    inputs: tuple[str, ...]
+    log_inputs: tuple[str, ...]
+    center: np.ndarray
+    scale: np.ndarray
+    centroids: np.ndarray
+    cluster_of_label: tuple[int, ...]
+    champion_cluster: int | None
+    thresholds: RuleThresholds
+    segment_names: tuple[str, ...]
+    k_selection: list[dict]
+    fitted_customers: int
+    random_state: int
+
+    @property
+    def n_clusters(self) -> int:
+        return len(self.centroids)
+
+    @property
+    def label_of_cluster(self) -> list[int]:
+        """Per cluster number (value order), its k-means label."""
+        labels = [0] * self.n_clusters
+        for label, cluster in enumerate(self.cluster_of_label):
+            labels[cluster] = label
+        return labels
+
+    def segment_ranks(self) -> dict[str, int]:
+        """segment_rank of every vocabulary name.
+
+        A fitted segment's rank is its position in ``segment_names``. A segment the fitted
+        customers did not fall in (a sample can miss a rare one) ranks after all of them, in
+        vocabulary order, so every customer a score names has a rank and the ranks of the fitted
+        segments never depend on what else is scored.
+        """
+        unseen = [name for name in SEGMENT_NAMES if name not in self.segment_names]
+        return {name: rank for rank, name in enumerate([*self.segment_names, *unseen])}
+
+    def to_dict(self) -> dict:
+        return {
+            "model": "segments",
+            "format": FIT_FORMAT,
+            "inputs": list(self.inputs),
+            "log_inputs": list(self.log_inputs),
+            "center": [float(v) for v in self.center],
+            "scale": [float(v) for v in self.scale],
+            "centroids": [[float(v) for v in row] for row in self.centroids],
+            "cluster_of_label": [int(c) for c in self.cluster_of_label],
+            "champion_cluster": (None if self.champion_cluster is None
+                                 else int(self.champion_cluster)),
+            "thresholds": {"interval_days": float(self.thresholds.interval_days),
+                           "high_spend": float(self.thresholds.high_spend)},
+            "segment_names": list(self.segment_names),
+            "k_selection": [dict(row) for row in self.k_selection],
+            "fitted_customers": int(self.fitted_customers),
+            "random_state": int(self.random_state),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SegmentFit":
+        """The fit ``to_dict`` wrote; ValueError when it is not one this code can score with."""
+        if data.get("model") != "segments" or data.get("format") != FIT_FORMAT:
+            raise ValueError(f"not a segment fit of format {FIT_FORMAT}: "
+                             f"model={data.get('model')!r}, format={data.get('format')!r}")
+        inputs = tuple(str(c) for c in data["inputs"])
+        log_inputs = tuple(str(c) for c in data["log_inputs"])
+        center = np.asarray(data["center"], dtype=np.float64)
+        scale = np.asarray(data["scale"], dtype=np.float64)
+        centroids = np.asarray(data["centroids"], dtype=np.float64).reshape(-1, len(inputs))
+        k = len(centroids)
+        cluster_of_label = tuple(int(c) for c in data["cluster_of_label"])
+        champion = data["champion_cluster"]
+        names = tuple(str(n) for n in data["segment_names"])
+        if (not set(log_inputs) <= set(inputs) or center.shape != (len(inputs),)
+                or scale.shape != (len(inputs),) or k == 0
+                or sorted(cluster_of_label) != list(range(k))
+                or (champion is not None and not 0 <= int(champion) < k)
+                or len(set(names)) != len(names) or not set(names) <= set(SEGMENT_NAMES)
+                or not set(inputs) <= set(FEATURE_COLUMNS)):
+            raise ValueError("segment fit is inconsistent: inputs, center, scale, centroids, "
+                             "cluster_of_label, champion_cluster or segment_names disagree")
+        thresholds = data["thresholds"]
+        return cls(
+            inputs=inputs, log_inputs=log_inputs, center=center, scale=scale,
+            centroids=centroids, cluster_of_label=cluster_of_label,
+            champion_cluster=None if champion is None else int(champion),
+            thresholds=RuleThresholds(interval_days=float(thresholds["interval_days"]),
+                                      high_spend=float(thresholds["high_spend"])),
+            segment_names=names,
+            k_selection=[dict(row) for row in data["k_selection"]],
+            fitted_customers=int(data["fitted_customers"]),
+            random_state=int(data["random_state"]),
+        )
+
+
+def _cluster_stats(features: pd.DataFrame, groups: np.ndarray, k: int,
+                   thresholds: RuleThresholds) -> pd.DataFrame:
+    """Per group 0..k-1 (a k-means label or a cluster), in original units.
+
+    customers, mean_monetary_total, mean_purchase_days, median_recency_days and
+    established_active_share (the share whose last purchase is within 2 I days and first
+    purchase before that); a group without customers has 0 customers and NaN statistics.
     """
     recency = features["recency_days"].to_numpy(dtype=np.float64)
     tenure = features["tenure_days"].to_numpy(dtype=np.float64)
     a = thresholds.active_days
     frame = pd.DataFrame({
-        "label": labels,
+        "group": np.asarray(groups, dtype=np.int64),
         "recency_days": recency,
         "purchase_days": features["purchase_days"].to_numpy(dtype=np.float64),
         "monetary_total": features["monetary_total"].to_numpy(dtype=np.float64),
         "established_active": ((recency <= a) & (tenure > a)).astype(np.float64),
     })
-    stats = frame.groupby("label").agg(
-        customers=("label", "size"),
+    stats = frame.groupby("group").agg(
+        customers=("group", "size"),
         mean_monetary_total=("monetary_total", "mean"),
         mean_purchase_days=("purchase_days", "mean"),
         median_recency_days=("recency_days", "median"),
         established_active_share=("established_active", "mean"),
     ).reindex(range(k))
-    order = np.lexsort((np.arange(k), -stats["customers"].to_numpy(),
-                        stats["median_recency_days"].to_numpy(),
-                        -stats["mean_purchase_days"].to_numpy(),
-                        -stats["mean_monetary_total"].to_numpy()))
-    stats = stats.iloc[order].reset_index()
-    stats.insert(0, "cluster", np.arange(k, dtype=np.int64))
-    stats["customers"] = stats["customers"].astype(np.int64)
-    eligible = stats["established_active_share"] >= CHAMPION_CLUSTER_MIN_ACTIVE_SHARE
-    stats["champion_cluster"] = False
-    if eligible.any():
-        # Rows are in value order: the first eligible one is the most valuable.
-        stats.loc[int(np.flatnonzero(eligible.to_numpy())[0]), "champion_cluster"] = True
+    stats["customers"] = stats["customers"].fillna(0).astype(np.int64)
     return stats
 
 
-def _ordered_present(codes: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """(names of the segments that have customers, in SEGMENT_NAMES order; rank per customer)."""
-    counts = np.bincount(codes, minlength=len(SEGMENT_NAMES))
-    present = np.flatnonzero(counts)
-    rank_of_code = np.full(len(SEGMENT_NAMES), -1, dtype=np.int64)
-    rank_of_code[present] = np.arange(len(present))
-    return [SEGMENT_NAMES[c] for c in present], rank_of_code[codes]
+def _value_order(stats: pd.DataFrame) -> np.ndarray:
+    """The k-means labels from most to least valuable (the fit's cluster numbering).
+
+    Highest mean monetary_total first; ties: higher mean purchase_days, lower median
+    recency_days, larger size, then k-means' label.
+    """
+    k = len(stats)
+    return np.lexsort((np.arange(k), -stats["customers"].to_numpy(),
+                       stats["median_recency_days"].to_numpy(),
+                       -stats["mean_purchase_days"].to_numpy(),
+                       -stats["mean_monetary_total"].to_numpy())).astype(np.int64)
+
+
+def _champion_cluster(stats_in_value_order: pd.DataFrame) -> int | None:
+    """The most valuable cluster with enough established actives (None when none has)."""
+    eligible = (stats_in_value_order["established_active_share"].to_numpy()
+                >= CHAMPION_CLUSTER_MIN_ACTIVE_SHARE)
+    return int(np.flatnonzero(eligible)[0]) if eligible.any() else None
+
+
+def cluster_table(features: pd.DataFrame, cluster_of_customer: np.ndarray, codes: np.ndarray,
+                  fit: SegmentFit) -> pd.DataFrame:
+    """Per cluster of the fit, over the given customers: how the rule layer split it.
+
+    Rows in the fit's value order (``cluster`` 0 = most valuable, as fitted); ``label`` is
+    k-means' own number, ``champion_cluster`` the fit's choice; the statistics (see
+    ``_cluster_stats``) and one column per SEGMENT_NAMES name (customers of the cluster in it)
+    are over ``features``, whose rows ``cluster_of_customer`` and ``codes`` (index into
+    SEGMENT_NAMES) describe. On the customers the fit saw, the order is the order of these
+    statistics.
+    """
+    k = fit.n_clusters
+    clusters = np.asarray(cluster_of_customer, dtype=np.int64)
+    stats = _cluster_stats(features, clusters, k, fit.thresholds).reset_index(drop=True)
+    stats.insert(0, "label", np.asarray(fit.label_of_cluster, dtype=np.int64))
+    stats.insert(0, "cluster", np.arange(k, dtype=np.int64))
+    stats["champion_cluster"] = stats["cluster"] == (
+        -1 if fit.champion_cluster is None else fit.champion_cluster)
+    split = np.bincount(clusters * len(SEGMENT_NAMES) + np.asarray(codes, dtype=np.int64),
+                        minlength=k * len(SEGMENT_NAMES)).reshape(k, len(SEGMENT_NAMES))
+    for j, name in enumerate(SEGMENT_NAMES):
+        stats[name] = split[:, j].astype(np.int64)
+    return stats
 
 
 # ---------------------------------------------------------------------------------------------
@@ -761,27 +971,68 @@ def _profile_index(features: pd.DataFrame, profiles: pd.DataFrame) -> pd.DataFra
 
 
 # ---------------------------------------------------------------------------------------------
-# Entry points
+# Fitting samples
 
-def segment_customers(features: pd.DataFrame, n_clusters: int | None = None,
-                      random_state: int = 0, *, sample_size: int = SAMPLE_SIZE,
-                      k_range=K_RANGE, stability_seeds: int = STABILITY_SEEDS
-                      ) -> SegmentationResult:
-    """Segment the customers of a customer_features table (see the module docstring).
+def sample_stratum(features: pd.DataFrame) -> np.ndarray:
+    """Each customer's stratum for a fitting sample: its rfm_grid cell (0..35), row by row.
 
+    Recency and purchase days are what the rule layer and the clusters split on, so a sample
+    that keeps every cell's share keeps the segments' shares, and keeps the small cells
+    (frequent recent buyers, the Champions' core) that a uniform sample thins out.
+    """
+    r = bin_codes(features["recency_days"].to_numpy(dtype=np.float64), RECENCY_BINS)
+    f = bin_codes(features["purchase_days"].to_numpy(dtype=np.float64), PURCHASE_DAYS_BINS)
+    return (r * len(PURCHASE_DAYS_BINS) + f).astype(np.int64)
+
+
+def stratified_sample(features: pd.DataFrame, size: int, random_state: int = 0) -> pd.DataFrame:
+    """A sample of about ``size`` customers to fit on, stratified by ``sample_stratum``.
+
+    Each non-empty stratum gives round(size x its share) customers, at least one (so the
+    sample holds size plus at most one per stratum: 36), drawn without replacement with
+    ``random_state``; all customers when there are no more than ``size``. Rows in customer_id
+    order, so the same customers give the same sample whatever the input row order.
+    """
+    ordered, _ = _sorted_features(features)
+    n = len(ordered)
+    if n <= size:
+        return ordered
+    strata = sample_stratum(ordered)
+    rng = np.random.default_rng(random_state)
+    chosen = []
+    for stratum in np.unique(strata):
+        members = np.flatnonzero(strata == stratum)
+        take = min(len(members), max(1, int(round(size * len(members) / n))))
+        chosen.append(rng.choice(members, size=take, replace=False))
+    return ordered.iloc[np.sort(np.concatenate(chosen))].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fit, score, aggregate: the entry points
+
+def fit_segments(features: pd.DataFrame, n_clusters: int | None = None,
+                 random_state: int = 0, *, sample_size: int = SAMPLE_SIZE,
+                 k_range=K_RANGE, stability_seeds: int = STABILITY_SEEDS) -> SegmentFit:
+    """Learn the segmentation from a customer_features table (all customers or a sample).
+
+    Learns the standardization, k (table and choice), the k-means centroids, the clusters'
+    value order and the champion cluster, the rule thresholds and the segment ranks (see the
+    module docstring); ``score_segments`` applies them to any customer.
     n_clusters: None chooses k by the documented criterion; an int >= 2 forces it.
-    random_state: seeds the sample and every k-means start.
+    random_state: seeds the k-selection sample and every k-means start.
     sample_size, k_range, stability_seeds: the k-selection settings (defaults documented).
     Raises ValueError for missing columns or values, duplicate customer ids, or fewer
-    distinct customers than segments.
+    distinct customers than segments; InsufficientData when there is no customer.
     """
     if n_clusters is not None and n_clusters < 2:
         raise ValueError(f"n_clusters must be >= 2 (or None to choose), got {n_clusters}")
-    ordered, order = _sorted_features(features)
+    ordered, _ = _sorted_features(features)
     n = len(ordered)
     if n == 0:
         raise InsufficientData("no customers to segment")
-    x = _segment_matrix(ordered)
+    values = _clustering_values(ordered)
+    center, scale = _standardization(values)
+    x = (values - center) / scale
 
     if n > sample_size:
         rng = np.random.default_rng(random_state)
@@ -817,57 +1068,140 @@ def segment_customers(features: pd.DataFrame, n_clusters: int | None = None,
         row["eligible"] = bool(row["k"] >= MIN_DEFAULT_K and row["stability"] >= MIN_STABILITY)
         row["chosen"] = bool(row["k"] == k)
 
-    # Refine the best sample fit on every customer (a no-op when the sample is everyone).
+    # Refine the best sample fit on every fitted customer (a no-op when the sample is
+    # everyone).
     final = KMeans(n_clusters=k, init=models[k].cluster_centers_, n_init=1,
                    random_state=random_state).fit(x)
-    labels = final.labels_.astype(np.int64)
-    # Drop clusters left empty (k-means can, in degenerate data).
-    present, labels = np.unique(labels, return_inverse=True)
-    k = len(present)
+    # Keep the centroids that have customers (k-means can leave one empty in degenerate data;
+    # nobody is nearest to it, so dropping it moves no one).
+    centroids = final.cluster_centers_[np.unique(final.labels_)]
+    # The fitted customers' labels as scoring computes them (one implementation).
+    labels = nearest_centroid(x, centroids)
+    k = len(centroids)
     thresholds = RuleThresholds.of(ordered)
-    clusters = _cluster_table(ordered, labels, k, thresholds)
+    stats = _cluster_stats(ordered, labels, k, thresholds)
+    order = _value_order(stats)
     cluster_of_label = np.empty(k, dtype=np.int64)
-    cluster_of_label[clusters["label"].to_numpy()] = clusters["cluster"].to_numpy()
-    cluster_of = cluster_of_label[labels]
-    champion = clusters.loc[clusters["champion_cluster"], "cluster"].to_numpy()
-    codes = name_customers(ordered, np.isin(cluster_of, champion), thresholds)
-    names, ranks = _ordered_present(codes)
-    # How the rule layer split each cluster: customers per (cluster, segment).
-    split = np.bincount(cluster_of * len(SEGMENT_NAMES) + codes,
-                        minlength=k * len(SEGMENT_NAMES)).reshape(k, len(SEGMENT_NAMES))
-    for j, name in enumerate(SEGMENT_NAMES):
-        clusters[name] = split[:, j].astype(np.int64)
+    cluster_of_label[order] = np.arange(k)
+    fit = SegmentFit(
+        inputs=tuple(SEGMENT_INPUTS), log_inputs=tuple(LOG_INPUTS), center=center,
+        scale=scale, centroids=np.array(centroids, dtype=np.float64),
+        cluster_of_label=tuple(int(c) for c in cluster_of_label),
+        champion_cluster=_champion_cluster(stats.iloc[order]), thresholds=thresholds,
+        segment_names=(), k_selection=rows, fitted_customers=n,
+        random_state=int(random_state))
+    _, codes = _score_codes(ordered, fit)
+    present = np.flatnonzero(np.bincount(codes, minlength=len(SEGMENT_NAMES)))
+    return replace(fit, segment_names=tuple(SEGMENT_NAMES[c] for c in present))
 
-    profiles = segment_profiles(ordered, ranks, names)
+
+def _score_codes(features: pd.DataFrame, fit: SegmentFit) -> tuple[np.ndarray, np.ndarray]:
+    """(cluster number, index into SEGMENT_NAMES) of every row; row by row."""
+    x = (_clustering_values(features, fit.inputs, fit.log_inputs) - fit.center) / fit.scale
+    clusters = np.asarray(fit.cluster_of_label, dtype=np.int64)[
+        nearest_centroid(x, fit.centroids)]
+    champion = -1 if fit.champion_cluster is None else fit.champion_cluster
+    return clusters, name_customers(features, clusters == champion, fit.thresholds)
+
+
+def score_segments(features: pd.DataFrame, fit: SegmentFit, *,
+                   with_cluster: bool = False) -> pd.DataFrame:
+    """The customer_segments rows of a batch of customer_features rows, from a fit.
+
+    Returns customer_id, segment_name, segment_rank, one row per input row, in the input's
+    order (with ``with_cluster``, also ``cluster``: the fit's cluster number, what the cluster
+    table groups by). Each row depends only on its own features and the fit, never on the rest
+    of the batch: scoring the batches of any partition of the customers gives the rows of
+    scoring them all. Needs SCORE_COLUMNS; raises ValueError for a missing column or value,
+    inconsistent features (see ``name_customers``) or a customer_id twice in the batch.
+    """
+    missing = [c for c in dict.fromkeys([*SCORE_COLUMNS, *fit.inputs])
+               if c not in features.columns]
+    if missing:
+        raise ValueError(f"features lack column(s) {missing}: scoring needs the "
+                         "customer_features table")
+    ids = features["customer_id"]
+    if ids.isna().any():
+        raise ValueError("features have a missing customer_id")
+    if not ids.astype("str").is_unique:
+        raise ValueError("features have duplicate customer_id values: one row per customer")
+    clusters, codes = _score_codes(features, fit)
+    ranks = fit.segment_ranks()
+    names = np.asarray(SEGMENT_NAMES, dtype=object)[codes]
+    rank_of_code = np.array([ranks[name] for name in SEGMENT_NAMES], dtype=np.int64)
+    scored = pd.DataFrame({
+        "customer_id": pd.Series(ids.to_numpy(), dtype="str"),
+        "segment_name": pd.Series(names, dtype="str"),
+        "segment_rank": rank_of_code[codes],
+    })
+    if with_cluster:
+        scored["cluster"] = clusters.astype(np.int64)
+    return scored
+
+
+def segmentation_from_scores(features: pd.DataFrame, scored: pd.DataFrame,
+                             fit: SegmentFit) -> SegmentationResult:
+    """The run's segmentation (profiles, cluster table, chart data) from scored customers.
+
+    ``scored``: ``score_segments(features, fit, with_cluster=True)`` of every customer of
+    ``features``, in any row order (matched on customer_id). Assignments and
+    cluster_of_customer keep ``scored``'s row order. Every aggregate is per segment, per
+    cluster, per chart cell or over all customers, and only medians need more than sums and
+    counts (see "Fit and score" in the module docstring).
+    """
+    ordered, _ = _sorted_features(features)
+    missing = [c for c in [*SEGMENT_TABLE_COLUMNS, "cluster"] if c not in scored.columns]
+    if missing:
+        raise ValueError(f"scored rows lack column(s) {missing}: score with with_cluster=True")
+    scored_ids = pd.Index(scored["customer_id"].astype("str"))
+    position = scored_ids.get_indexer(ordered["customer_id"].astype("str"))
+    if len(scored) != len(ordered) or not scored_ids.is_unique or (position < 0).any():
+        raise ValueError("scored rows and features must hold the same customers, once each")
+    aligned = scored.iloc[position]
+    ranks = fit.segment_ranks()
+    names_of_rank = {rank: name for name, rank in ranks.items()}
+    segment_rank = aligned["segment_rank"].to_numpy(dtype=np.int64)
+    segment_name = aligned["segment_name"].astype("str").to_numpy(dtype=object)
+    if not (pd.Series(segment_name).map(ranks).to_numpy() == segment_rank).all():
+        raise ValueError("scored rows' segment_rank disagrees with the fit's ranks")
+    code_of_name = {name: code for code, name in enumerate(SEGMENT_NAMES)}
+    codes = np.array([code_of_name[name] for name in segment_name], dtype=np.int64)
+
+    # One row per segment with customers, in rank order; its rank is the fit's.
+    present = np.unique(segment_rank)
+    names = [names_of_rank[int(rank)] for rank in present]
+    profiles = segment_profiles(ordered, np.searchsorted(present, segment_rank), names)
+    profiles["segment_rank"] = present.astype(np.int64)
     profiles.insert(2, "recency_status",
                     pd.Series([STATUS_OF_SEGMENT[name] for name in names], dtype="str"))
-
-    if order is not None:
-        # Back to the input's row order.
-        back = np.empty(n, dtype=np.int64)
-        back[order] = np.arange(n)
-        ranks_out, ids_out = ranks[back], ordered["customer_id"].to_numpy()[back]
-        cluster_out = cluster_of[back]
-    else:
-        ranks_out, ids_out = ranks, ordered["customer_id"].to_numpy()
-        cluster_out = cluster_of
-    assignments = pd.DataFrame({
-        "customer_id": pd.Series(ids_out, dtype="str"),
-        "segment_name": pd.Series(np.asarray(names, dtype=object)[ranks_out], dtype="str"),
-        "segment_rank": ranks_out.astype(np.int64),
-    })
     return SegmentationResult(
-        assignments=assignments,
+        assignments=scored[SEGMENT_TABLE_COLUMNS].reset_index(drop=True),
         profiles=profiles,
-        k_selection=rows,
-        n_clusters=int(k),
-        typical_interval_days=float(thresholds.interval_days),
+        k_selection=[dict(row) for row in fit.k_selection],
+        n_clusters=fit.n_clusters,
+        typical_interval_days=float(fit.thresholds.interval_days),
         rfm_grid=rfm_grid(ordered),
         profile_index=_profile_index(ordered, profiles),
-        thresholds=thresholds,
-        clusters=clusters,
-        cluster_of_customer=cluster_out.astype(np.int64),
+        thresholds=fit.thresholds,
+        clusters=cluster_table(ordered, aligned["cluster"].to_numpy(dtype=np.int64), codes,
+                               fit),
+        cluster_of_customer=scored["cluster"].to_numpy(dtype=np.int64),
     )
+
+
+def segment_customers(features: pd.DataFrame, n_clusters: int | None = None,
+                      random_state: int = 0, *, sample_size: int = SAMPLE_SIZE,
+                      k_range=K_RANGE, stability_seeds: int = STABILITY_SEEDS
+                      ) -> SegmentationResult:
+    """Segment the customers of a customer_features table (see the module docstring).
+
+    The Lambda path: fit on every customer, score every customer, aggregate. Arguments and
+    errors as ``fit_segments``.
+    """
+    fit = fit_segments(features, n_clusters, random_state, sample_size=sample_size,
+                       k_range=k_range, stability_seeds=stability_seeds)
+    scored = score_segments(features, fit, with_cluster=True)
+    return segmentation_from_scores(features, scored, fit)
 
 
 NOT_IN_PREVIOUS = "(not in previous run)"
