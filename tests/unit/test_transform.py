@@ -654,3 +654,47 @@ def test_only_a_cdnow_text_file_the_head_shows_is_numbered_in_the_parse_pass():
     assert fixed_width_format_of_head(b"no transaction here at all\n", TEXT, "s3://raw/a.txt") is None
     # A head that is all blank, cut before the first line ends: the general path.
     assert fixed_width_format_of_head(b" " * HEAD_BYTES, TEXT, "s3://raw/a.txt") is None
+
+
+def test_numbers_read_by_a_cast_or_by_the_patterns_agree(spark, tmp_path):
+    # Texts a cast's round trip accepts (2, 11.77) and texts only the patterns decide (2.0, 011.77,
+    # 11.775, .5, +2, 19 digits), on printable lines and on lines that take the patterns' way
+    # (a tab, a CR, a BOM): one reading for each.
+    cases = [
+        ("2", "11.77", 2, 11.77), ("2.0", "11.770", 2, 11.77), ("02", "011.77", 2, 11.77),
+        ("-2", "-11.77", -2, -11.77), ("1", "11.775", 1, 11.78), ("1", ".5", 1, 0.5), ("1", "5", 1, 5.0),
+        ("-0", "-0.00", 0, 0.0), ("+2", "1.00", None, None), ("1234567890123456789", "1.00", None, None),
+        ("1", "1e2", None, None), ("1", "123456789012.00", None, None),
+    ]
+    lines = [" 00001 19970101  1   1.00"]
+    for quantity, amount, _, _ in cases:
+        lines += [f" 00001 19970102 {quantity} {amount}", f"\ufeff00001\t19970102 {quantity} {amount}\r"]
+    summary, transactions, quarantine = run_transform(spark, tmp_path, "\n".join(lines) + "\n", max_bad_share=1.0)
+
+    kept = {r["line_number"]: (r["quantity"], r["amount"]) for r in rows(transactions)}
+    bad = reasons_by_line(quarantine)
+    for i, (_, _, quantity, amount) in enumerate(cases):
+        for number in (2 * i + 2, 2 * i + 3):
+            if quantity is None:
+                assert number in bad, (number, cases[i])
+            else:
+                assert kept[number] == (quantity, amount), (number, cases[i])
+    assert summary["by_reason"] == {"invalid_quantity": 4, "invalid_amount": 2, "amount_out_of_range": 2}
+
+
+def test_no_line_is_blank_or_unparseable_by_the_printable_shortcut_alone(spark, tmp_path):
+    lines = [" 00001 19970101  1   1.00", "", "   ", " \x0b ", " 00002 19970101  1   1\x01.00",
+             "\x7f00004 19970101  1   1.00", " 00005 19970101  1 1.00 7"]
+    content = ("\n".join(lines) + "\n").encode() + b" 00006 19970101  1   1.00\xff\n"
+    summary, _, quarantine = run_transform(spark, tmp_path, content, max_bad_share=1.0)
+
+    assert reasons_by_line(quarantine) == {2: "blank_line", 3: "blank_line", 4: "blank_line",
+                                           5: "unparseable_line", 6: "unparseable_line", 7: "wrong_field_count",
+                                           8: "unparseable_line"}
+    assert summary["accepted"] == 1
+
+
+def test_the_staged_rows_are_removed(spark, tmp_path):
+    run_transform(spark, tmp_path, " 00001 19970101  1   11.77\n")
+
+    assert sorted(path.name for path in tmp_path.iterdir() if path.is_dir()) == ["quarantine", "transactions"]
