@@ -33,6 +33,27 @@ plan. The customers' rows (O(customers)) are kept by a local checkpoint so that 
 write read them, not the log; the job writes one sorted file per partition, the files in key
 order.
 
+For the Spark path's models (issue 18) the job also writes, when asked:
+
+* ``--sample_uri`` and ``--sample_transactions_uri``: the models' sample. The model Lambdas fit
+  on it, so their memory stays bounded whatever the number of customers. Every customer when
+  there are at most ``--sample_customers`` (default DEFAULT_SAMPLE_CUSTOMERS), else about that
+  many, drawn at one rate in every stratum of the segments' RFM grid (recency bins x purchase-day
+  bins, 36 cells, copied from ``domain/segments.py``): a customer is drawn when a hash of its id
+  falls below the rate, the same customers for the same data on every run and every cluster, with
+  no sort of the customers. The sample's rows are customer_features rows plus ``stratum`` and
+  ``sample_weight`` (the stratum's customers per drawn customer: post-stratification weights,
+  which correct the draw's chance deviations); the sample's transactions are every row of the
+  drawn customers, as the Transform wrote them, so each model computes its own windows, cutoffs
+  and holdouts from them as the Lambda path does from all rows.
+* ``--value_spend_uri``: per customer of the table, ``repeat_spend`` and ``gross_spend``, the two
+  sums the value model needs beside customer_features (``clv.value_inputs_from`` defines them);
+  the summary then says whether the log holds any return (``net_of_returns``), which decides how
+  they are used.
+
+The summary also gives the log's first and last order dates (``first_order_date``,
+``last_order_date``): the span of the history, which a model fitting on a sample needs.
+
 Inputs: ``--transactions_uri`` (a prefix of parquet files with the Transform's TRANSACTION
 columns; ``is_return`` and ``order_id`` may be absent), ``--analysis_date`` (YYYY-MM-DD, the
 exclusive end of the window), ``--output_uri`` (the prefix the table's parquet files replace),
@@ -89,6 +110,20 @@ MAX_PARTITIONS = 64
 _EPOCH = date(1970, 1, 1)
 _SECONDS_PER_DAY = 86_400
 
+# The models' sample on the Spark path. Copied from layers/shared/cdnow/domain/segments.py
+# (RECENCY_BINS, PURCHASE_DAYS_BINS: the lower bound of each bin; a test checks they are equal):
+# a customer's stratum is its cell of the RFM grid, recency bin x len(PURCHASE_DAYS_LOWS) +
+# purchase-days bin, as ``segments.sample_stratum`` numbers it.
+RECENCY_LOWS = (1, 31, 91, 181, 366, 731)
+PURCHASE_DAYS_LOWS = (1, 2, 3, 4, 6, 11)
+# About this many customers at most: what the model Lambdas fit on (their memory is set for it).
+DEFAULT_SAMPLE_CUSTOMERS = 200_000
+# The hash's seed: a fixed value, so the same customers are drawn on every run.
+SAMPLE_SEED = 18
+_HASH_RANGE = 1 << 53
+SAMPLE_COLUMNS = [*OUTPUT_COLUMNS, "stratum", "sample_weight"]
+VALUE_SPEND_COLUMNS = ["customer_id", "repeat_spend", "gross_spend"]
+
 
 def partitions_for(rows: int) -> int:
     """Partitions (and output files) for a log of ``rows`` transaction rows."""
@@ -139,13 +174,15 @@ def _window_rows(transactions: DataFrame, analysis_day: date) -> tuple[DataFrame
     return transactions.where(in_window).select(*columns), with_orders
 
 
-def _per_customer(rows: DataFrame, end_day: int, with_orders: bool) -> DataFrame:
+def _per_customer(rows: DataFrame, end_day: int, with_orders: bool, with_spend: bool = False) -> DataFrame:
     """One row per customer in the window (buyers and return-only customers alike), from rows
     clustered by customer: every step groups by keys that start with customer_id, so none of
-    them needs an exchange."""
+    them needs an exchange. ``with_spend`` adds ``gross_spend`` and ``repeat_spend``."""
     purchase = F.col("purchase")
     invalid = (F.col("customer_id").isNull() | F.col("day").isNull() | F.col("quantity").isNull()
                | F.col("amount").isNull())
+    # The purchases' own amount (returns left out), for the value model's spend sums.
+    purchase_amount = F.sum(F.when(purchase, F.col("amount"))).alias("purchase_amount")
     day_sums = [F.sum("quantity").alias("quantity"), F.sum("amount").alias("amount")]
     if with_orders:
         # A customer's distinct order ids and distinct purchase days are two distinct counts over
@@ -157,6 +194,7 @@ def _per_customer(rows: DataFrame, end_day: int, with_orders: bool) -> DataFrame
             # Purchases without an order id: orders of their own.
             F.count_if(purchase & F.col("order_id").isNull()).alias("unnumbered"),
             *day_sums,
+            purchase_amount,
             F.count_if(invalid).alias("invalid"),
         )
         first_day_of_order = F.min("day").over(Window.partitionBy("customer_id", "order_id"))
@@ -165,6 +203,7 @@ def _per_customer(rows: DataFrame, end_day: int, with_orders: bool) -> DataFrame
             F.sum("purchase_rows").alias("purchase_rows"),
             (F.sum("unnumbered") + F.count_if(F.col("new_order"))).alias("orders"),
             *day_sums,
+            F.sum("purchase_amount").alias("purchase_amount"),
             F.sum("invalid").alias("invalid"),
         )
     else:
@@ -173,11 +212,17 @@ def _per_customer(rows: DataFrame, end_day: int, with_orders: bool) -> DataFrame
             F.count_if(purchase).alias("purchase_rows"),
             F.count_if(purchase).alias("orders"),
             *day_sums,
+            purchase_amount,
             F.count_if(invalid).alias("invalid"),
         )
     purchase_day = F.when(F.col("purchase_rows") > 0, F.col("day"))
+    # The purchase days' amounts in day order: the spend of all of them (gross_spend) and of all
+    # but the first (repeat_spend), each summed day by day in day order, as the Lambda sums them.
+    spend_by_day = F.array_sort(F.collect_list(F.when(F.col("purchase_rows") > 0,
+                                                      F.struct(F.col("day"), F.col("purchase_amount")))))
     customers = days.groupBy("customer_id").agg(
         F.count(purchase_day).alias("purchase_days"),
+        *([spend_by_day.alias("spend_by_day")] if with_spend else []),
         F.sum("orders").alias("orders"),
         F.min(purchase_day).alias("first_day"),
         F.max(purchase_day).alias("last_day"),
@@ -191,6 +236,13 @@ def _per_customer(rows: DataFrame, end_day: int, with_orders: bool) -> DataFrame
     tenure_days = F.lit(end_day) - first
     # numpy's round(x, 2): rint(x * 100) / 100, ties to even; the same operations on doubles.
     monetary_total = F.rint(F.col("amount_total") * 100.0) / 100.0
+    def spend_of(days: Column) -> Column:
+        return F.aggregate(days, F.lit(0.0), lambda total, day: total + F.coalesce(day["purchase_amount"], F.lit(0.0)))
+
+    spend = [
+        spend_of(F.col("spend_by_day")).alias("gross_spend"),
+        spend_of(F.slice("spend_by_day", 2, F.greatest(F.size("spend_by_day") - 1, F.lit(0)))).alias("repeat_spend"),
+    ] if with_spend else []
     return customers.select(
         "customer_id",
         # Midnight UTC of the day, whatever the session's time zone: the instant pandas' naive
@@ -211,13 +263,15 @@ def _per_customer(rows: DataFrame, end_day: int, with_orders: bool) -> DataFrame
         recency.alias("recency"),
         (tenure_days - 1).alias("T"),
         F.col("invalid"),
+        *spend,
     )
 
 
 def customer_features(transactions: DataFrame, analysis_date, *,
-                      partitions: int | None = None) -> tuple[DataFrame, dict]:
+                      partitions: int | None = None, with_spend: bool = False) -> tuple[DataFrame, dict]:
     """One row per customer with a purchase before ``analysis_date``, sorted by customer_id, and
-    the counts {"customers", "customers_without_purchase"}.
+    the counts {"customers", "customers_without_purchase"}. ``with_spend``: the frame also has
+    ``repeat_spend`` and ``gross_spend`` (after OUTPUT_COLUMNS).
 
     The frame has OUTPUT_COLUMNS with the Lambda's types (customer_id string, the two dates as
     timestamps at midnight UTC, counts long, money double). ``partitions`` (default: from the
@@ -238,7 +292,7 @@ def customer_features(transactions: DataFrame, analysis_date, *,
     # keeps each partition's row order, and its blocks go when no frame refers to them any more
     # (no unpersist for the caller to remember). Unlike a cache it has no lineage: an executor
     # lost before the write fails the job, which is then retried whole.
-    customers = (_per_customer(clustered, end_day, with_orders)
+    customers = (_per_customer(clustered, end_day, with_orders, with_spend)
                  .orderBy("customer_id")
                  .localCheckpoint(eager=True))
     counts = customers.agg(
@@ -253,11 +307,69 @@ def customer_features(transactions: DataFrame, analysis_date, *,
     # A filter and a projection keep the checkpoint's order: rows in customer_id order within each
     # partition, partitions in key order (what a write or a collect gives; Spark itself does not
     # know the frame is sorted, so a later orderBy would sort it again).
-    features = customers.where(F.col("purchase_days") > 0).select(*OUTPUT_COLUMNS)
+    columns = [*OUTPUT_COLUMNS, *(["repeat_spend", "gross_spend"] if with_spend else [])]
+    features = customers.where(F.col("purchase_days") > 0).select(*columns)
     return features, {
         "customers": counts.customers,
         "customers_without_purchase": counts.customers_without_purchase,
     }
+
+
+def _bin_of(value: Column, lows: Sequence[int]) -> Column:
+    """The index of the last lower bound at or below ``value`` (below the first: 0), as
+    ``segments.bin_codes`` computes it."""
+    index = F.lit(0)
+    for i, low in enumerate(lows[1:], start=1):
+        index = F.when(value >= low, F.lit(i)).otherwise(index)
+    return index
+
+
+def sample_stratum(features: DataFrame) -> Column:
+    """A customer's stratum: its cell of the segments' RFM grid, numbered as
+    ``segments.sample_stratum`` numbers it."""
+    return (_bin_of(F.col("recency_days"), RECENCY_LOWS) * len(PURCHASE_DAYS_LOWS)
+            + _bin_of(F.col("purchase_days"), PURCHASE_DAYS_LOWS))
+
+
+def model_sample(features: DataFrame, max_customers: int, seed: int = SAMPLE_SEED) -> tuple[DataFrame, dict]:
+    """The customers the models fit on, and a summary of the draw.
+
+    Every customer when there are at most ``max_customers``; else each customer whose hash of
+    (``seed``, customer_id) falls below max_customers / customers, in every stratum alike (so the
+    sample keeps each stratum's share up to chance). The rows are ``features``' OUTPUT_COLUMNS
+    plus ``stratum`` and ``sample_weight``: the stratum's customers over its drawn customers.
+    The summary: {"customers", "sampled", "rate", "strata": [{"stratum", "customers",
+    "sampled"}, ...]}. Reads ``features`` twice (the strata's sizes, then the draw's): pass a
+    checkpointed frame.
+    """
+    if max_customers < 1:
+        raise ValueError(f"the models' sample needs at least one customer, got {max_customers}")
+    with_stratum = features.select(*OUTPUT_COLUMNS).withColumn("stratum", sample_stratum(features))
+    sizes = {row["stratum"]: row["count"] for row in with_stratum.groupBy("stratum").count().collect()}
+    total = sum(sizes.values())
+    rate = min(1.0, max_customers / total) if total else 1.0
+    if rate < 1.0:
+        draw = F.pmod(F.xxhash64(F.lit(seed), F.col("customer_id")), F.lit(_HASH_RANGE)) / float(_HASH_RANGE)
+        drawn = with_stratum.where(draw < F.lit(rate)).localCheckpoint(eager=True)
+        sampled = {row["stratum"]: row["count"] for row in drawn.groupBy("stratum").count().collect()}
+    else:
+        drawn, sampled = with_stratum, dict(sizes)
+    weight = F.lit(None).cast("double")
+    for stratum in sorted(sampled):
+        weight = F.when(F.col("stratum") == stratum, F.lit(sizes[stratum] / sampled[stratum])).otherwise(weight)
+    summary = {
+        "customers": total,
+        "sampled": sum(sampled.values()),
+        "rate": rate,
+        "strata": [{"stratum": int(s), "customers": sizes[s], "sampled": sampled.get(s, 0)} for s in sorted(sizes)],
+    }
+    return drawn.withColumn("stratum", F.col("stratum").cast("long")).withColumn("sample_weight", weight), summary
+
+
+def sample_transactions(transactions: DataFrame, sample: DataFrame) -> DataFrame:
+    """Every row of the sampled customers, as the Transform wrote it."""
+    ids = sample.select(F.col("customer_id").alias("sampled_id"))
+    return (transactions.join(F.broadcast(ids), F.col("customer_id").cast("string") == F.col("sampled_id"), "left_semi"))
 
 
 @contextmanager
@@ -289,6 +401,21 @@ def write_features(spark: SparkSession, features: DataFrame, path: str) -> None:
         features.write.mode("overwrite").parquet(path)
 
 
+def log_span(transactions: DataFrame) -> dict:
+    """The log's rows, first and last order dates (any row, any date) and whether any row is a
+    return: one pass over two columns."""
+    has_returns = (F.count_if(F.coalesce(F.col("is_return").cast("boolean"), F.lit(False)))
+                   if "is_return" in transactions.columns else F.lit(0))
+    row = transactions.agg(F.count(F.lit(1)).alias("rows"), F.min(F.to_date("order_date")).alias("first"),
+                           F.max(F.to_date("order_date")).alias("last"), has_returns.alias("returns")).first()
+    return {
+        "rows": row["rows"],
+        "first_order_date": row["first"].isoformat() if row["first"] else None,
+        "last_order_date": row["last"].isoformat() if row["last"] else None,
+        "net_of_returns": bool(row["returns"]),
+    }
+
+
 def parse_args(argv: Sequence[str]) -> dict:
     """Job arguments from Glue's ``--key value`` list (as the Transform reads them; keys Glue adds
     itself are ignored)."""
@@ -316,9 +443,20 @@ def parse_args(argv: Sequence[str]) -> dict:
     for key in ("transactions_uri", "output_uri", "summary_uri"):
         if not given[key].startswith("s3://"):
             raise ValueError(f"--{key} must be an s3:// URI, got {given[key]!r}")
-    for key in ("transactions_uri", "output_uri"):
+    # The Spark path's models: the sample's two prefixes go together; the value spend is apart.
+    sample_keys = ("sample_uri", "sample_transactions_uri")
+    given_sample = [key for key in sample_keys if given.get(key)]
+    if given_sample and len(given_sample) != len(sample_keys):
+        raise ValueError("--sample_uri and --sample_transactions_uri go together (the models' sample)")
+    prefixes = ["transactions_uri", "output_uri", *given_sample, *(["value_spend_uri"] if given.get("value_spend_uri") else [])]
+    for key in prefixes:
+        if not given[key].startswith("s3://"):
+            raise ValueError(f"--{key} must be an s3:// URI, got {given[key]!r}")
         if not given[key].endswith("/"):
             raise ValueError(f"--{key} must be a prefix ending with '/', got {given[key]!r}")
+    sample_customers = given.get("sample_customers", str(DEFAULT_SAMPLE_CUSTOMERS))
+    if not sample_customers.isdigit() or int(sample_customers) < 1:
+        raise ValueError(f"--sample_customers must be a whole number of customers, at least 1, got {sample_customers!r}")
     if given["summary_uri"].endswith("/"):
         raise ValueError(f"--summary_uri must name an object, got {given['summary_uri']!r}")
     try:
@@ -334,6 +472,10 @@ def parse_args(argv: Sequence[str]) -> dict:
         "output_uri": given["output_uri"],
         "summary_uri": given["summary_uri"],
         "run_id": given.get("run_id"),
+        "sample_uri": given.get("sample_uri"),
+        "sample_transactions_uri": given.get("sample_transactions_uri"),
+        "sample_customers": int(sample_customers),
+        "value_spend_uri": given.get("value_spend_uri"),
     }
 
 
@@ -349,16 +491,34 @@ def main(
         spark = SparkSession.builder.getOrCreate()
     run_id, analysis_date = args["run_id"], args["analysis_date"]
     transactions = spark.read.parquet(spark_path(args["transactions_uri"]))
-    # No column is read for the count: the files' row counts.
-    rows_read = transactions.count()
+    for_models = bool(args["sample_uri"] or args["value_spend_uri"])
+    # No column is read for the count alone (the files' row counts); the models also need the
+    # log's span and whether it holds returns.
+    span = log_span(transactions) if for_models else {"rows": transactions.count()}
+    rows_read = span["rows"]
     if not rows_read:
         raise ValueError(f"{args['transactions_uri']}: no valid transactions to build features from")
     partitions = partitions_for(rows_read)
-    features, counts = customer_features(transactions, analysis_date, partitions=partitions)
+    with_spend = bool(args["value_spend_uri"])
+    features, counts = customer_features(transactions, analysis_date, partitions=partitions, with_spend=with_spend)
     if not counts["customers"]:
         raise ValueError(f"{args['transactions_uri']}: no customer bought anything before the analysis date "
                          f"{analysis_date.isoformat()}")
-    write_features(spark, features, spark_path(args["output_uri"]))
+    write_features(spark, features.select(*OUTPUT_COLUMNS), spark_path(args["output_uri"]))
+    models = {}
+    if with_spend:
+        write_features(spark, features.select(*VALUE_SPEND_COLUMNS), spark_path(args["value_spend_uri"]))
+        models["value_spend_uri"] = args["value_spend_uri"]
+    if args["sample_uri"]:
+        sample, drawn = model_sample(features, args["sample_customers"])
+        write_features(spark, sample.select(*SAMPLE_COLUMNS), spark_path(args["sample_uri"]))
+        with _lambda_compatible_parquet(spark):
+            (sample_transactions(transactions, sample).write.mode("overwrite")
+             .parquet(spark_path(args["sample_transactions_uri"])))
+        models["sample"] = {**drawn, "customers_uri": args["sample_uri"],
+                            "transactions_uri": args["sample_transactions_uri"]}
+    if for_models:
+        models.update({key: span[key] for key in ("first_order_date", "last_order_date", "net_of_returns")})
     summary = {
         "analysis_date": analysis_date.isoformat(),
         "rows_read": rows_read,
@@ -367,6 +527,7 @@ def main(
         "customers_without_purchase": counts["customers_without_purchase"],
         "features_uri": args["output_uri"],
         "partitions": partitions,
+        **({"models": models} if for_models else {}),
     }
     bucket, _, key = args["summary_uri"].removeprefix("s3://").partition("/")
     boto3.client("s3").put_object(

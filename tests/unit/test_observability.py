@@ -39,7 +39,7 @@ class Context:
 def event_for(function: str, run_id: str) -> dict:
     if function == "ingest":
         return {"bucket": "raw", "key": run_id}
-    run = {"run_id": run_id}
+    run = {"run_id": run_id, "curated_bucket": "curated"}
     features = {"analysis_date": "1998-07-01", "customers": 3}
     return {"run": run, "features": features, "models": {}}
 

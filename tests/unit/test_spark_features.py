@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cdnow.domain import clv, segments
 from cdnow.domain import features as lambda_features
 from cdnow_features import (
     OUTPUT_COLUMNS,
@@ -357,7 +358,9 @@ def test_parse_args_ignores_glue_system_arguments():
                        "--transactions_uri=s3://b/t/", "--analysis_date", "1997-10-01",
                        "--output_uri", "s3://b/f/", "--summary_uri", "s3://b/f.json", "--enable-metrics"])
     assert args == {"transactions_uri": "s3://b/t/", "analysis_date": dt.date(1997, 10, 1),
-                    "output_uri": "s3://b/f/", "summary_uri": "s3://b/f.json", "run_id": None}
+                    "output_uri": "s3://b/f/", "summary_uri": "s3://b/f.json", "run_id": None,
+                    "sample_uri": None, "sample_transactions_uri": None,
+                    "sample_customers": cdnow_features.DEFAULT_SAMPLE_CUSTOMERS, "value_spend_uri": None}
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -375,3 +378,118 @@ def test_parse_args_ignores_glue_system_arguments():
 def test_parse_args_rejects_missing_or_malformed_arguments(argv, message):
     with pytest.raises(ValueError, match=message):
         parse_args(argv)
+
+
+# --- what the Spark path's models read (issue 18) -------------------------------------------
+
+def test_the_sample_s_strata_are_the_segments_rfm_grid(spark, cdnow_logs):
+    assert cdnow_features.RECENCY_LOWS == tuple(low for _, low, _ in segments.RECENCY_BINS)
+    assert cdnow_features.PURCHASE_DAYS_LOWS == tuple(low for _, low, _ in segments.PURCHASE_DAYS_BINS)
+    frame, _ = customer_features(spark.read.parquet(str(cdnow_logs[MASTER.name])), dt.date(1998, 7, 1))
+    got = frame.select("customer_id", cdnow_features.sample_stratum(frame).alias("stratum")).toPandas()
+    expected = lambda_table(cdnow_logs[MASTER.name], dt.date(1998, 7, 1))
+    assert got["customer_id"].tolist() == expected["customer_id"].tolist()
+    np.testing.assert_array_equal(got["stratum"].to_numpy(), segments.sample_stratum(expected))
+    assert got["stratum"].nunique() == 26  # 18 months of history leave the 731+ days bin empty
+
+
+def run_for_models(spark, folder: Path, tmp_path: Path, analysis_date: str, *options: str) -> tuple[dict, dict]:
+    """The job's main with the models' outputs; its summary and the outputs read back."""
+    prefix = "s3://curated/run/"
+
+    def spark_path(uri: str) -> str:
+        return str(folder) if uri == prefix + "transactions/" else str(tmp_path / uri.removeprefix("s3://"))
+
+    boto3.client("s3").create_bucket(Bucket="curated")
+    summary = main(["--transactions_uri", prefix + "transactions/", "--analysis_date", analysis_date,
+                    "--output_uri", prefix + "customer_features/", "--summary_uri", prefix + "features.json",
+                    "--sample_uri", prefix + "model_sample/customers/",
+                    "--sample_transactions_uri", prefix + "model_sample/transactions/",
+                    "--value_spend_uri", prefix + "value_spend/", *options],
+                   spark=spark, spark_path=spark_path)
+    outputs = {name: pq.read_table(spark_path(prefix + name)).to_pandas()
+               for name in ("customer_features/", "model_sample/customers/", "model_sample/transactions/",
+                            "value_spend/")}
+    return summary, outputs
+
+
+def test_the_models_sample_is_a_reproducible_weighted_draw_of_whole_customers(spark, cdnow_logs, tmp_path,
+                                                                               mocked_aws):
+    folder = cdnow_logs[MASTER.name]
+    summary, out = run_for_models(spark, folder, tmp_path / "first", "1998-07-01", "--sample_customers", "2000")
+    sample, rows = out["model_sample/customers/"], out["model_sample/transactions/"]
+    drawn = summary["models"]["sample"]
+    assert drawn["customers"] == summary["customers"] == 23_570
+    assert drawn["rate"] == pytest.approx(2000 / 23_570)
+    # A hash draw: about the rate's share (binomial spread: 3 sigma is about 130 customers).
+    assert abs(len(sample) - 2000) < 130 and drawn["sampled"] == len(sample)
+    assert list(sample.columns) == [*OUTPUT_COLUMNS, "stratum", "sample_weight"]
+    # The drawn customers' rows are the table's rows, in the table's order.
+    table = out["customer_features/"].set_index("customer_id")
+    assert sample["customer_id"].is_monotonic_increasing
+    assert_same_table(sample[OUTPUT_COLUMNS], table.loc[sample["customer_id"]].reset_index())
+    # Each stratum's weights add up to its customers; together, to every customer.
+    np.testing.assert_array_equal(sample["stratum"].to_numpy(), segments.sample_stratum(sample))
+    per_stratum = sample.groupby("stratum")["sample_weight"].sum()
+    sizes = {s["stratum"]: s["customers"] for s in drawn["strata"]}
+    for stratum, weight in per_stratum.items():
+        assert weight == pytest.approx(sizes[stratum], rel=1e-12)
+    assert sum(sizes.values()) == 23_570 and len(sizes) == 26
+    # Every row of every drawn customer, and no other row.
+    log = pq.read_table(folder).to_pandas()
+    expected_rows = log[log["customer_id"].isin(set(sample["customer_id"]))]
+    assert len(rows) == len(expected_rows)
+    assert sorted(zip(rows["customer_id"], rows["amount"])) == sorted(zip(expected_rows["customer_id"],
+                                                                          expected_rows["amount"]))
+    assert summary["models"]["first_order_date"] == "1997-01-01"
+    assert summary["models"]["last_order_date"] == "1998-06-30"
+    assert summary["models"]["net_of_returns"] is False
+    # The same data gives the same customers.
+    again, out_again = run_for_models(spark, folder, tmp_path / "again", "1998-07-01", "--sample_customers", "2000")
+    assert out_again["model_sample/customers/"]["customer_id"].tolist() == sample["customer_id"].tolist()
+
+
+def test_a_sample_as_large_as_the_customers_is_every_customer_with_weight_one(spark, cdnow_logs, tmp_path,
+                                                                            mocked_aws):
+    summary, out = run_for_models(spark, cdnow_logs[SAMPLE.name], tmp_path, "1998-07-01")
+    sample = out["model_sample/customers/"]
+    assert summary["models"]["sample"]["rate"] == 1.0
+    assert sample["customer_id"].tolist() == out["customer_features/"]["customer_id"].tolist()
+    assert (sample["sample_weight"] == 1.0).all()
+    assert len(out["model_sample/transactions/"]) == summary["rows_read"]
+
+
+@pytest.mark.parametrize("case", ["master", "edge cases"])
+def test_the_value_spend_gives_the_lambda_s_value_inputs(spark, cdnow_logs, tmp_path, mocked_aws, case):
+    if case == "master":
+        folder, analysis_date, net_of_returns = cdnow_logs[MASTER.name], "1997-10-01", False
+    else:
+        folder, analysis_date, net_of_returns = (write_transactions(EDGE_CASES, tmp_path / "transactions"),
+                                                 ANALYSIS_DATE.isoformat(), True)
+    summary, out = run_for_models(spark, folder, tmp_path, analysis_date)
+    assert summary["models"]["net_of_returns"] is net_of_returns
+    spend = out["value_spend/"]
+    features = out["customer_features/"]
+    assert spend["customer_id"].tolist() == features["customer_id"].tolist()
+    got = clv.value_inputs_from(features.merge(spend, on="customer_id"), net_of_returns)
+    expected = clv.value_inputs(pq.read_table(folder).to_pandas(), pd.Timestamp(analysis_date))
+    assert got["customer_id"].tolist() == expected["customer_id"].tolist()
+    np.testing.assert_array_equal(got[["frequency", "recency", "T"]].to_numpy(),
+                                  expected[["frequency", "recency", "T"]].to_numpy())
+    np.testing.assert_allclose(got["monetary_value"].to_numpy(), expected["monetary_value"].to_numpy(),
+                               rtol=1e-12, atol=0)
+    assert got["monetary_value"].notna().sum() > 0
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--sample_uri", "s3://b/s/"], "go together"),
+    (["--sample_uri", "s3://b/s/", "--sample_transactions_uri", "s3://b/t"], "ending with '/'"),
+    (["--value_spend_uri", "b/v/"], "must be an s3:// URI"),
+    (["--sample_customers", "0"], "at least 1"),
+    (["--sample_customers", "many"], "whole number"),
+])
+def test_parse_args_checks_the_models_outputs(argv, message):
+    base = ["--transactions_uri", "s3://b/t/", "--analysis_date", "1998-07-01", "--output_uri", "s3://b/f/",
+            "--summary_uri", "s3://b/f.json"]
+    with pytest.raises(ValueError, match=message):
+        parse_args(base + argv)
