@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -18,6 +19,9 @@ def _build():
 
     # The driver binds to the loopback address; saying so keeps Spark from warning about it.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (a Glue job's mapInPandas) run this interpreter, which has pandas and
+    # pyarrow, as Glue's executors run the job's Python; not the first python3 on the PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = (
         SparkSession.builder.master("local[2]")
         .appName("cdnow-offline-glue")

@@ -42,8 +42,12 @@ def write_json(uri: str, document: Any) -> None:
 
 
 def write_text(uri: str, text: str, content_type: str) -> None:
+    write_bytes(uri, text.encode(), content_type)
+
+
+def write_bytes(uri: str, body: bytes, content_type: str) -> None:
     bucket, key = split_s3_uri(uri)
-    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=text.encode(), ContentType=content_type)
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
 
 def read_bytes_if_exists(uri: str, limit: int) -> bytes | None:

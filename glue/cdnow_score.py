@@ -1,0 +1,187 @@
+"""Glue job "Score": every customer scored by the fits the model steps made (issue 18's Spark path).
+
+On the Spark path the model Lambdas fit on a bounded sample of customers (the Features job's
+``model_sample``) and write their fits; this job applies them to every customer of
+``customer_features`` and writes the three per-customer tables, with the aggregates the Lambdas
+then summarize and chart, so that no Lambda reads a table that grows with the customers.
+
+One implementation of each formula: the job calls the shared layer's own scoring functions
+(``segments.score_segments``, ``churn.score_churn``, ``clv.score_value``) on each partition with
+``mapInPandas``; it restates none of them in Spark SQL. Each of them scores a row from that row
+and the fit alone, so a partition's rows are the rows the Lambda path gives the same customers.
+The ``cdnow`` package reaches Glue as the job's ``--extra-py-files`` zip (the Features Lambda
+uploads its own copy, content-addressed), and numpy, pandas, pyarrow, scipy and scikit-learn
+as ``--additional-python-modules`` at the model images' pins (a test checks they are equal), so
+the driver and every executor run the code and the libraries the Lambdas run.
+
+Inputs: ``--features_uri`` (the run's customer_features prefix), ``--fits_uri`` (a prefix with
+``segment.json``, ``churn.bin`` and ``value.json``: the fits the model steps wrote; a model whose
+fit is absent was skipped and is not scored), ``--value_spend_uri`` (the Features job's value
+spend per customer) with ``--net_of_returns`` (true/false, the Features job's), the outputs
+``--segments_uri``, ``--churn_uri``, ``--value_uri`` (prefixes the tables' parquet files
+replace) and ``--summary_uri`` (the s3:// key of the job's JSON summary: rows written and the
+aggregates), optionally ``--run_id``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+
+import boto3
+import pandas as pd
+from cdnow.domain import churn, clv, segments
+from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger("cdnow.score")
+
+MODELS = ("segment", "churn", "value")
+FIT_FILES = {"segment": "segment.json", "churn": "churn.bin", "value": "value.json"}
+OUTPUT_ARGUMENTS = {"segment": "segments_uri", "churn": "churn_uri", "value": "value_uri"}
+
+# The tables' columns and Spark types: the Lambda path's tables (segments.SEGMENT_TABLE_COLUMNS,
+# churn.SCORE_COLUMNS, clv.CUSTOMER_VALUE_COLUMNS), in their order.
+_SPARK_TYPES = {"customer_id": "string", "segment_name": "string", "segment_rank": "bigint",
+                "risk_band": "string"}
+
+
+def _schema(columns: Sequence[str]) -> str:
+    return ", ".join(f"{name} {_SPARK_TYPES.get(name, 'string' if name.startswith('top_driver') else 'double')}"
+                     for name in columns)
+
+
+SEGMENT_COLUMNS = list(segments.SEGMENT_TABLE_COLUMNS)
+CHURN_COLUMNS = list(churn.SCORE_COLUMNS)
+VALUE_COLUMNS = list(clv.CUSTOMER_VALUE_COLUMNS)
+
+
+def s3_text(uri: str) -> bytes | None:
+    """The object's bytes, or None when there is none (a skipped model wrote no fit)."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    s3 = boto3.client("s3")
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def _scored(frame: DataFrame, scorer: Callable[[], Callable[[pd.DataFrame], pd.DataFrame]],
+            columns: list[str]) -> DataFrame:
+    """Each partition's rows scored a pandas batch at a time by the function ``scorer()`` makes
+    (once per partition: it loads the fit), as a frame of ``columns``."""
+    def batches(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        score = scorer()
+        for batch in frames:
+            yield score(batch)[columns]
+
+    return frame.mapInPandas(batches, schema=_schema(columns))
+
+
+def score_segments(features: DataFrame, fit_json: bytes) -> DataFrame:
+    """customer_segments of every customer of ``features``, by the fit ``SegmentFit.to_dict`` wrote."""
+    def scorer():
+        fit = segments.SegmentFit.from_dict(json.loads(fit_json))
+        return lambda batch: segments.score_segments(batch, fit)
+
+    return _scored(features.select(*segments.SCORE_COLUMNS), scorer, SEGMENT_COLUMNS)
+
+
+def score_churn(features: DataFrame, fit_bytes: bytes) -> DataFrame:
+    """churn_scores of every customer of ``features``, by the fit ``ChurnFit.to_bytes`` wrote."""
+    def scorer():
+        fit = churn.ChurnFit.from_bytes(fit_bytes)
+        return lambda batch: churn.score_churn(batch, fit)
+
+    return _scored(features, scorer, CHURN_COLUMNS)
+
+
+def score_value(features: DataFrame, spend: DataFrame, net_of_returns: bool, fit_json: bytes) -> DataFrame:
+    """customer_value of every customer of ``features``, by the fit ``ValueFit.to_dict`` wrote,
+    from the Features job's value spend (``clv.value_inputs_from``)."""
+    def scorer():
+        fit = clv.ValueFit.from_dict(json.loads(fit_json))
+        return lambda batch: clv.score_value(clv.value_inputs_from(batch, net_of_returns), fit)
+
+    columns = ["customer_id", "frequency", "recency", "T", "monetary_total"]
+    rows = features.select(*columns).join(spend.select("customer_id", "repeat_spend", "gross_spend"),
+                                          "customer_id", "left")
+    return _scored(rows, scorer, VALUE_COLUMNS)
+
+
+def parse_args(argv: Sequence[str]) -> dict:
+    """Job arguments from Glue's ``--key value`` list (keys Glue adds itself are ignored)."""
+    given: dict[str, str] = {}
+    tokens = list(argv)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        if not token.startswith("--"):
+            continue
+        key, has_value, value = token[2:].partition("=")
+        if not has_value:
+            if i < len(tokens) and not tokens[i].startswith("--"):
+                value = tokens[i]
+                i += 1
+            else:
+                value = "true"
+        given[key] = value
+    prefixes = ("features_uri", "fits_uri", "value_spend_uri", *OUTPUT_ARGUMENTS.values())
+    missing = [f"--{key}" for key in (*prefixes, "summary_uri", "net_of_returns") if not given.get(key)]
+    if missing:
+        raise ValueError(f"missing job argument(s): {', '.join(missing)}")
+    for key in prefixes:
+        if not re.fullmatch(r"s3://[^/]+/.*/", given[key]):
+            raise ValueError(f"--{key} must be an s3:// prefix ending with '/', got {given[key]!r}")
+    if not given["summary_uri"].startswith("s3://") or given["summary_uri"].endswith("/"):
+        raise ValueError(f"--summary_uri must name an s3:// object, got {given['summary_uri']!r}")
+    if given["net_of_returns"] not in ("true", "false"):
+        raise ValueError(f"--net_of_returns must be true or false, got {given['net_of_returns']!r}")
+    return {**{key: given[key] for key in (*prefixes, "summary_uri")},
+            "net_of_returns": given["net_of_returns"] == "true", "run_id": given.get("run_id")}
+
+
+def _write(frame: DataFrame, path: str) -> int:
+    """The table's parquet files under ``path`` (replacing a rerun's), and its row count."""
+    frame.write.mode("overwrite").parquet(path)
+    return frame.sparkSession.read.parquet(path).count()
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    spark: SparkSession | None = None,
+    spark_path: Callable[[str], str] = lambda uri: uri,
+) -> dict:
+    """Run the job; ``spark_path`` maps an s3:// URI to what Spark reads (identity on Glue)."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if spark is None:
+        spark = SparkSession.builder.getOrCreate()
+    # Readers list a table's prefix and should find only data files there.
+    spark.sparkContext._jsc.hadoopConfiguration().set("mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
+    features = spark.read.parquet(spark_path(args["features_uri"]))
+    fits = {model: s3_text(args["fits_uri"] + FIT_FILES[model]) for model in MODELS}
+    tables: dict[str, DataFrame] = {}
+    if fits["segment"] is not None:
+        tables["segment"] = score_segments(features, fits["segment"])
+    if fits["churn"] is not None:
+        tables["churn"] = score_churn(features, fits["churn"])
+    if fits["value"] is not None:
+        spend = spark.read.parquet(spark_path(args["value_spend_uri"]))
+        tables["value"] = score_value(features, spend, args["net_of_returns"], fits["value"])
+    summary: dict = {"customers": features.count(), "scored": {}}
+    for model, table in tables.items():
+        uri = args[OUTPUT_ARGUMENTS[model]]
+        summary["scored"][model] = {"uri": uri, "rows": _write(table, spark_path(uri))}
+    bucket, _, key = args["summary_uri"].removeprefix("s3://").partition("/")
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(summary, indent=2).encode(),
+                                  ContentType="application/json")
+    log.info("run_id=%s score summary %s", args["run_id"], json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    main(sys.argv[1:])

@@ -1,0 +1,179 @@
+"""The Glue Score job (glue/cdnow_score.py) against the Lambda path's scores.
+
+The job runs in the offline stack's local SparkSession with the ``cdnow`` package as Glue gets
+it: the archive the Features Lambda ships (``adapters.glue_code``), added to Spark's Python path
+as ``--extra-py-files`` adds it on Glue; the executors' Python workers import it from there. Its
+inputs are the Features job's own outputs on the CDNOW master file, and the fits are the Lambda
+path's fits on every customer: then every score must equal the Lambda's (acceptance of issue 18:
+to 1e-9; they are computed by the same functions row by row, so they are equal to the bit).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zipfile
+from pathlib import Path
+
+import boto3
+import cdnow_features
+import cdnow_score
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from cdnow.adapters import glue_code
+from cdnow.domain import churn, clv, segments
+from cdnow.domain.features import customer_features
+from cdnow_offline.datasets import MASTER, read_cdnow
+
+ANALYSIS_DATE = dt.date(1998, 7, 1)
+HORIZON_DAYS = 180
+PREFIX = "s3://curated/runs/run_id=r1/"
+
+
+@pytest.fixture(scope="module")
+def master_log(tmp_path_factory) -> Path:
+    """CDNOW master as the Transform writes it (its columns and types)."""
+    frame = read_cdnow(MASTER)
+    folder = tmp_path_factory.mktemp("master") / "transactions"
+    folder.mkdir()
+    table = pa.table({
+        "customer_id": pa.array(frame["customer_id"].astype(str).tolist(), pa.string()),
+        "order_date": pa.array(pd.to_datetime(frame["order_date"]).to_numpy().astype("datetime64[D]"), pa.date32()),
+        "quantity": pa.array(frame["quantity"].to_numpy(dtype=np.int64)),
+        "amount": pa.array(frame["amount"].to_numpy(dtype=np.float64)),
+    })
+    pq.write_table(table, folder / "part-00000.parquet")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lambda_path(master_log):
+    """The Lambda path on every customer: its fits and its three scored tables."""
+    rows = pq.read_table(master_log).to_pandas()
+    features = customer_features(rows, ANALYSIS_DATE)
+    inputs = clv.value_inputs(rows, pd.Timestamp(ANALYSIS_DATE))
+    fits = {
+        "segment": segments.fit_segments(features),
+        "churn": churn.fit_churn(rows, pd.Timestamp(ANALYSIS_DATE), HORIZON_DAYS,
+                                 baselines=churn.bgnbd_baselines(HORIZON_DAYS)),
+        "value": clv.fit_value(inputs, model="pnbd"),
+    }
+    tables = {
+        "segment": segments.score_segments(features, fits["segment"]),
+        "churn": churn.score_churn(features, fits["churn"]),
+        "value": clv.score_value(inputs, fits["value"]),
+    }
+    return fits, tables
+
+
+def fit_objects(fits) -> dict[str, bytes]:
+    return {
+        "segment.json": json.dumps(fits["segment"].to_dict()).encode(),
+        "churn.bin": fits["churn"].to_bytes(),
+        "value.json": json.dumps(fits["value"].to_dict()).encode(),
+    }
+
+
+@pytest.fixture
+def shipped_code(spark, tmp_path):
+    """The package archive on the executors' path, as Glue puts ``--extra-py-files``."""
+    archive = tmp_path / "cdnow.zip"
+    archive.write_bytes(glue_code.package_archive())
+    spark.sparkContext.addPyFile(str(archive))
+    return archive
+
+
+def run_jobs(spark, master_log: Path, tmp_path: Path, fits: dict[str, bytes], *options: str) -> tuple[dict, dict]:
+    """The Features job (with the value spend), then the Score job; the Score summary and its
+    tables read back."""
+    def spark_path(uri: str) -> str:
+        if uri == PREFIX + "transactions/":
+            return str(master_log)
+        return str(tmp_path / uri.removeprefix("s3://"))
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="curated")
+    for name, body in fits.items():
+        s3.put_object(Bucket="curated", Key=f"runs/run_id=r1/fits/{name}", Body=body)
+    features = cdnow_features.main(
+        ["--transactions_uri", PREFIX + "transactions/", "--analysis_date", ANALYSIS_DATE.isoformat(),
+         "--output_uri", PREFIX + "staged/customer_features/", "--summary_uri", PREFIX + "features_job.json",
+         "--value_spend_uri", PREFIX + "value_spend/"], spark=spark, spark_path=spark_path)
+    summary = cdnow_score.main(
+        ["--run_id", "r1", "--features_uri", PREFIX + "staged/customer_features/", "--fits_uri", PREFIX + "fits/",
+         "--value_spend_uri", PREFIX + "value_spend/",
+         "--net_of_returns", "true" if features["models"]["net_of_returns"] else "false",
+         "--segments_uri", PREFIX + "staged/customer_segments/", "--churn_uri", PREFIX + "staged/churn_scores/",
+         "--value_uri", PREFIX + "staged/customer_value/", "--summary_uri", PREFIX + "score_job.json", *options],
+        spark=spark, spark_path=spark_path)
+    tables = {model: pq.read_table(spark_path(scored["uri"])).to_pandas()
+              for model, scored in summary["scored"].items()}
+    return summary, tables
+
+
+def assert_same_rows(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert list(got.columns) == list(expected.columns)
+    got = got.sort_values("customer_id").reset_index(drop=True)
+    expected = expected.sort_values("customer_id").reset_index(drop=True)
+    for name in expected.columns:
+        if expected[name].dtype.kind == "f":
+            np.testing.assert_allclose(got[name].to_numpy(dtype=np.float64), expected[name].to_numpy(dtype=np.float64),
+                                       rtol=1e-9, atol=0, err_msg=name)
+        else:
+            assert got[name].astype(object).where(got[name].notna(), None).tolist() == \
+                expected[name].astype(object).where(expected[name].notna(), None).tolist(), name
+
+
+def test_every_score_equals_the_lambda_path_s_with_the_same_fits(spark, shipped_code, master_log, lambda_path,
+                                                                tmp_path, mocked_aws):
+    fits, expected = lambda_path
+    summary, tables = run_jobs(spark, master_log, tmp_path, fit_objects(fits))
+    assert summary["customers"] == 23_570
+    assert {model: scored["rows"] for model, scored in summary["scored"].items()} == {
+        "segment": 23_570, "churn": 23_570, "value": 23_570}
+    for model in ("segment", "churn", "value"):
+        assert_same_rows(tables[model], expected[model])
+    # Every customer has a segment, a risk band and a value.
+    assert tables["segment"]["segment_name"].notna().all() and tables["churn"]["risk_band"].notna().all()
+    assert tables["value"]["clv_12m"].ge(0).all()
+
+
+def test_a_model_without_a_fit_is_not_scored(spark, shipped_code, master_log, lambda_path, tmp_path, mocked_aws):
+    fits, _ = lambda_path
+    objects = fit_objects(fits)
+    del objects["churn.bin"]
+    summary, tables = run_jobs(spark, master_log, tmp_path, objects)
+    assert sorted(summary["scored"]) == ["segment", "value"]
+    assert not (tmp_path / "curated" / "runs" / "run_id=r1" / "staged" / "churn_scores").exists()
+
+
+def test_the_shipped_archive_holds_the_package_and_is_the_same_every_time():
+    archive = glue_code.package_archive()
+    names = zipfile.ZipFile(__import__("io").BytesIO(archive)).namelist()
+    assert "cdnow/domain/segments.py" in names and "cdnow/__init__.py" in names
+    assert not [name for name in names if "__pycache__" in name or not name.startswith("cdnow/")]
+    glue_code.package_archive.cache_clear()
+    assert glue_code.package_archive() == archive
+    assert glue_code.archive_uri("curated").startswith("s3://curated/code/cdnow-")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    ([], "missing job argument"),
+    (["--net_of_returns", "maybe"], "true or false"),
+    (["--features_uri", "s3://curated/f"], "ending with '/'"),
+    (["--summary_uri", "s3://curated/s/"], "name an s3:// object"),
+])
+def test_parse_args_names_the_bad_argument(argv, message):
+    base = {"--features_uri": "s3://c/f/", "--fits_uri": "s3://c/fits/", "--value_spend_uri": "s3://c/v/",
+            "--segments_uri": "s3://c/s/", "--churn_uri": "s3://c/c/", "--value_uri": "s3://c/val/",
+            "--summary_uri": "s3://c/score.json", "--net_of_returns": "false"}
+    if argv:
+        base.update(dict(zip(argv[::2], argv[1::2])))
+        given = [part for item in base.items() for part in item]
+    else:
+        given = []
+    with pytest.raises(ValueError, match=message):
+        cdnow_score.parse_args(given)
