@@ -10,8 +10,9 @@ import textwrap
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from cdnow.domain.defaults import DEFAULT_CHURN_HORIZON_DAYS
 from cdnow.domain.runs import (
-    COLUMN_ROLES, DATE_ORDERS, DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_ENGINE, DEFAULT_MAX_BAD_ROW_SHARE, ENGINES,
+    COLUMN_ROLES, DATE_ORDERS, DEFAULT_ENGINE, DEFAULT_MAX_BAD_ROW_SHARE, ENGINES,
 )
 
 from .results import REPORT, rows_text

@@ -69,7 +69,7 @@ def test_each_default_exists_once_in_the_code_and_the_template_uses_it(template)
 def test_a_default_has_one_home_in_the_layer_and_the_glue_scripts_copies_equal_it():
     import cdnow_transform
 
-    assert not hasattr(churn, "DEFAULT_HORIZON_DAYS")  # the churn model takes runs.DEFAULT_CHURN_HORIZON_DAYS
+    assert not hasattr(churn, "DEFAULT_HORIZON_DAYS")  # the churn model takes defaults.DEFAULT_CHURN_HORIZON_DAYS
     assert cdnow_transform.DEFAULT_MAX_BAD_SHARE == runs.DEFAULT_MAX_BAD_ROW_SHARE
     for name in ("DEFAULT_MAX_DELIVERY_BYTES", "DEFAULT_MAX_DELIVERY_ROWS", "DEFAULT_MAX_COMPRESSION_RATIO"):
         assert getattr(cdnow_transform, name) == getattr(runs, name), name

@@ -16,8 +16,9 @@ from datetime import date, timedelta, timezone
 
 from .adapters import leases, storage
 from .adapters.events import parse_request
+from .domain.defaults import DEFAULT_CHURN_HORIZON_DAYS
 from .domain.runs import (
-    DEFAULT_CHURN_HORIZON_DAYS, DEFAULT_CURRENCY, DEFAULT_ENGINE, DEFAULT_SPARK_FEATURES_MIN_ROWS,
+    DEFAULT_CURRENCY, DEFAULT_ENGINE, DEFAULT_SPARK_FEATURES_MIN_ROWS,
     INCOMING_PREFIX, MAX_DATASET_OPTIONS_BYTES, check_engine, currency_decimals, dataset_of,
     dataset_options_key, DeliveryLimits, derive_replay_run_id, derive_run_id, Execution,
     features_engine, InvalidRunRequest, is_dataset_options, parse_dataset_options,

@@ -295,7 +295,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from .features import _as_day, _check_columns, _day_number, _day_numbers, customer_features
-from .runs import DEFAULT_CHURN_HORIZON_DAYS
+from .defaults import DEFAULT_CHURN_HORIZON_DAYS
 from .support import InsufficientData
 
 LABEL = "churned"

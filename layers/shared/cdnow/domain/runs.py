@@ -21,7 +21,6 @@ from urllib.parse import quote, unquote
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 INCOMING_PREFIX = "incoming/"
-DEFAULT_CHURN_HORIZON_DAYS = 180
 DEFAULT_MAX_BAD_ROW_SHARE = 0.05
 DEFAULT_CURRENCY = "USD"
 # Decimals an amount keeps: the currency's minor unit (ISO 4217), 2 unless listed here. The
