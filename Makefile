@@ -68,8 +68,9 @@ run: $(VENV)/.installed
 
 # The tests include both linters, checkov and the package-size check (tests/unit/test_template.py,
 # tests/packaging/) and the report in Chromium; `make build` proves the zip resources build.
+# Two workers, each taking whole test files (a file's module-scoped stack stays in one process).
 test: install browser
-	CDNOW_CHROMIUM=$(CHROMIUM) $(VENV)/bin/python -m pytest
+	CDNOW_CHROMIUM=$(CHROMIUM) $(VENV)/bin/python -m pytest -n 2 --dist loadfile
 	$(MAKE) build
 
 lint: install

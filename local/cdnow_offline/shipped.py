@@ -18,6 +18,8 @@ pins win, as they do on Lambda.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import os
@@ -73,9 +75,29 @@ def _pip(arguments: list[str], what: str) -> None:
         raise ShippedEnvironmentError(f"pip could not {what}:\n{done.stderr[-3000:]}")
 
 
+@contextlib.contextmanager
+def _building(target: Path):
+    """Held while ``target`` is built: another process building the same entry (two test
+    workers, two CLI runs) waits for it and then finds it complete."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def resolve_wheels(requirements: Sequence[Path]) -> list[Path]:
     """The wheels pip resolves the requirement files to for the Lambda platform, downloaded once."""
     target = CACHE / "wheels" / _key(requirements)
+    if (target / ".complete").exists():
+        return sorted(target.glob("*.whl"))
+    with _building(target):
+        return _download_wheels(requirements, target)
+
+
+def _download_wheels(requirements: Sequence[Path], target: Path) -> list[Path]:
     if not (target / ".complete").exists():
         target.mkdir(parents=True, exist_ok=True)
         _pip(["download", "--quiet", *_platform_options(), "--dest", str(target),
@@ -92,6 +114,13 @@ def site(requirements: Sequence[Path]) -> Path:
     if (target / ".complete").exists():
         return target
     wheels = resolve_wheels(requirements)
+    with _building(target):
+        if not (target / ".complete").exists():
+            _install_site(requirements, wheels, target)
+    return target
+
+
+def _install_site(requirements: Sequence[Path], wheels: list[Path], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
@@ -106,7 +135,6 @@ def site(requirements: Sequence[Path]) -> Path:
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def runtime_site() -> Path:

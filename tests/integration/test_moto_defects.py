@@ -429,3 +429,22 @@ def test_step_functions_tasks_ignore_the_state_machine_role(enforced):
     defect, fixed = enforced["defect"]["state_machine_publish"], enforced["fixed"]["state_machine_publish"]
     assert defect["status"] == "FAILED" and "RequestId" in defect["cause"], defect  # key "ak" refused
     assert fixed == {"status": "SUCCEEDED", "error": None, "cause": ""}, fixed
+
+
+def test_the_server_lists_its_modules_once(monkeypatch):
+    import os
+
+    from moto import backends
+
+    from cdnow_offline.moto_defects import the_server_lists_its_modules_per_request
+
+    monkeypatch.setattr(backends, "list_of_moto_modules", backends.list_of_moto_modules)
+    listed = list(backends.list_of_moto_modules())
+    the_server_lists_its_modules_per_request()
+
+    def no_listing(path):
+        raise AssertionError(f"listed {path} again")
+
+    monkeypatch.setattr(os, "listdir", no_listing)
+    assert list(backends.list_of_moto_modules()) == listed and "s3" in listed
+    assert "s3" in backends.list_of_moto_modules()  # as the server asks
