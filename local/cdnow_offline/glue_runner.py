@@ -16,6 +16,10 @@ files is downloaded too, and Spark's overwrite replaces them). The script reads 
 the `spark_path` mapping it is given (identity on Glue), and the files Spark wrote are uploaded
 back, replacing what was under each written prefix, as Spark's overwrite does on S3; a staged
 input is never uploaded.
+A job's `--extra-py-files` (comma-separated s3:// objects: the Score job's cdnow archive) are
+staged like any input and added to the session's Python path with `addPyFile`, as Glue puts them
+on the driver's and the executors' path; Spark keeps one file per name, and the archives are
+named by their content, so each name is added once.
 Everything else the script does (its boto3 calls included) is the code that runs on Glue.
 """
 
@@ -45,6 +49,10 @@ _SPARK_SIDE_FILES = (".crc",)
 _MOTO_START_JOB_RUN = FakeJob.start_job_run
 
 
+def _py_file_uris(extra_py_files: str) -> list[str]:
+    return [part.strip() for part in str(extra_py_files).split(",") if part.strip()]
+
+
 class LocalGlueRunner:
     def __init__(self, spark: Callable[[], Any], identities: Identities, staging_root: Path | None = None):
         """`spark` returns the shared SparkSession (it may block until the JVM is up); the job
@@ -55,6 +63,7 @@ class LocalGlueRunner:
         self.scripts: dict[str, Path] = {}
         self._modules: dict[Path, ModuleType] = {}
         self._lock = threading.Lock()
+        self._py_files: set[str] = set()
 
     def register(self, job_name: str, script: Path) -> None:
         self.scripts[job_name] = script
@@ -104,7 +113,10 @@ class LocalGlueRunner:
         try:
             with self._identities.acting_as(role):
                 argv = [part for key, value in job_run.arguments.items() for part in (key, str(value))]
-                staged_inputs = self._stage_inputs(job_run.arguments.values(), staging)
+                # --extra-py-files is a comma-separated list (any other value is one location).
+                values = [value for key, value in job_run.arguments.items() if key != "--extra-py-files"]
+                values += _py_file_uris(job_run.arguments.get("--extra-py-files", ""))
+                staged_inputs = self._stage_inputs(values, staging)
 
                 def spark_path(uri: str) -> str:
                     bucket, key = split_s3_uri(uri)
@@ -112,6 +124,7 @@ class LocalGlueRunner:
                     return f"file://{staging / bucket / key}" + ("/" if uri.endswith("/") else "")
 
                 spark = self._spark()
+                self._add_py_files(spark, job_run.arguments.get("--extra-py-files", ""), staging)
                 # This thread's Spark jobs, so that a timeout can cancel them (PySpark pins a
                 # Python thread to a JVM thread of its own).
                 spark.sparkContext.setJobGroup(job_run.job_run_id, f"{job_name} {job_run.job_run_id}",
@@ -129,6 +142,23 @@ class LocalGlueRunner:
                     self._end(job_run, "FAILED", f"{type(exc).__name__}: {exc}")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def _add_py_files(self, spark, extra_py_files: str, staging: Path) -> None:
+        """Each staged `--extra-py-files` object on the session's Python path, once per name
+        (copied out of the run's staging folder, which goes when the run ends)."""
+        for uri in _py_file_uris(extra_py_files):
+            bucket, key = split_s3_uri(uri)
+            staged = staging / bucket / key
+            if not staged.is_file():
+                raise FileNotFoundError(f"--extra-py-files: {uri} does not exist")
+            with self._lock:
+                if staged.name in self._py_files:
+                    continue
+                kept = self._staging_root / "py-files" / staged.name
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(staged, kept)
+                spark.sparkContext.addPyFile(str(kept))
+                self._py_files.add(staged.name)
 
     @staticmethod
     def _end(job_run: FakeJobRun, state: str, error_message: str | None = None) -> None:
