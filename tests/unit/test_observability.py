@@ -103,3 +103,40 @@ def test_a_warm_container_never_logs_the_previous_runs_id(root, log_lines, monke
         handler(event_for("ingest", "second"), Context("ingest"))
     logged = [(line["message"], line.get("run_id")) for line in log_lines() if "message" in line]
     assert logged == [("run started", "run-of-first"), ("checking the object", None)]
+
+
+def test_a_warning_is_a_log_line_of_the_run_not_text_on_stderr(root):
+    """In a process of its own, as on Lambda (pytest records warnings itself while a test runs)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import importlib.util, warnings
+        from cdnow import pipeline
+
+        def churn_that_warns(run, analysis_date, transactions_uri):
+            warnings.warn("maximum-likelihood fit did not converge: ABNORMAL", RuntimeWarning)
+            return {{"metrics": {{"roc_auc": 0.8}}}}
+
+        pipeline.churn = churn_that_warns
+        spec = importlib.util.spec_from_file_location("churn_app", {str(root / "functions" / "churn" / "app.py")!r})
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+
+        class Context:
+            function_name, memory_limit_in_mb, aws_request_id = "churn", 256, "request-1"
+            invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:churn"
+
+        module.lambda_handler({{"run": {{"run_id": "first", "curated_bucket": "curated"}},
+                               "features": {{"analysis_date": "1998-07-01"}}}}, Context())
+    """)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root / "layers" / "shared"), "POWERTOOLS_SERVICE_NAME": "churn",
+           "POWERTOOLS_METRICS_NAMESPACE": "Test", "POWERTOOLS_TRACE_DISABLED": "1", "GLUE_DATABASE": "db",
+           "CURATED_BUCKET": "curated", "AWS_DEFAULT_REGION": "us-east-1"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    warned = [line for line in lines if "did not converge" in str(line.get("message"))]
+    assert len(warned) == 1 and warned[0]["run_id"] == "first" and warned[0]["level"] == "WARNING"
+    assert "did not converge" not in done.stderr

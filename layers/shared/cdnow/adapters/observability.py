@@ -8,6 +8,7 @@ trace is annotated with it, so a run can be followed across the functions by tha
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,14 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+
+# A library's or a model's warning (a fit that did not converge, say) is a log line like any
+# other: JSON, with the run's id, in the function's log stream; not bare text on stderr (and,
+# offline, not on the user's terminal). The run's summary already carries what it means.
+logging.captureWarnings(True)
+_warnings_logger = logging.getLogger("py.warnings")
+_warnings_logger.handlers = [logger.registered_handler]
+_warnings_logger.propagate = False
 
 
 def bind_run(run_id: str) -> None:
