@@ -19,8 +19,9 @@ Inputs: ``--features_uri`` (the run's customer_features prefix), ``--fits_uri`` 
 fit is absent was skipped and is not scored), ``--value_spend_uri`` (the Features job's value
 spend per customer) with ``--net_of_returns`` (true/false, the Features job's), the outputs
 ``--segments_uri``, ``--churn_uri``, ``--value_uri`` (prefixes the tables' parquet files
-replace) and ``--summary_uri`` (the s3:// key of the job's JSON summary: rows written and the
-aggregates), optionally ``--run_id``.
+replace) and ``--summary_uri`` (the s3:// key of the job's JSON summary: per model, the rows written and
+the run's figures on them, as ``churn.churn_score_summary`` and ``clv.value_totals`` define them
+and the customers per segment), optionally ``--run_id``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import boto3
 import pandas as pd
 from cdnow.domain import churn, clv, segments
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 log = logging.getLogger("cdnow.score")
 
@@ -111,6 +113,42 @@ def score_value(features: DataFrame, spend: DataFrame, net_of_returns: bool, fit
     return _scored(rows, scorer, VALUE_COLUMNS)
 
 
+def segment_counts(scored: DataFrame) -> dict:
+    """Customers per segment: {"segments": {name: {"rank", "customers"}}}."""
+    rows = scored.groupBy("segment_name", "segment_rank").count().collect()
+    return {"segments": {row["segment_name"]: {"rank": int(row["segment_rank"]), "customers": int(row["count"])}
+                         for row in sorted(rows, key=lambda row: row["segment_rank"])}}
+
+
+def churn_summary(scored: DataFrame) -> dict:
+    """``churn.churn_score_summary``'s figures, as one aggregation over the scored table."""
+    bands = [F.count_if(F.col("risk_band") == band).alias(band) for band in churn.RISK_BANDS]
+    row = scored.agg(F.count(F.lit(1)).alias("n"), F.avg("churn_probability").alias("mean"), *bands).first()
+    n = int(row["n"])
+    return {
+        "n_scored": n,
+        "mean_churn_probability": float(row["mean"]),
+        **{f"share_{band}_risk": row[band] / n for band in reversed(churn.RISK_BANDS)},
+    }
+
+
+def value_summary(scored: DataFrame, features: DataFrame) -> dict:
+    """``clv.value_totals``'s figures, as one aggregation over the scored table (the repeat
+    buyers counted from the features)."""
+    row = scored.agg(F.count(F.lit(1)).alias("n"), F.avg("p_alive").alias("mean_p_alive"),
+                     F.sum("expected_purchases_365d").alias("purchases"), F.sum("clv_12m").alias("total"),
+                     F.avg("clv_12m").alias("mean")).first()
+    repeat = features.where(F.col("frequency") > 0).count()
+    return {
+        "n_customers": int(row["n"]),
+        "n_repeat_buyers": int(repeat),
+        "mean_p_alive": float(row["mean_p_alive"]),
+        "total_expected_purchases_365d": float(row["purchases"]),
+        "total_clv_12m": float(row["total"]),
+        "mean_clv_12m": float(row["mean"]),
+    }
+
+
 def parse_args(argv: Sequence[str]) -> dict:
     """Job arguments from Glue's ``--key value`` list (keys Glue adds itself are ignored)."""
     given: dict[str, str] = {}
@@ -144,10 +182,11 @@ def parse_args(argv: Sequence[str]) -> dict:
             "net_of_returns": given["net_of_returns"] == "true", "run_id": given.get("run_id")}
 
 
-def _write(frame: DataFrame, path: str) -> int:
-    """The table's parquet files under ``path`` (replacing a rerun's), and its row count."""
+def _write(frame: DataFrame, path: str) -> DataFrame:
+    """The table's parquet files under ``path`` (replacing a rerun's), read back: the scoring
+    runs once, and the counts and aggregates read the files."""
     frame.write.mode("overwrite").parquet(path)
-    return frame.sparkSession.read.parquet(path).count()
+    return frame.sparkSession.read.parquet(path)
 
 
 def main(
@@ -174,7 +213,10 @@ def main(
     summary: dict = {"customers": features.count(), "scored": {}}
     for model, table in tables.items():
         uri = args[OUTPUT_ARGUMENTS[model]]
-        summary["scored"][model] = {"uri": uri, "rows": _write(table, spark_path(uri))}
+        written = _write(table, spark_path(uri))
+        figures = (segment_counts(written) if model == "segment" else churn_summary(written) if model == "churn"
+                   else value_summary(written, features))
+        summary["scored"][model] = {"uri": uri, "rows": written.count(), **figures}
     bucket, _, key = args["summary_uri"].removeprefix("s3://").partition("/")
     boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(summary, indent=2).encode(),
                                   ContentType="application/json")

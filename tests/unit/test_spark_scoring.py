@@ -136,6 +136,17 @@ def test_every_score_equals_the_lambda_path_s_with_the_same_fits(spark, shipped_
         "segment": 23_570, "churn": 23_570, "value": 23_570}
     for model in ("segment", "churn", "value"):
         assert_same_rows(tables[model], expected[model])
+    # The run's figures, aggregated in Spark, are the Lambda's functions' on the Lambda's tables.
+    scored = summary["scored"]
+    lambda_churn = churn.churn_score_summary(expected["churn"])
+    for key, value in lambda_churn.items():
+        assert scored["churn"][key] == pytest.approx(value, rel=1e-9), key
+    inputs = clv.value_inputs(pq.read_table(master_log).to_pandas(), pd.Timestamp(ANALYSIS_DATE))
+    for key, value in clv.value_totals(expected["value"], inputs).items():
+        assert scored["value"][key] == pytest.approx(value, rel=1e-9), key
+    counts = expected["segment"].groupby(["segment_name", "segment_rank"]).size()
+    assert scored["segment"]["segments"] == {name: {"rank": int(rank), "customers": int(n)}
+                                             for (name, rank), n in counts.items()}
     # Every customer has a segment, a risk band and a value.
     assert tables["segment"]["segment_name"].notna().all() and tables["churn"]["risk_band"].notna().all()
     assert tables["value"]["clv_12m"].ge(0).all()
