@@ -18,8 +18,8 @@ Inputs: ``--features_uri`` (the run's customer_features prefix), ``--fits_uri`` 
 ``segment.json``, ``churn.bin`` and ``value.json``: the fits the model steps wrote; a model whose
 fit is absent was skipped and is not scored), ``--value_spend_uri`` (the Features job's value
 spend per customer) with ``--net_of_returns`` (true/false, the Features job's), the outputs
-``--segments_uri``, ``--churn_uri``, ``--value_uri`` (prefixes the tables' parquet files
-replace) and ``--summary_uri`` (the s3:// key of the job's JSON summary: per model, the rows written and
+``--segments_uri``, ``--churn_uri``, ``--value_uri``, ``--profiles_uri`` (prefixes the tables'
+parquet files replace; the last is segment_profiles) and ``--summary_uri`` (the s3:// key of the job's JSON summary: per model, the rows written and
 the run's figures on them, as ``churn.churn_score_summary`` and ``clv.value_totals`` define them
 and the customers per segment), optionally ``--run_id``.
 """
@@ -43,6 +43,8 @@ log = logging.getLogger("cdnow.score")
 MODELS = ("segment", "churn", "value")
 FIT_FILES = {"segment": "segment.json", "churn": "churn.bin", "value": "value.json"}
 OUTPUT_ARGUMENTS = {"segment": "segments_uri", "churn": "churn_uri", "value": "value_uri"}
+# The segments' profiles (a few rows) beside the scored customers.
+PROFILES_ARGUMENT = "profiles_uri"
 
 # The tables' columns and Spark types: the Lambda path's tables (segments.SEGMENT_TABLE_COLUMNS,
 # churn.SCORE_COLUMNS, clv.CUSTOMER_VALUE_COLUMNS), in their order.
@@ -120,6 +122,40 @@ def segment_counts(scored: DataFrame) -> dict:
                          for row in sorted(rows, key=lambda row: row["segment_rank"])}}
 
 
+def segment_profiles(scored: DataFrame, features: DataFrame) -> pd.DataFrame:
+    """The segment_profiles table (``segments.segment_profiles`` with the recency status, as
+    ``segmentation_from_scores`` makes it): one row per segment with customers, rank order.
+    Sums, means and exact medians (``percentile``: the middle value, or the mean of the two
+    middle values, as pandas' median) in one aggregation; the few rows are finished here."""
+    features = features.select("customer_id", *segments.PROFILE_FEATURES)
+    rows = scored.select("customer_id", "segment_name", "segment_rank").join(features, "customer_id")
+    # Whole cents, rounded half to even as numpy rounds, summed exactly as integers.
+    cents = F.rint(F.col("monetary_total") * 100.0).cast("long")
+    aggregates = [F.count(F.lit(1)).alias("customers"), F.sum(cents).alias("revenue_cents")]
+    for name in segments.PROFILE_FEATURES:
+        value = F.col(name).cast("double")
+        aggregates += [F.avg(value).alias(f"mean_{name}"), F.percentile(value, F.lit(0.5)).alias(f"median_{name}")]
+    grouped = rows.groupBy("segment_name", "segment_rank").agg(*aggregates).toPandas()
+    table = grouped.sort_values("segment_rank").reset_index(drop=True)
+    customers = table["customers"].astype("int64")
+    revenue_cents = table["revenue_cents"].astype("int64")
+    total_cents = int(revenue_cents.sum())
+    profiles = pd.DataFrame({
+        "segment_name": table["segment_name"].astype("str"),
+        "segment_rank": table["segment_rank"].astype("int64"),
+        "recency_status": table["segment_name"].map(segments.STATUS_OF_SEGMENT).astype("str"),
+        "customers": customers,
+        "customer_share": customers / int(customers.sum()),
+        "revenue_cents": revenue_cents,
+        "revenue": revenue_cents / 100.0,
+        "revenue_share": revenue_cents / total_cents if total_cents else float("nan"),
+    })
+    for name in segments.PROFILE_FEATURES:
+        for stat in ("mean", "median"):
+            profiles[f"{stat}_{name}"] = table[f"{stat}_{name}"].astype("float64").to_numpy()
+    return profiles
+
+
 def churn_summary(scored: DataFrame) -> dict:
     """``churn.churn_score_summary``'s figures, as one aggregation over the scored table."""
     bands = [F.count_if(F.col("risk_band") == band).alias(band) for band in churn.RISK_BANDS]
@@ -167,7 +203,7 @@ def parse_args(argv: Sequence[str]) -> dict:
             else:
                 value = "true"
         given[key] = value
-    prefixes = ("features_uri", "fits_uri", "value_spend_uri", *OUTPUT_ARGUMENTS.values())
+    prefixes = ("features_uri", "fits_uri", "value_spend_uri", *OUTPUT_ARGUMENTS.values(), PROFILES_ARGUMENT)
     missing = [f"--{key}" for key in (*prefixes, "summary_uri", "net_of_returns") if not given.get(key)]
     if missing:
         raise ValueError(f"missing job argument(s): {', '.join(missing)}")
@@ -217,6 +253,10 @@ def main(
         figures = (segment_counts(written) if model == "segment" else churn_summary(written) if model == "churn"
                    else value_summary(written, features))
         summary["scored"][model] = {"uri": uri, "rows": written.count(), **figures}
+        if model == "segment":
+            profiles = spark.createDataFrame(segment_profiles(written, features))
+            profiles.coalesce(1).write.mode("overwrite").parquet(spark_path(args["profiles_uri"]))
+            summary["scored"][model]["profiles_uri"] = args["profiles_uri"]
     bucket, _, key = args["summary_uri"].removeprefix("s3://").partition("/")
     boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(summary, indent=2).encode(),
                                   ContentType="application/json")

@@ -107,7 +107,8 @@ def run_jobs(spark, master_log: Path, tmp_path: Path, fits: dict[str, bytes], *o
          "--value_spend_uri", PREFIX + "value_spend/",
          "--net_of_returns", "true" if features["models"]["net_of_returns"] else "false",
          "--segments_uri", PREFIX + "staged/customer_segments/", "--churn_uri", PREFIX + "staged/churn_scores/",
-         "--value_uri", PREFIX + "staged/customer_value/", "--summary_uri", PREFIX + "score_job.json", *options],
+         "--value_uri", PREFIX + "staged/customer_value/", "--profiles_uri", PREFIX + "staged/segment_profiles/",
+         "--summary_uri", PREFIX + "score_job.json", *options],
         spark=spark, spark_path=spark_path)
     tables = {model: pq.read_table(spark_path(scored["uri"])).to_pandas()
               for model, scored in summary["scored"].items()}
@@ -144,6 +145,19 @@ def test_every_score_equals_the_lambda_path_s_with_the_same_fits(spark, shipped_
     inputs = clv.value_inputs(pq.read_table(master_log).to_pandas(), pd.Timestamp(ANALYSIS_DATE))
     for key, value in clv.value_totals(expected["value"], inputs).items():
         assert scored["value"][key] == pytest.approx(value, rel=1e-9), key
+    # The profiles (exact medians) are segmentation_from_scores'.
+    features = customer_features(pq.read_table(master_log).to_pandas(), ANALYSIS_DATE)
+    scored_with_cluster = segments.score_segments(features, fits["segment"], with_cluster=True)
+    lambda_profiles = segments.segmentation_from_scores(features, scored_with_cluster, fits["segment"]).profiles
+    got_profiles = pq.read_table(tmp_path / "curated/runs/run_id=r1/staged/segment_profiles").to_pandas()
+    assert list(got_profiles.columns) == list(lambda_profiles.columns)
+    assert got_profiles["segment_name"].tolist() == lambda_profiles["segment_name"].tolist()
+    for column in lambda_profiles.columns[1:]:
+        if column == "recency_status":
+            assert got_profiles[column].tolist() == lambda_profiles[column].tolist()
+        else:
+            np.testing.assert_allclose(got_profiles[column].to_numpy(dtype=float),
+                                       lambda_profiles[column].to_numpy(dtype=float), rtol=1e-9, err_msg=column)
     counts = expected["segment"].groupby(["segment_name", "segment_rank"]).size()
     assert scored["segment"]["segments"] == {name: {"rank": int(rank), "customers": int(n)}
                                              for (name, rank), n in counts.items()}
@@ -180,6 +194,7 @@ def test_the_shipped_archive_holds_the_package_and_is_the_same_every_time():
 def test_parse_args_names_the_bad_argument(argv, message):
     base = {"--features_uri": "s3://c/f/", "--fits_uri": "s3://c/fits/", "--value_spend_uri": "s3://c/v/",
             "--segments_uri": "s3://c/s/", "--churn_uri": "s3://c/c/", "--value_uri": "s3://c/val/",
+            "--profiles_uri": "s3://c/p/",
             "--summary_uri": "s3://c/score.json", "--net_of_returns": "false"}
     if argv:
         base.update(dict(zip(argv[::2], argv[1::2])))
