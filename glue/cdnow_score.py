@@ -62,7 +62,7 @@ CHURN_COLUMNS = list(churn.SCORE_COLUMNS)
 VALUE_COLUMNS = list(clv.CUSTOMER_VALUE_COLUMNS)
 
 
-def s3_text(uri: str) -> bytes | None:
+def s3_bytes(uri: str) -> bytes | None:
     """The object's bytes, or None when there is none (a skipped model wrote no fit)."""
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     s3 = boto3.client("s3")
@@ -113,13 +113,6 @@ def score_value(features: DataFrame, spend: DataFrame, net_of_returns: bool, fit
     rows = features.select(*columns).join(spend.select("customer_id", "repeat_spend", "gross_spend"),
                                           "customer_id", "left")
     return _scored(rows, scorer, VALUE_COLUMNS)
-
-
-def segment_counts(scored: DataFrame) -> dict:
-    """Customers per segment: {"segments": {name: {"rank", "customers"}}}."""
-    rows = scored.groupBy("segment_name", "segment_rank").count().collect()
-    return {"segments": {row["segment_name"]: {"rank": int(row["segment_rank"]), "customers": int(row["count"])}
-                         for row in sorted(rows, key=lambda row: row["segment_rank"])}}
 
 
 def segment_profiles(scored: DataFrame, features: DataFrame) -> pd.DataFrame:
@@ -218,6 +211,16 @@ def parse_args(argv: Sequence[str]) -> dict:
             "net_of_returns": given["net_of_returns"] == "true", "run_id": given.get("run_id")}
 
 
+def segment_figures(spark: SparkSession, scored: DataFrame, features: DataFrame, profiles_path: str) -> dict:
+    """Writes segment_profiles; the scored rows and the customers per segment, read off it:
+    {"rows", "segments": {name: {"rank", "customers"}}}."""
+    profiles = segment_profiles(scored, features)
+    spark.createDataFrame(profiles).coalesce(1).write.mode("overwrite").parquet(profiles_path)
+    return {"rows": int(profiles["customers"].sum()),
+            "segments": {row.segment_name: {"rank": int(row.segment_rank), "customers": int(row.customers)}
+                         for row in profiles.itertuples()}}
+
+
 def _write(frame: DataFrame, path: str) -> DataFrame:
     """The table's parquet files under ``path`` (replacing a rerun's), read back: the scoring
     runs once, and the counts and aggregates read the files."""
@@ -237,7 +240,7 @@ def main(
     # Readers list a table's prefix and should find only data files there.
     spark.sparkContext._jsc.hadoopConfiguration().set("mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
     features = spark.read.parquet(spark_path(args["features_uri"]))
-    fits = {model: s3_text(args["fits_uri"] + FIT_FILES[model]) for model in MODELS}
+    fits = {model: s3_bytes(args["fits_uri"] + FIT_FILES[model]) for model in MODELS}
     tables: dict[str, DataFrame] = {}
     if fits["segment"] is not None:
         tables["segment"] = score_segments(features, fits["segment"])
@@ -250,13 +253,17 @@ def main(
     for model, table in tables.items():
         uri = args[OUTPUT_ARGUMENTS[model]]
         written = _write(table, spark_path(uri))
-        figures = (segment_counts(written) if model == "segment" else churn_summary(written) if model == "churn"
-                   else value_summary(written, features))
-        summary["scored"][model] = {"uri": uri, "rows": written.count(), **figures}
+        # Each model's figures: one aggregation over its written table, which counts its rows too.
         if model == "segment":
-            profiles = spark.createDataFrame(segment_profiles(written, features))
-            profiles.coalesce(1).write.mode("overwrite").parquet(spark_path(args["profiles_uri"]))
-            summary["scored"][model]["profiles_uri"] = args["profiles_uri"]
+            figures = {**segment_figures(spark, written, features, spark_path(args[PROFILES_ARGUMENT])),
+                       "profiles_uri": args[PROFILES_ARGUMENT]}
+        elif model == "churn":
+            figures = churn_summary(written)
+            figures["rows"] = figures["n_scored"]
+        else:
+            figures = value_summary(written, features)
+            figures["rows"] = figures["n_customers"]
+        summary["scored"][model] = {"uri": uri, **figures}
     bucket, _, key = args["summary_uri"].removeprefix("s3://").partition("/")
     boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(summary, indent=2).encode(),
                                   ContentType="application/json")
