@@ -19,9 +19,18 @@ Inputs: ``--features_uri`` (the run's customer_features prefix), ``--fits_uri`` 
 fit is absent was skipped and is not scored), ``--value_spend_uri`` (the Features job's value
 spend per customer) with ``--net_of_returns`` (true/false, the Features job's), the outputs
 ``--segments_uri``, ``--churn_uri``, ``--value_uri``, ``--profiles_uri`` (prefixes the tables'
-parquet files replace; the last is segment_profiles) and ``--summary_uri`` (the s3:// key of the job's JSON summary: per model, the rows written and
-the run's figures on them, as ``churn.churn_score_summary`` and ``clv.value_totals`` define them
-and the customers per segment), optionally ``--run_id``.
+parquet files replace; the last is segment_profiles), ``--simulation_sample_uri`` (a prefix: the
+value inputs and segment of the customers the segments' value intervals are simulated on,
+``clv.segment_value_from_sample``) and ``--summary_uri`` (the s3:// key of the job's JSON
+summary), optionally ``--run_id``.
+
+The summary holds, per model scored, the rows written and every aggregate the model step then
+reports and charts, so that step reads no customer's row: churn's ``churn_score_summary``
+figures; value's ``value_totals`` figures, ``chart_data`` (``figures.value_chart_data``) and the
+segments' ``segment_totals``; the segments per segment and what
+``segments.segmentation_from_aggregates`` takes (the rfm cells, the overall means, the cluster
+statistics and split). Counts are exact; sums and means equal the Lambda path's up to the
+order of summation.
 """
 
 from __future__ import annotations
@@ -33,22 +42,25 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 
 import boto3
+import numpy as np
 import pandas as pd
 from cdnow.domain import churn, clv, segments
+from cdnow.domain.defaults import FIT_FILES
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 log = logging.getLogger("cdnow.score")
 
 MODELS = ("segment", "churn", "value")
-FIT_FILES = {"segment": "segment.json", "churn": "churn.bin", "value": "value.json"}
 OUTPUT_ARGUMENTS = {"segment": "segments_uri", "churn": "churn_uri", "value": "value_uri"}
 # The segments' profiles (a few rows) beside the scored customers.
 PROFILES_ARGUMENT = "profiles_uri"
 
 # The tables' columns and Spark types: the Lambda path's tables (segments.SEGMENT_TABLE_COLUMNS,
 # churn.SCORE_COLUMNS, clv.CUSTOMER_VALUE_COLUMNS), in their order.
-_SPARK_TYPES = {"customer_id": "string", "segment_name": "string", "segment_rank": "bigint",
+_SPARK_TYPES = {"customer_id": "string", "segment_name": "string", "segment_rank": "bigint", "cluster": "bigint",
                 "risk_band": "string"}
 
 
@@ -85,12 +97,68 @@ def _scored(frame: DataFrame, scorer: Callable[[], Callable[[pd.DataFrame], pd.D
 
 
 def score_segments(features: DataFrame, fit_json: bytes) -> DataFrame:
-    """customer_segments of every customer of ``features``, by the fit ``SegmentFit.to_dict`` wrote."""
+    """customer_segments of every customer of ``features``, by the fit ``SegmentFit.to_dict``
+    wrote, with each customer's ``cluster`` (what the cluster table groups by; not written)."""
     def scorer():
         fit = segments.SegmentFit.from_dict(json.loads(fit_json))
-        return lambda batch: segments.score_segments(batch, fit)
+        return lambda batch: segments.score_segments(batch, fit, with_cluster=True)
 
-    return _scored(features.select(*segments.SCORE_COLUMNS), scorer, SEGMENT_COLUMNS)
+    return _scored(features.select(*segments.SCORE_COLUMNS), scorer, [*SEGMENT_COLUMNS, "cluster"])
+
+
+def with_cell(features: DataFrame) -> DataFrame:
+    """``features`` with each customer's recency x purchase-days cell (``segments.sample_stratum``:
+    the rfm grid's and the P(alive) matrix's cells), computed by the layer's own function."""
+    columns = ["customer_id", "recency_days", "purchase_days"]
+
+    def cells(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in frames:
+            yield pd.DataFrame({"customer_id": batch["customer_id"], "cell": segments.sample_stratum(batch)})
+
+    cell = features.select(*columns).mapInPandas(cells, schema="customer_id string, cell bigint")
+    return features.join(cell, "customer_id")
+
+
+def segment_aggregates(scored: DataFrame, features: DataFrame, fit_json: bytes) -> dict:
+    """What ``segments.segmentation_from_aggregates`` needs beside the profiles: per cell the
+    customers and revenue in whole cents, every profile-index feature's mean over all customers,
+    and per cluster the statistics of ``segments._cluster_stats`` and its customers per segment."""
+    fit = segments.SegmentFit.from_dict(json.loads(fit_json))
+    size = len(segments.RECENCY_BINS) * len(segments.PURCHASE_DAYS_BINS)
+    cents = F.rint(F.col("monetary_total") * 100.0).cast("long")
+    by_cell = {row["cell"]: row for row in with_cell(features).groupBy("cell").agg(
+        F.count(F.lit(1)).alias("customers"), F.sum(cents).alias("revenue_cents")).collect()}
+    means = features.agg(*[F.avg(F.col(name).cast("double")).alias(name)
+                           for name in segments.PROFILE_INDEX_FEATURES]).first()
+    active = fit.thresholds.active_days
+    established = ((F.col("recency_days") <= active) & (F.col("tenure_days") > active)).cast("double")
+    rows = scored.select("customer_id", "cluster", "segment_name").join(
+        features.select("customer_id", "recency_days", "purchase_days", "tenure_days", "monetary_total"),
+        "customer_id")
+    stats = {row["cluster"]: row for row in rows.groupBy("cluster").agg(
+        F.count(F.lit(1)).alias("customers"),
+        F.avg(F.col("monetary_total").cast("double")).alias("mean_monetary_total"),
+        F.avg(F.col("purchase_days").cast("double")).alias("mean_purchase_days"),
+        F.percentile(F.col("recency_days").cast("double"), F.lit(0.5)).alias("median_recency_days"),
+        F.avg(established).alias("established_active_share")).collect()}
+    code = {name: j for j, name in enumerate(segments.SEGMENT_NAMES)}
+    split = [[0] * len(segments.SEGMENT_NAMES) for _ in range(fit.n_clusters)]
+    for row in rows.groupBy("cluster", "segment_name").count().collect():
+        split[row["cluster"]][code[row["segment_name"]]] = int(row["count"])
+
+    def number(value):
+        return None if value is None else float(value)
+
+    return {
+        "cells": {"customers": [int(by_cell[c]["customers"]) if c in by_cell else 0 for c in range(size)],
+                  "revenue_cents": [int(by_cell[c]["revenue_cents"]) if c in by_cell else 0 for c in range(size)]},
+        "overall_means": {name: number(means[name]) for name in segments.PROFILE_INDEX_FEATURES},
+        "clusters": [{"customers": int(stats[c]["customers"]) if c in stats else 0,
+                      **{name: number(stats[c][name]) if c in stats else None
+                         for name in segments.CLUSTER_STATISTICS[1:]}}
+                     for c in range(fit.n_clusters)],
+        "cluster_split": split,
+    }
 
 
 def score_churn(features: DataFrame, fit_bytes: bytes) -> DataFrame:
@@ -109,10 +177,77 @@ def score_value(features: DataFrame, spend: DataFrame, net_of_returns: bool, fit
         fit = clv.ValueFit.from_dict(json.loads(fit_json))
         return lambda batch: clv.score_value(clv.value_inputs_from(batch, net_of_returns), fit)
 
+    return _scored(value_inputs(features, spend, net_of_returns), scorer, VALUE_COLUMNS)
+
+
+def value_inputs(features: DataFrame, spend: DataFrame, net_of_returns: bool) -> DataFrame:
+    """Every customer's value inputs (``clv.value_inputs_from``): what score_value scores."""
     columns = ["customer_id", "frequency", "recency", "T", "monetary_total"]
-    rows = features.select(*columns).join(spend.select("customer_id", "repeat_spend", "gross_spend"),
+    return features.select(*columns).join(spend.select("customer_id", "repeat_spend", "gross_spend"),
                                           "customer_id", "left")
-    return _scored(rows, scorer, VALUE_COLUMNS)
+
+
+def value_chart_data(scored: DataFrame, features: DataFrame) -> dict:
+    """``figures.value_chart_data``'s dict from group-bys: the CLV histogram against edges from
+    the largest clv_12m (each partition counted with ``clv.clv_histogram_counts``, the counts
+    summed) and per cell the customers and their P(alive)'s sum."""
+    size = len(segments.RECENCY_BINS) * len(segments.PURCHASE_DAYS_BINS)
+    edges = clv.clv_histogram_edges(float(scored.agg(F.max("clv_12m")).first()[0]))
+    bins = len(edges) - 1
+
+    def histogram(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        counts = np.zeros(bins, dtype=np.int64)
+        for batch in frames:
+            counts += clv.clv_histogram_counts(batch["clv_12m"].to_numpy(dtype=np.float64), edges)
+        yield pd.DataFrame({"bin": np.arange(bins, dtype=np.int64), "customers": counts})
+
+    counts = {row["bin"]: int(row["customers"]) for row in scored.select("clv_12m").mapInPandas(
+        histogram, schema="bin bigint, customers bigint").groupBy("bin").agg(
+        F.sum("customers").alias("customers")).collect()}
+    cells = {row["cell"]: row for row in scored.select("customer_id", "p_alive").join(
+        with_cell(features).select("customer_id", "cell"), "customer_id").groupBy("cell").agg(
+        F.count(F.lit(1)).alias("customers"), F.sum("p_alive").alias("p_alive_sum")).collect()}
+    return {
+        "clv_edges": edges.tolist(),
+        "clv_counts": [counts.get(b, 0) for b in range(bins)],
+        "cell_customers": [int(cells[c]["customers"]) if c in cells else 0 for c in range(size)],
+        "cell_p_alive_sum": [float(cells[c]["p_alive_sum"]) if c in cells else 0.0 for c in range(size)],
+    }
+
+
+def segment_value_inputs(scored: DataFrame, segments_scored: DataFrame, inputs: DataFrame,
+                         net_of_returns: bool, sample_path: str) -> list[dict]:
+    """What ``clv.segment_value_from_sample`` needs: per segment the customers and the sum of
+    their clv_12m (returned), and the value inputs with segment_name of a sample drawn per
+    segment (``clv.segment_sample_size`` customers of each, those first in a hash of their id:
+    uniform within the segment), written to ``sample_path`` in customer_id order."""
+    labelled = scored.select("customer_id", "clv_12m").join(
+        segments_scored.select("customer_id", "segment_name"), "customer_id", "left").fillna(
+        {"segment_name": clv.NO_SEGMENT})
+    totals = [{"segment_name": row["segment_name"], "customers": int(row["customers"]),
+               "expected_clv_12m": float(row["expected_clv_12m"])}
+              for row in labelled.groupBy("segment_name").agg(
+                  F.count(F.lit(1)).alias("customers"), F.sum("clv_12m").alias("expected_clv_12m")).collect()]
+    totals.sort(key=lambda row: row["segment_name"])
+    everyone = sum(row["customers"] for row in totals)
+    take = {row["segment_name"]: clv.segment_sample_size(row["customers"], everyone) for row in totals}
+    rank = F.row_number().over(Window.partitionBy("segment_name").orderBy(F.xxhash64("customer_id"), "customer_id"))
+    limit = F.create_map(*[F.lit(x) for name, n in take.items() for x in (name, n)])
+    drawn = labelled.select("customer_id", "segment_name")
+    if everyone > clv.MAX_SIMULATED_CUSTOMERS:
+        drawn = drawn.withColumn("rank", rank).where(F.col("rank") <= limit[F.col("segment_name")]).drop("rank")
+
+    def rows(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in frames:
+            inputs = clv.value_inputs_from(batch, net_of_returns)
+            yield inputs.astype({name: "float64" for name in clv.VALUE_INPUT_COLUMNS[1:]}).assign(
+                segment_name=batch["segment_name"].to_numpy())[[*clv.VALUE_INPUT_COLUMNS, "segment_name"]]
+
+    schema = ", ".join(f"{name} {'string' if name == 'customer_id' else 'double'}"
+                       for name in clv.VALUE_INPUT_COLUMNS) + ", segment_name string"
+    sample = inputs.join(drawn, "customer_id").mapInPandas(rows, schema=schema)
+    sample.orderBy("customer_id").coalesce(1).write.mode("overwrite").parquet(sample_path)
+    return totals
 
 
 def segment_profiles(scored: DataFrame, features: DataFrame) -> pd.DataFrame:
@@ -196,7 +331,8 @@ def parse_args(argv: Sequence[str]) -> dict:
             else:
                 value = "true"
         given[key] = value
-    prefixes = ("features_uri", "fits_uri", "value_spend_uri", *OUTPUT_ARGUMENTS.values(), PROFILES_ARGUMENT)
+    prefixes = ("features_uri", "fits_uri", "value_spend_uri", *OUTPUT_ARGUMENTS.values(), PROFILES_ARGUMENT,
+                "simulation_sample_uri")
     missing = [f"--{key}" for key in (*prefixes, "summary_uri", "net_of_returns") if not given.get(key)]
     if missing:
         raise ValueError(f"missing job argument(s): {', '.join(missing)}")
@@ -250,20 +386,37 @@ def main(
         spend = spark.read.parquet(spark_path(args["value_spend_uri"]))
         tables["value"] = score_value(features, spend, args["net_of_returns"], fits["value"])
     summary: dict = {"customers": features.count(), "scored": {}}
+    written: dict[str, DataFrame] = {}
     for model, table in tables.items():
         uri = args[OUTPUT_ARGUMENTS[model]]
-        written = _write(table, spark_path(uri))
-        # Each model's figures: one aggregation over its written table, which counts its rows too.
         if model == "segment":
-            figures = {**segment_figures(spark, written, features, spark_path(args[PROFILES_ARGUMENT])),
-                       "profiles_uri": args[PROFILES_ARGUMENT]}
+            # The cluster is what the cluster table groups by; the table has no such column.
+            table = table.persist(StorageLevel.MEMORY_AND_DISK)
+            table.drop("cluster").write.mode("overwrite").parquet(spark_path(uri))
+            written[model] = table
+        else:
+            written[model] = _write(table, spark_path(uri))
+        # Each model's figures: aggregations over its written table, which count its rows too.
+        if model == "segment":
+            figures = {**segment_figures(spark, written[model], features, spark_path(args[PROFILES_ARGUMENT])),
+                       "profiles_uri": args[PROFILES_ARGUMENT],
+                       **segment_aggregates(written[model], features, fits["segment"])}
         elif model == "churn":
-            figures = churn_summary(written)
+            figures = churn_summary(written[model])
             figures["rows"] = figures["n_scored"]
         else:
-            figures = value_summary(written, features)
+            figures = value_summary(written[model], features)
             figures["rows"] = figures["n_customers"]
+            figures["chart_data"] = value_chart_data(written[model], features)
+            if "segment" in written:
+                spend = spark.read.parquet(spark_path(args["value_spend_uri"]))
+                figures["segment_totals"] = segment_value_inputs(
+                    written[model], written["segment"], value_inputs(features, spend, args["net_of_returns"]),
+                    args["net_of_returns"], spark_path(args["simulation_sample_uri"]))
+                figures["simulation_sample_uri"] = args["simulation_sample_uri"]
         summary["scored"][model] = {"uri": uri, **figures}
+    if "segment" in written:
+        written["segment"].unpersist()
     bucket, _, key = args["summary_uri"].removeprefix("s3://").partition("/")
     boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(summary, indent=2).encode(),
                                   ContentType="application/json")

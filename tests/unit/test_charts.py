@@ -190,7 +190,7 @@ def test_text_is_escaped_and_round_trips():
 def test_the_clv_distribution_is_in_the_run_s_currency():
     import pandas as pd
 
-    from cdnow.presentation.figures import value_figures
+    from cdnow.presentation.figures import value_chart_data, value_figures
 
     ids = ["a", "b", "c", "d"]
     customer_value = pd.DataFrame({"customer_id": ids, "clv_12m": [0.05, 8.0, 120.0, 2500.0],
@@ -201,7 +201,7 @@ def test_the_clv_distribution_is_in_the_run_s_currency():
                                             {"mean_actual": 1.2, "mean_predicted": 1.1}]}
 
     def shown(**currency):
-        return texts(parse(value_figures(customer_value, features, holdout, **currency)["clv_distribution"]))
+        return texts(parse(value_figures(value_chart_data(customer_value, features), holdout, **currency)["clv_distribution"]))
 
     pounds = shown(currency="GBP")
     assert [t for t in pounds if t.startswith("\u00a3")] == ["\u00a30.1", "\u00a31", "\u00a310", "\u00a3100",

@@ -108,7 +108,8 @@ def run_jobs(spark, master_log: Path, tmp_path: Path, fits: dict[str, bytes], *o
          "--net_of_returns", "true" if features["models"]["net_of_returns"] else "false",
          "--segments_uri", PREFIX + "staged/customer_segments/", "--churn_uri", PREFIX + "staged/churn_scores/",
          "--value_uri", PREFIX + "staged/customer_value/", "--profiles_uri", PREFIX + "staged/segment_profiles/",
-         "--summary_uri", PREFIX + "score_job.json", *options],
+         "--simulation_sample_uri", PREFIX + "value_simulation_sample/", "--summary_uri", PREFIX + "score_job.json",
+         *options],
         spark=spark, spark_path=spark_path)
     tables = {model: pq.read_table(spark_path(scored["uri"])).to_pandas()
               for model, scored in summary["scored"].items()}
@@ -126,6 +127,22 @@ def assert_same_rows(got: pd.DataFrame, expected: pd.DataFrame) -> None:
         else:
             assert got[name].astype(object).where(got[name].notna(), None).tolist() == \
                 expected[name].astype(object).where(expected[name].notna(), None).tolist(), name
+
+
+def assert_same_summary(got, expected, path="") -> None:
+    """Equal JSON-like values: the same keys, lists and strings; numbers to 1e-9 relative."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and sorted(got) == sorted(expected), path
+        for key in expected:
+            assert_same_summary(got[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), path
+        for i, (g, e) in enumerate(zip(got, expected)):
+            assert_same_summary(g, e, f"{path}[{i}]")
+    elif isinstance(expected, float) and not isinstance(expected, bool):
+        assert got == pytest.approx(expected, rel=1e-9, nan_ok=True), path
+    else:
+        assert got == expected, path
 
 
 def test_every_score_equals_the_lambda_path_s_with_the_same_fits(spark, shipped_code, master_log, lambda_path,
@@ -161,6 +178,28 @@ def test_every_score_equals_the_lambda_path_s_with_the_same_fits(spark, shipped_
     counts = expected["segment"].groupby(["segment_name", "segment_rank"]).size()
     assert scored["segment"]["segments"] == {name: {"rank": int(rank), "customers": int(n)}
                                              for (name, rank), n in counts.items()}
+    # The segmentation's summary and chart data from the job's aggregates are the Lambda path's.
+    lambda_result = segments.segmentation_from_scores(features, scored_with_cluster, fits["segment"])
+    aggregates = scored["segment"]
+    spark_result = segments.segmentation_from_aggregates(
+        fits["segment"], got_profiles, aggregates["cells"]["customers"], aggregates["cells"]["revenue_cents"],
+        aggregates["overall_means"], pd.DataFrame(aggregates["clusters"]), aggregates["cluster_split"])
+    assert_same_summary(spark_result.summary(), lambda_result.summary())
+    # The value charts' data: counts exactly, sums to 1e-9.
+    from cdnow.presentation.figures import value_chart_data
+    lambda_chart = value_chart_data(expected["value"], features)
+    got_chart = scored["value"]["chart_data"]
+    for key in ("clv_edges", "clv_counts", "cell_customers"):
+        assert got_chart[key] == lambda_chart[key], key
+    np.testing.assert_allclose(got_chart["cell_p_alive_sum"], lambda_chart["cell_p_alive_sum"], rtol=1e-9)
+    # The segments' value intervals from the job's sample (every customer: fewer than the
+    # simulation's cap) are the Lambda path's simulation.
+    sample = pq.read_table(tmp_path / "curated/runs/run_id=r1/value_simulation_sample").to_pandas()
+    assert len(sample) == 23_570 and sample["customer_id"].is_monotonic_increasing
+    lambda_intervals = clv.segment_value_intervals(expected["value"], expected["segment"], fits["value"], inputs)
+    spark_intervals = clv.segment_value_from_sample(sample, pd.DataFrame(scored["value"]["segment_totals"]),
+                                                    fits["value"])
+    assert_same_summary(spark_intervals, lambda_intervals)
     # Every customer has a segment, a risk band and a value.
     assert tables["segment"]["segment_name"].notna().all() and tables["churn"]["risk_band"].notna().all()
     assert tables["value"]["clv_12m"].ge(0).all()
@@ -194,7 +233,7 @@ def test_the_shipped_archive_holds_the_package_and_is_the_same_every_time():
 def test_parse_args_names_the_bad_argument(argv, message):
     base = {"--features_uri": "s3://c/f/", "--fits_uri": "s3://c/fits/", "--value_spend_uri": "s3://c/v/",
             "--segments_uri": "s3://c/s/", "--churn_uri": "s3://c/c/", "--value_uri": "s3://c/val/",
-            "--profiles_uri": "s3://c/p/",
+            "--profiles_uri": "s3://c/p/", "--simulation_sample_uri": "s3://c/sim/",
             "--summary_uri": "s3://c/score.json", "--net_of_returns": "false"}
     if argv:
         base.update(dict(zip(argv[::2], argv[1::2])))

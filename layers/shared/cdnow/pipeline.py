@@ -529,7 +529,7 @@ def value(run: dict, analysis_date: str, transactions_uri: str | None = None) ->
     import pandas as pd
 
     from .domain.clv import compare_purchase_models, customer_value, default_calibration_end
-    from .presentation.figures import value_figures
+    from .presentation.figures import value_chart_data, value_figures
 
     layout = _layout(run)
     transactions = storage.read_table(transactions_uri or layout.transactions, columns=TRANSACTION_COLUMNS)
@@ -562,7 +562,7 @@ def value(run: dict, analysis_date: str, transactions_uri: str | None = None) ->
         "metrics": {**metrics, "currency": currency},
         "holdout": holdout,
         "purchase_models": comparison,
-        "charts": _write_figures(layout, value_figures(table, features, holdout, currency=currency)),
+        "charts": _write_figures(layout, value_figures(value_chart_data(table, features), holdout, currency=currency)),
     }
 
 

@@ -1198,14 +1198,21 @@ def _train_and_score(transactions, analysis_date, horizon_days, cutoff, label, b
                               baselines, cv_folds, max_cv_rows, random_state, None, None)
     scores = _score(fit, current)
     del current
-    summary = churn_score_summary(scores)
-    metrics = {key: value for key, value in fit.metrics.items()
+    return ChurnResult(scores=scores, metrics=churn_metrics(fit.metrics, churn_score_summary(scores)),
+                       calibration=fit.calibration, curves=fit.curves, drivers=fit.drivers)
+
+
+def churn_metrics(fit_metrics: dict[str, Any], score_summary: dict[str, Any]) -> dict[str, Any]:
+    """The run's churn metrics: the fit's (``ChurnFit.metrics``) with the scored table's
+    (``churn_score_summary``, or the same figures a Spark aggregation computed), in the order
+    the run summary shows them."""
+    summary = dict(score_summary)
+    metrics = {key: value for key, value in fit_metrics.items()
                if key not in _FIT_FIGURES_AFTER_N_SCORED}
     metrics["n_scored"] = summary.pop("n_scored")
-    metrics.update({key: fit.metrics[key] for key in _FIT_FIGURES_AFTER_N_SCORED})
+    metrics.update({key: fit_metrics[key] for key in _FIT_FIGURES_AFTER_N_SCORED})
     metrics.update(summary)
-    return ChurnResult(scores=scores, metrics=metrics, calibration=fit.calibration,
-                       curves=fit.curves, drivers=fit.drivers)
+    return metrics
 
 
 def _fit_churn(transactions, analysis_date, horizon_days, cutoff, label, baselines, cv_folds,

@@ -184,6 +184,7 @@ every customer wherever the data lives (a Glue Spark job past the Lambda's size,
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from dataclasses import MISSING, dataclass, fields
 
@@ -1721,6 +1722,27 @@ def value_totals(table: pd.DataFrame, inputs: pd.DataFrame) -> dict:
         "total_clv_12m": float(clv.sum()),
         "mean_clv_12m": float(clv.mean()),
     }
+
+
+# The 12-month CLV histogram: bins of equal width in log10 of the amount, this many per decade.
+CLV_BINS_PER_DECADE = 10
+# Values below this (a tenth of the currency's unit) fall in the first bin.
+CLV_HISTOGRAM_FLOOR = 0.1
+
+
+def clv_histogram_edges(max_clv: float) -> np.ndarray:
+    """The histogram's edges in log10 of the amount, from -1 to the decade above the largest
+    clv_12m (at least 1): what every partition of the customers is counted against."""
+    top = max(1, math.ceil(float(np.log10(max(float(max_clv), CLV_HISTOGRAM_FLOOR)))))
+    return np.linspace(-1.0, top, CLV_BINS_PER_DECADE * (top + 1) + 1)
+
+
+def clv_histogram_counts(clv, edges) -> np.ndarray:
+    """Customers per bin of ``edges`` (``clv_histogram_edges``): counts, so the counts of the
+    parts of the customers add up to the counts of all of them."""
+    exponents = np.log10(np.clip(np.asarray(clv, dtype=np.float64), CLV_HISTOGRAM_FLOOR, None))
+    counts, _ = np.histogram(exponents, bins=np.asarray(edges, dtype=np.float64))
+    return counts.astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------------

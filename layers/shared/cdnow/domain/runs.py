@@ -20,6 +20,8 @@ from urllib.parse import quote, unquote
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .defaults import FIT_FILES
+
 INCOMING_PREFIX = "incoming/"
 DEFAULT_MAX_BAD_ROW_SHARE = 0.05
 DEFAULT_CURRENCY = "USD"
@@ -609,6 +611,42 @@ class RunLayout:
     def features_job_summary(self) -> str:
         """Written by the Features Glue job (the Spark path): its counts, read by Features after it."""
         return f"{self.prefix}features_job.json"
+
+    # The Spark path's model files (issue 18): the Features job's sample and value spend, the
+    # model steps' fits, the Score job's summary and its value-simulation sample.
+    @property
+    def model_sample(self) -> str:
+        """The customers the model steps fit on (customer_features rows with stratum, sample_weight)."""
+        return f"{self.prefix}model_sample/customers/"
+
+    @property
+    def model_sample_transactions(self) -> str:
+        """Every transaction row of the sampled customers."""
+        return f"{self.prefix}model_sample/transactions/"
+
+    @property
+    def value_spend(self) -> str:
+        """repeat_spend and gross_spend of every customer (``clv.value_inputs_from``)."""
+        return f"{self.prefix}value_spend/"
+
+    @property
+    def fits(self) -> str:
+        """The model steps' fits, one file per model (FIT_FILES), which the Score job applies."""
+        return f"{self.prefix}fits/"
+
+    def fit(self, model: str) -> str:
+        return f"{self.fits}{FIT_FILES[model]}"
+
+    @property
+    def score_job_summary(self) -> str:
+        """Written by the Score job: rows scored and the aggregates the model steps report."""
+        return f"{self.prefix}score_job.json"
+
+    @property
+    def value_simulation_sample(self) -> str:
+        """Written by the Score job: value inputs and segment of a sample drawn per segment, on
+        which the segments' value intervals are simulated."""
+        return f"{self.prefix}value_simulation_sample/"
 
     @property
     def run_summary(self) -> str:

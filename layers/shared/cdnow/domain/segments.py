@@ -873,15 +873,31 @@ def cluster_table(features: pd.DataFrame, cluster_of_customer: np.ndarray, codes
     k = fit.n_clusters
     clusters = np.asarray(cluster_of_customer, dtype=np.int64)
     stats = _cluster_stats(features, clusters, k, fit.thresholds).reset_index(drop=True)
+    split = np.bincount(clusters * len(SEGMENT_NAMES) + np.asarray(codes, dtype=np.int64),
+                        minlength=k * len(SEGMENT_NAMES)).reshape(k, len(SEGMENT_NAMES))
+    return cluster_table_from_stats(stats, split, fit)
+
+
+def cluster_table_from_stats(stats: pd.DataFrame, split: np.ndarray, fit: SegmentFit) -> pd.DataFrame:
+    """``cluster_table`` from its aggregates: ``stats`` one row per cluster 0..k-1 (the columns
+    of ``_cluster_stats``, NaN statistics for an empty cluster) and ``split`` the k x
+    len(SEGMENT_NAMES) customers of each cluster in each segment (the Score job's group-by on
+    the Spark path)."""
+    k = fit.n_clusters
+    stats = stats.reset_index(drop=True).copy()
+    stats["customers"] = stats["customers"].fillna(0).astype(np.int64)
     stats.insert(0, "label", np.asarray(fit.label_of_cluster, dtype=np.int64))
     stats.insert(0, "cluster", np.arange(k, dtype=np.int64))
     stats["champion_cluster"] = stats["cluster"] == (
         -1 if fit.champion_cluster is None else fit.champion_cluster)
-    split = np.bincount(clusters * len(SEGMENT_NAMES) + np.asarray(codes, dtype=np.int64),
-                        minlength=k * len(SEGMENT_NAMES)).reshape(k, len(SEGMENT_NAMES))
+    split = np.asarray(split, dtype=np.int64).reshape(k, len(SEGMENT_NAMES))
     for j, name in enumerate(SEGMENT_NAMES):
-        stats[name] = split[:, j].astype(np.int64)
+        stats[name] = split[:, j]
     return stats
+
+
+CLUSTER_STATISTICS = ["customers", "mean_monetary_total", "mean_purchase_days", "median_recency_days",
+                      "established_active_share"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -939,14 +955,20 @@ def rfm_grid(features: pd.DataFrame) -> pd.DataFrame:
     Every cell of RECENCY_BINS x PURCHASE_DAYS_BINS is listed (recency-major order); values
     below the first bin fall in it.
     """
-    r = bin_codes(features["recency_days"].to_numpy(dtype=np.float64), RECENCY_BINS)
-    f = bin_codes(features["purchase_days"].to_numpy(dtype=np.float64), PURCHASE_DAYS_BINS)
-    n_f = len(PURCHASE_DAYS_BINS)
-    cell = r * n_f + f
-    size = len(RECENCY_BINS) * n_f
+    cell = sample_stratum(features)
+    size = len(RECENCY_BINS) * len(PURCHASE_DAYS_BINS)
     cents = np.round(features["monetary_total"].to_numpy(dtype=np.float64) * 100)
     customers = np.bincount(cell, minlength=size).astype(np.int64)
     revenue_cents = np.round(np.bincount(cell, weights=cents, minlength=size)).astype(np.int64)
+    return rfm_grid_from_cells(customers, revenue_cents)
+
+
+def rfm_grid_from_cells(customers, revenue_cents) -> pd.DataFrame:
+    """``rfm_grid`` from each cell's customers and revenue in whole cents (36 each, in
+    ``sample_stratum``'s cell order: the Score job's group-by on the Spark path)."""
+    n_f = len(PURCHASE_DAYS_BINS)
+    customers = np.asarray(customers, dtype=np.int64)
+    revenue_cents = np.asarray(revenue_cents, dtype=np.int64)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_monetary = np.where(customers > 0, revenue_cents / 100.0 / customers, np.nan)
     return pd.DataFrame({
@@ -960,13 +982,23 @@ def rfm_grid(features: pd.DataFrame) -> pd.DataFrame:
 
 
 def _profile_index(features: pd.DataFrame, profiles: pd.DataFrame) -> pd.DataFrame:
-    out = profiles[["segment_name", "segment_rank"]].copy()
+    overall = {}
     for f in PROFILE_INDEX_FEATURES:
         values = features[f].to_numpy(dtype=np.float64)
         known = values[~np.isnan(values)]  # avg_days_between_purchases: repeat buyers only
-        overall = float(known.mean()) if len(known) else np.nan
+        overall[f] = float(known.mean()) if len(known) else np.nan
+    return profile_index_from_means(overall, profiles)
+
+
+def profile_index_from_means(overall: dict, profiles: pd.DataFrame) -> pd.DataFrame:
+    """Each segment's mean of every PROFILE_INDEX_FEATURES column over ``overall``, the mean of
+    all customers (of those with a value; NaN when none has one)."""
+    out = profiles[["segment_name", "segment_rank"]].copy()
+    for f in PROFILE_INDEX_FEATURES:
+        mean = overall.get(f)
+        mean = np.nan if mean is None else float(mean)
         means = profiles[f"mean_{f}"].to_numpy(dtype=np.float64)
-        out[f] = means / overall if overall else np.nan  # NaN when overall is 0 or unknown
+        out[f] = means / mean if mean else np.nan  # NaN when overall is 0 or unknown
     return out
 
 
@@ -1186,6 +1218,33 @@ def segmentation_from_scores(features: pd.DataFrame, scored: pd.DataFrame,
         clusters=cluster_table(ordered, aligned["cluster"].to_numpy(dtype=np.int64), codes,
                                fit),
         cluster_of_customer=scored["cluster"].to_numpy(dtype=np.int64),
+    )
+
+
+def segmentation_from_aggregates(fit: SegmentFit, profiles: pd.DataFrame, cell_customers,
+                                 cell_revenue_cents, overall_means: dict, cluster_stats: pd.DataFrame,
+                                 cluster_split) -> SegmentationResult:
+    """The run's segmentation as ``segmentation_from_scores`` makes it, from aggregates over
+    every scored customer instead of their rows (the Spark path: the Score job computes them).
+
+    ``profiles``: the segment_profiles table (``segment_profiles`` with recency_status);
+    ``cell_customers``, ``cell_revenue_cents``: per ``sample_stratum`` cell (see
+    ``rfm_grid_from_cells``); ``overall_means``: every PROFILE_INDEX_FEATURES column's mean over
+    all customers with a value; ``cluster_stats``, ``cluster_split``: see
+    ``cluster_table_from_stats``. ``assignments`` is empty and ``cluster_of_customer`` None:
+    the customers' rows stay in the table the job wrote."""
+    profiles = profiles.sort_values("segment_rank").reset_index(drop=True)
+    return SegmentationResult(
+        assignments=pd.DataFrame({"customer_id": pd.Series(dtype="str"), "segment_name": pd.Series(dtype="str"),
+                                  "segment_rank": pd.Series(dtype=np.int64)}),
+        profiles=profiles,
+        k_selection=[dict(row) for row in fit.k_selection],
+        n_clusters=fit.n_clusters,
+        typical_interval_days=float(fit.thresholds.interval_days),
+        rfm_grid=rfm_grid_from_cells(cell_customers, cell_revenue_cents),
+        profile_index=profile_index_from_means(overall_means, profiles),
+        thresholds=fit.thresholds,
+        clusters=cluster_table_from_stats(cluster_stats, cluster_split, fit),
     )
 
 

@@ -113,34 +113,48 @@ def churn_figures(result) -> dict[str, str]:
     return figures
 
 
-def value_figures(customer_value, features, holdout: dict, *,
-                  currency: str = fmt.DEFAULT_CURRENCY) -> dict[str, str]:
-    """The 12-month CLV distribution, mean P(alive) by recency and purchase days, and the
-    holdout check (``clv.customer_value`` table, the customer_features rows it values, and
-    ``clv.holdout_check``'s result). ``currency``: the ISO 4217 code of the run's amounts."""
-    from ..domain.segments import PURCHASE_DAYS_BINS, RECENCY_BINS, bin_codes
+def value_chart_data(customer_value, features) -> dict:
+    """What the value charts draw, from the ``clv.customer_value`` table and the
+    customer_features rows it values: the 12-month CLV histogram (``clv.clv_histogram_edges``,
+    ``clv.clv_histogram_counts``) and, per recency x purchase-days cell (``segments.sample_stratum``),
+    the customers and the sum of their P(alive). Counts and sums: on the Spark path the Score
+    job computes the same dict with group-bys (glue/cdnow_score.py)."""
+    from ..domain.clv import clv_histogram_counts, clv_histogram_edges
+    from ..domain.segments import PURCHASE_DAYS_BINS, RECENCY_BINS, sample_stratum
 
     clv = customer_value["clv_12m"].to_numpy(dtype=np.float64)
+    edges = clv_histogram_edges(float(clv.max()))
+    rows = features.set_index("customer_id").reindex(customer_value["customer_id"])
+    cells = sample_stratum(rows)
+    size = len(RECENCY_BINS) * len(PURCHASE_DAYS_BINS)
+    return {
+        "clv_edges": edges.tolist(),
+        "clv_counts": clv_histogram_counts(clv, edges).tolist(),
+        "cell_customers": np.bincount(cells, minlength=size).tolist(),
+        "cell_p_alive_sum": np.bincount(cells, weights=customer_value["p_alive"].to_numpy(dtype=np.float64),
+                                        minlength=size).tolist(),
+    }
+
+
+def value_figures(chart_data: dict, holdout: dict, *,
+                  currency: str = fmt.DEFAULT_CURRENCY) -> dict[str, str]:
+    """The 12-month CLV distribution, mean P(alive) by recency and purchase days, and the
+    holdout check (``value_chart_data``'s dict, and ``clv.holdout_check``'s result).
+    ``currency``: the ISO 4217 code of the run's amounts."""
+    from ..domain.segments import PURCHASE_DAYS_BINS, RECENCY_BINS
+
     # Spend is heavy-tailed: bins of equal width in log10 of the amount, everything under a tenth
     # of the currency's unit (10 cents, 10 pence) in the first one.
-    exponents = np.log10(np.clip(clv, 0.1, None))
-    top = max(1, math.ceil(float(exponents.max())))
-    edges = np.linspace(-1.0, top, 10 * (top + 1) + 1)
-    counts, _ = np.histogram(exponents, bins=edges)
+    edges = np.asarray(chart_data["clv_edges"], dtype=np.float64)
+    top = int(round(edges[-1]))
     figures = {
         "clv_distribution": charts.histogram(
-            edges.tolist(), counts.tolist(), title="Expected value of the next 12 months per customer",
+            edges.tolist(), list(chart_data["clv_counts"]), title="Expected value of the next 12 months per customer",
             x_label=f"12-month CLV in {currency} (log scale)", y_label="Customers",
             x_ticks=list(range(-1, top + 1)), x_tick_format=lambda v: fmt.money(10 ** v, currency, max(0, -int(v)))),
     }
 
-    rows = features.set_index("customer_id").reindex(customer_value["customer_id"])
-    r = bin_codes(rows["recency_days"].to_numpy(dtype=np.float64), RECENCY_BINS)
-    f = bin_codes(rows["purchase_days"].to_numpy(dtype=np.float64), PURCHASE_DAYS_BINS)
-    cells = r * len(PURCHASE_DAYS_BINS) + f
-    size = len(RECENCY_BINS) * len(PURCHASE_DAYS_BINS)
-    n = np.bincount(cells, minlength=size)
-    total = np.bincount(cells, weights=customer_value["p_alive"].to_numpy(dtype=np.float64), minlength=size)
+    n, total = chart_data["cell_customers"], chart_data["cell_p_alive_sum"]
     mean = [float(t / c) if c else None for t, c in zip(total, n)]
     width = len(PURCHASE_DAYS_BINS)
     figures["p_alive_matrix"] = charts.heatmap(
