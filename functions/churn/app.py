@@ -1,4 +1,7 @@
-"""Churn: a classifier trained on a temporal split, scoring every customer."""
+"""Churn: a classifier trained on a temporal split, scoring every customer.
+
+On the Spark path it runs twice: first it fits on the Features job's sample and writes its fit;
+after the Score job, with that first result (``fitted``), it reports the job's scores."""
 
 from cdnow import pipeline
 from cdnow.adapters.events import parse_payload
@@ -10,10 +13,14 @@ from cdnow.domain.steps import ModelPayload
 def lambda_handler(event, context):
     payload = parse_payload(event, ModelPayload, "the Churn step's payload")
     result = pipeline.churn(payload.run_state, analysis_date=payload.features.analysis_date,
-                             transactions_uri=payload.features.transactions_uri)
+                             transactions_uri=payload.features.transactions_uri,
+                             features=payload.features_state, fitted=payload.fitted)
     if result.get("skipped"):
         # The run succeeds without it; its summary, message and report carry the warning.
         logger.info("churn model skipped", extra={"reason": result["skipped"]})
+        return result
+    if "fitted" in result:
+        logger.info("churn model fitted on the sample", extra={"fit": result["fitted"]})
         return result
     logger.info("churn scores staged", extra={"metrics": result["metrics"]})
     metrics.add_metric(name="ChurnValidationRocAuc", unit="None", value=result["metrics"]["roc_auc"])

@@ -56,6 +56,7 @@ LAZY_LAYER_MODULES = (
     "cdnow.presentation.report",
     "cdnow.presentation.messages",
     "cdnow.adapters.history",
+    "cdnow.adapters.glue_code",
 )
 
 

@@ -89,6 +89,11 @@ def progress_note(state: str, output: dict) -> str | None:
                     f"as of {features['analysis_date']}")
         if state == "Features on Spark":
             return f"Glue job run {output['features_job']['job_run_id']} {output['features_job']['state']}"
+        if state == "Score on Spark":
+            return f"Glue job run {output['score_job']['job_run_id']} {output['score_job']['state']}"
+        if state in ("Segment from Spark", "Churn from Spark", "Value from Spark"):
+            # The Spark path's model steps after the Score job: the same result as the Lambda path's.
+            state = state.removesuffix(" from Spark")
         if state in ("Features", "Features from Spark"):
             features = output["steps"]["features"]
             rows = features["rows"]
@@ -99,6 +104,9 @@ def progress_note(state: str, output: dict) -> str | None:
             output = output[state.lower()]["result"]
         if state in ("Segment", "Churn", "Value") and output.get("skipped"):
             return f"skipped: {output['skipped']}"
+        if state in ("Segment", "Churn", "Value") and "fitted" in output:
+            # The Spark path's first run of a model step: fitted on the sample, nothing scored.
+            return f"fitted on {_count(output['fitted']['customers'])} sampled customers"
         if state == "Segment":
             segments = sorted(output["segments"].items(), key=lambda item: item[1]["segment_rank"])
             sizes = ", ".join(f"{name} {_count(s['customers'])}" for name, s in segments)

@@ -80,6 +80,59 @@ def test_the_published_customer_features_are_the_same_table(runs):
     np.testing.assert_allclose(spark_features[MONEY].to_numpy(), lambda_features[MONEY].to_numpy(), rtol=1e-9)
 
 
+def assert_same_figures(got, expected, path="") -> None:
+    """Equal JSON values: the same keys, lists and strings; numbers to 1e-9 relative."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and sorted(got) == sorted(expected), path
+        for key in expected:
+            assert_same_figures(got[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), path
+        for i, (g, e) in enumerate(zip(got, expected)):
+            assert_same_figures(g, e, f"{path}[{i}]")
+    elif isinstance(expected, float):
+        assert got == pytest.approx(expected, rel=1e-9, nan_ok=True), path
+    else:
+        assert got == expected, path
+
+
+def test_the_spark_path_fits_on_the_sample_then_scores_in_the_score_job(runs):
+    spark_run, spark_states, _, _ = runs["spark"]
+    lambda_states = runs["lambda"][1]
+    order = ["Features from Spark", "Models", "Score on Spark", "Models from Spark", "Publish"]
+    assert all(name in spark_states for name in order), spark_states
+    assert [spark_states.index(name) for name in order] == sorted(spark_states.index(name) for name in order)
+    assert "Score on Spark" not in lambda_states and "Models from Spark" not in lambda_states
+
+
+def test_the_scores_are_the_lambda_path_s_when_both_fit_on_every_customer(runs):
+    # The sample holds every customer of the sample file (fewer than the sample's size), so both
+    # paths fit on the same customers: every score equals to 1e-9.
+    for table in ("customer_segments", "churn_scores", "customer_value"):
+        expected, got = (runs[engine][3][table].drop(columns=["run_id"], errors="ignore")
+                         .sort_values("customer_id").reset_index(drop=True) for engine in ("lambda", "spark"))
+        assert list(got.columns) == list(expected.columns) and len(got) == len(expected) == SAMPLE_CUSTOMERS, table
+        for column in expected.columns:
+            if expected[column].dtype.kind == "f":
+                np.testing.assert_allclose(got[column].to_numpy(dtype=float), expected[column].to_numpy(dtype=float),
+                                           rtol=1e-9, atol=0, err_msg=f"{table}.{column}")
+            else:
+                assert got[column].astype(object).where(got[column].notna(), None).tolist() == \
+                    expected[column].astype(object).where(expected[column].notna(), None).tolist(), f"{table}.{column}"
+
+
+def test_the_run_summaries_figures_are_the_lambda_path_s(runs):
+    lambda_summary, spark_summary = runs["lambda"][0].summary, runs["spark"][0].summary
+    # Migration compares with the run before; the Lambda run was the first of this stack.
+    segmentation = {key: value for key, value in spark_summary["segmentation"].items() if key != "migration"}
+    assert_same_figures(segmentation, {key: value for key, value in lambda_summary["segmentation"].items()
+                                       if key != "migration"}, "segmentation")
+    for key in ("segments", "churn", "churn_calibration", "churn_drivers", "value", "value_holdout", "value_models"):
+        assert_same_figures(spark_summary[key], lambda_summary[key], key)
+    assert sorted(spark_summary["charts"]) == sorted(
+        chart.replace(lambda_summary["run_id"], spark_summary["run_id"]) for chart in lambda_summary["charts"])
+
+
 def test_the_models_ran_on_either_path_s_features(runs):
     for engine in ("lambda", "spark"):
         run, _, _, tables = runs[engine]

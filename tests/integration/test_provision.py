@@ -48,6 +48,7 @@ def test_state_machine_is_the_asl_file_with_its_substitutions(stack, root):
         "ReportFunctionArn": arn("ReportFunction"),
         "TransformJobName": glue.get_job(JobName="cdnow-it-TransformJob")["Job"]["Name"],
         "FeaturesJobName": glue.get_job(JobName="cdnow-it-FeaturesJob")["Job"]["Name"],
+        "ScoreJobName": glue.get_job(JobName="cdnow-it-ScoreJob")["Job"]["Name"],
         "RunCompleteTopicArn": stack.outputs["RunCompleteTopicArn"],
         "RunCoordinationTableName": boto3.client("dynamodb").describe_table(
             TableName="cdnow-it-RunCoordinationTable")["Table"]["TableName"],

@@ -103,6 +103,9 @@ def test_a_large_single_file_run_is_planned_for_spark_from_the_summary_alone(sto
         "--analysis_date": "1998-07-01",
         "--output_uri": layout.staged("customer_features"),
         "--summary_uri": layout.features_job_summary,
+        "--sample_uri": layout.model_sample,
+        "--sample_transactions_uri": layout.model_sample_transactions,
+        "--value_spend_uri": layout.value_spend,
     }
     assert all(isinstance(value, str) for value in plan["job_arguments"].values())  # Glue's arguments
     assert layout.features_job_summary.startswith(layout.prefix)
@@ -120,20 +123,42 @@ def test_below_the_threshold_or_for_a_dataset_the_lambda_computes(storage):
             pipeline.build_features(run, "db", spark_min_rows=151 if run["engine"] == "auto" else 1)
 
 
-def test_after_the_job_features_returns_the_lambda_path_s_shape(storage):
+def test_after_the_job_features_returns_the_lambda_path_s_shape(storage, monkeypatch):
+    from cdnow.adapters import glue_code
+
     layout = RunLayout("curated", "r-1")
     storage[layout.transform_summary] = TRANSFORM_SUMMARY
+    # The package's archive is in the bucket already (adapters.glue_code uploads it otherwise).
+    monkeypatch.setattr(pipeline.storage, "read_bytes_if_exists", lambda uri, limit: b"P")
     plan = pipeline.build_features(_run(engine="spark"), "db")
+    models = {"sample": {"customers": 40, "sampled": 40, "rate": 1.0, "strata": [],
+                         "customers_uri": layout.model_sample, "transactions_uri": layout.model_sample_transactions},
+              "value_spend_uri": layout.value_spend, "first_order_date": "1997-01-01",
+              "last_order_date": "1998-06-30", "net_of_returns": False}
     storage[layout.features_job_summary] = {"analysis_date": "1998-07-01", "rows_read": 150, "customers": 40,
                                             "customers_without_purchase": 2, "features_uri": plan["features_uri"],
-                                            "partitions": 1}
+                                            "partitions": 1, "models": models}
     result = pipeline.features_from_spark(_run(engine="spark"), plan)
+    spark_models = result.pop("spark_models")
     assert result == {
         "analysis_date": "1998-07-01", "customers": 40, "customers_without_purchase": 2,
         "rows": {k: TRANSFORM_SUMMARY[k] for k in ("read", "accepted", "excluded", "quarantined", "by_reason")},
         "input_format": "cdnow_text", "input_reading": {k: TRANSFORM_SUMMARY.get(k) for k in pipeline.INPUT_READING},
         "currency": "USD", "transactions_uri": layout.transactions, "history": None, "engine": "spark",
     }
+    # What the model steps fit on, and the Score job's arguments (Glue's: strings).
+    assert spark_models["sample"] == {"customers": 40, "sampled": 40, "rate": 1.0}
+    assert (spark_models["first_order_date"], spark_models["last_order_date"]) == ("1997-01-01", "1998-06-30")
+    arguments = spark_models["score_arguments"]
+    assert all(isinstance(value, str) for value in arguments.values())
+    assert arguments["--extra-py-files"] == glue_code.archive_uri("curated")
+    assert arguments["--fits_uri"] == layout.fits and arguments["--summary_uri"] == layout.score_job_summary
+    assert arguments["--net_of_returns"] == "false"
+    # A summary without the models' sample (a job run without the plan's arguments) is refused.
+    storage[layout.features_job_summary] = {**storage[layout.features_job_summary], "models": {}}
+    with pytest.raises(ValueError, match="no models' sample"):
+        pipeline.features_from_spark(_run(engine="spark"), plan)
+    storage[layout.features_job_summary] = {**storage[layout.features_job_summary], "models": models}
     # A summary of another plan (a stale one) is refused, not published.
     storage[layout.features_job_summary] = {**storage[layout.features_job_summary], "analysis_date": "1998-01-01"}
     with pytest.raises(ValueError, match="not this plan's"):

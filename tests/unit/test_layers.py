@@ -192,9 +192,18 @@ def test_every_function_that_draws_charts_ships_matplotlib(root):
 
     package_dir = package_root(root)
     tree = ast.parse((package_dir / "pipeline.py").read_text(encoding="utf-8"))
-    drawing_steps = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)
-                     and any(name.startswith("cdnow.presentation.figures")
-                             for name, _ in imports(ast.unparse(node), "cdnow.pipeline"))}
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    drawing = {name for name, node in functions.items()
+               if any(imported.startswith("cdnow.presentation.figures")
+                      for imported, _ in imports(ast.unparse(node), "cdnow.pipeline"))}
+    while True:  # and the functions that call one of them
+        callers = {name for name, node in functions.items() if name not in drawing and any(
+            isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in drawing
+            for call in ast.walk(node))}
+        if not callers:
+            break
+        drawing |= callers
+    drawing_steps = {name for name in drawing if not name.startswith("_")}
     assert drawing_steps == {"segment", "churn", "value"}
     resources = load_template(root / "template.yaml")["Resources"]
     drawing_functions = []

@@ -19,9 +19,9 @@ STEP_RESULTS = {
     "ingest": lambda request, **_: {"run_id": f"run-of-{request.key}", "input_uri": request.input_uri},
     "build_features": lambda run, database, spark_min_rows: {"customers": 3, "analysis_date": "1998-07-01",
                                                              "rows": {}, "engine": "lambda"},
-    "segment": lambda run, database: {"segments": {"Champions": {"customers": 3}}},
-    "churn": lambda run, analysis_date, transactions_uri: {"metrics": {"roc_auc": 0.8}},
-    "value": lambda run, analysis_date, transactions_uri: {"metrics": {"total_clv_12m": 12.5}},
+    "segment": lambda run, database, features, fitted: {"segments": {"Champions": {"customers": 3}}},
+    "churn": lambda run, analysis_date, transactions_uri, features, fitted: {"metrics": {"roc_auc": 0.8}},
+    "value": lambda run, analysis_date, transactions_uri, features, fitted: {"metrics": {"total_clv_12m": 12.5}},
     "publish": lambda run, database, features, models: [{"table": "runs"}],
     "run_summary": lambda run, features, models, tables: {"run_id": run["run_id"]},
     "record_summary": lambda run, summary: None,
@@ -115,7 +115,7 @@ def test_a_warning_is_a_log_line_of_the_run_not_text_on_stderr(root):
         import importlib.util, warnings
         from cdnow import pipeline
 
-        def churn_that_warns(run, analysis_date, transactions_uri):
+        def churn_that_warns(run, analysis_date, transactions_uri, features, fitted):
             warnings.warn("maximum-likelihood fit did not converge: ABNORMAL", RuntimeWarning)
             return {{"metrics": {{"roc_auc": 0.8}}}}
 

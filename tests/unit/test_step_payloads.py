@@ -32,7 +32,7 @@ def test_the_recorded_payloads_fit_and_keep_every_field(recorded):
 
 
 @pytest.mark.parametrize("model, name, drop, message", [
-    (StepPayload, "features", ("run",), r"the Segment step's payload: run is missing"),
+    (StepPayload, "features", ("run",), r"the Report step's payload: run is missing"),
     (StepPayload, "features", ("run", "run_id"), r"run\.run_id is missing"),
     (ModelPayload, "models", ("features", "analysis_date"), r"the Churn step's payload: features\.analysis_date is missing"),
 ])
@@ -42,7 +42,7 @@ def test_a_payload_that_lost_a_field_names_it(recorded, model, name, drop, messa
     for part in drop[:-1]:
         holder = holder[part]
     del holder[drop[-1]]
-    what = "the Segment step's payload" if model is StepPayload else "the Churn step's payload"
+    what = "the Report step's payload" if model is StepPayload else "the Churn step's payload"
     with pytest.raises(InvalidRunRequest, match=message):
         parse_payload(payload, model, what)
 

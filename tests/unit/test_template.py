@@ -56,7 +56,7 @@ def test_every_failure_path_reaches_the_failure_notification(definition):
     # A model's failure is caught inside its branch, returned, and routed by name after the Parallel
     # (Collect models reshapes the branches' results into one per model).
     assert states["Models"]["Next"] == "Collect models" and states["Collect models"]["Next"] == "Check models"
-    routes = {c["Variable"]: c["Next"] for c in states["Check models"]["Choices"]}
+    routes = {c["Variable"]: c["Next"] for c in states["Check models"]["Choices"] if "Variable" in c}
     tasks = {name: (branch, state) for branch in states["Models"]["Branches"]
              for name, state in branch["States"].items() if state["Type"] == "Task"}
     assert set(tasks) == {"Segment", "Churn", "Value"}
@@ -72,6 +72,15 @@ def test_every_failure_path_reaches_the_failure_notification(definition):
         failed = routes[f"$.models.{model.lower()}.failed_state"]
         assert states[failed]["Parameters"]["failed_state"] == model
         assert states[failed]["Next"] == "Failure message"
+    # The Spark path's Score job and its second run of the model steps fail the same way.
+    for name in ("Score on Spark", "Models from Spark"):
+        (catch,) = states[name]["Catch"]
+        assert catch["ErrorEquals"] == ["States.ALL"] and states[catch["Next"]]["Next"] == "Failure message"
+    for branch in states["Models from Spark"]["Branches"]:
+        model = branch["StartAt"].removesuffix(" from Spark")
+        (catch,) = branch["States"][branch["StartAt"]]["Catch"]
+        assert branch["States"][catch["Next"]]["Parameters"]["failed_state"] == model
+    assert states["Models from Spark"]["Next"] == "Check models"
     assert states["Check models"]["Default"] == "Publish"
     assert states["Failure message"]["Next"] == "Held the dataset?"
     assert states["Notify failure"]["Next"] == "Run failed"
@@ -106,24 +115,30 @@ def test_models_run_in_parallel_and_tasks_have_timeouts(definition):
     assert branches == ["Segment", "Churn"]
     assert states["Models"]["Branches"][0]["States"]["Segment"]["Next"] == "Value"
     tasks = [s for s in states.values() if s["Type"] == "Task"]
-    tasks += [s for b in states["Models"]["Branches"] for s in b["States"].values() if s["Type"] == "Task"]
-    assert len(tasks) == 16 and all("TimeoutSeconds" in task for task in tasks)
-    assert states["Transform"]["Resource"] == "arn:aws:states:::glue:startJobRun.sync"
-    assert states["Features on Spark"]["Resource"] == "arn:aws:states:::glue:startJobRun.sync"
+    tasks += [s for parallel in ("Models", "Models from Spark") for b in states[parallel]["Branches"]
+              for s in b["States"].values() if s["Type"] == "Task"]
+    assert len(tasks) == 20 and all("TimeoutSeconds" in task for task in tasks)
+    for name in ("Transform", "Features on Spark", "Score on Spark"):
+        assert states[name]["Resource"] == "arn:aws:states:::glue:startJobRun.sync"
+    # The Spark path's model steps after the Score job: one branch each, in parallel.
+    assert [b["StartAt"] for b in states["Models from Spark"]["Branches"]] == [
+        "Segment from Spark", "Churn from Spark", "Value from Spark"]
 
 
 def _tasks(definition):
     states = definition["States"]
     tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
-    for branch in states["Models"]["Branches"]:
-        tasks.update({name: s for name, s in branch["States"].items() if s["Type"] == "Task"})
+    for parallel in ("Models", "Models from Spark"):
+        for branch in states[parallel]["Branches"]:
+            tasks.update({name: s for name, s in branch["States"].items() if s["Type"] == "Task"})
     return tasks
 
 
 def test_lambda_tasks_retry_lambda_service_errors_with_backoff_and_jitter(definition):
     lambda_tasks = {n: t for n, t in _tasks(definition).items() if t["Resource"] == "arn:aws:states:::lambda:invoke"}
     assert set(lambda_tasks) == {"Ingest", "Features", "Features from Spark", "Segment", "Churn", "Value", "Publish",
-                                 "Report", "Failure message"}
+                                 "Report", "Failure message", "Segment from Spark", "Churn from Spark",
+                                 "Value from Spark"}
     for name, task in lambda_tasks.items():
         (retry,) = task["Retry"]
         assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException",
@@ -133,7 +148,7 @@ def test_lambda_tasks_retry_lambda_service_errors_with_backoff_and_jitter(defini
         assert "States.ALL" not in retry["ErrorEquals"] and "States.TaskFailed" not in retry["ErrorEquals"], name
 
 
-@pytest.mark.parametrize("task", ["Transform", "Features on Spark"])
+@pytest.mark.parametrize("task", ["Transform", "Features on Spark", "Score on Spark"])
 def test_glue_task_retries_concurrency_and_throttling_only(definition, task):
     (retry,) = definition["States"][task]["Retry"]
     assert {"Glue.ConcurrentRunsExceededException", "Glue.ThrottlingException"} <= set(retry["ErrorEquals"])
@@ -227,14 +242,17 @@ def test_every_task_times_out_after_its_target_does(root, definition):
             # No limit of their own.
             assert task["Resource"] in ("arn:aws:states:::sns:publish", "arn:aws:states:::dynamodb:deleteItem"), name
     assert set(limits) == {"Ingest", "Transform", "Features", "Features on Spark", "Features from Spark", "Segment",
-                           "Churn", "Value", "Publish", "Report", "Failure message"}
+                           "Churn", "Value", "Score on Spark", "Segment from Spark", "Churn from Spark",
+                           "Value from Spark", "Publish", "Report", "Failure message"}
     short = {name: (_tasks(definition)[name]["TimeoutSeconds"], limit) for name, limit in limits.items()
              if _tasks(definition)[name]["TimeoutSeconds"] < limit + 60}
     assert not short, f"TimeoutSeconds less than 60 s above the target's own limit: {short}"
 
 
 def test_the_execution_has_a_timeout_beyond_its_tasks_worst_case(definition):
-    longest = sum(t["TimeoutSeconds"] for n, t in _tasks(definition).items() if n not in ("Segment", "Churn"))
+    # Each Parallel's longest branch: Segment then Value, and one of the three from Spark.
+    parallel = ("Segment", "Churn", "Segment from Spark", "Churn from Spark")
+    longest = sum(t["TimeoutSeconds"] for n, t in _tasks(definition).items() if n not in parallel)
     assert definition["TimeoutSeconds"] >= longest
 def test_report_runs_after_publish_and_a_failed_report_still_announces_the_run(definition):
     states = definition["States"]

@@ -346,6 +346,10 @@ def _spark_features_plan(run: dict, transform: dict) -> dict:
             "--analysis_date": analysis_date,
             "--output_uri": layout.staged("customer_features"),
             "--summary_uri": layout.features_job_summary,
+            # What the model steps fit on and the Score job values with (issue 18's Spark path).
+            "--sample_uri": layout.model_sample,
+            "--sample_transactions_uri": layout.model_sample_transactions,
+            "--value_spend_uri": layout.value_spend,
         },
     }
 
@@ -360,9 +364,36 @@ def features_from_spark(run: dict, plan: dict) -> dict:
             "customer_features"):
         raise ValueError(f"run {run['run_id']}: the Features job's summary {layout.features_job_summary} is not "
                          f"this plan's (analysis date {job.get('analysis_date')}, expected {plan['analysis_date']})")
+    models = job.get("models") or {}
+    if not (models.get("sample") and models.get("value_spend_uri")):
+        raise ValueError(f"run {run['run_id']}: the Features job's summary {layout.features_job_summary} has no "
+                         "models' sample or value spend: the job ran without the plan's arguments")
     transform = storage.read_json(layout.transform_summary)
-    return _features_result(run, transform, "spark", job["analysis_date"], int(job["customers"]),
-                            int(job.get("customers_without_purchase", 0)), layout.transactions, None)
+    result = _features_result(run, transform, "spark", job["analysis_date"], int(job["customers"]),
+                              int(job.get("customers_without_purchase", 0)), layout.transactions, None)
+    from .adapters import glue_code
+
+    # What the model steps fit on (the sample, the whole log's span), and the Score job's
+    # arguments (strings), with this layer's own code for its executors.
+    result["spark_models"] = {
+        "sample": {key: models["sample"][key] for key in ("customers", "sampled", "rate")},
+        **{key: models[key] for key in ("first_order_date", "last_order_date", "net_of_returns")},
+        "score_arguments": {
+            "--run_id": run["run_id"],
+            "--extra-py-files": glue_code.shipped_package(run["curated_bucket"]),
+            "--features_uri": layout.staged("customer_features"),
+            "--fits_uri": layout.fits,
+            "--value_spend_uri": layout.value_spend,
+            "--net_of_returns": "true" if models["net_of_returns"] else "false",
+            "--segments_uri": layout.staged("customer_segments"),
+            "--churn_uri": layout.staged("churn_scores"),
+            "--value_uri": layout.staged("customer_value"),
+            "--profiles_uri": layout.staged("segment_profiles"),
+            "--simulation_sample_uri": layout.value_simulation_sample,
+            "--summary_uri": layout.score_job_summary,
+        },
+    }
+    return result
 
 
 def _replayed_history(run: dict, database: str):
@@ -406,11 +437,151 @@ def _with_history(run: dict, database: str, transactions):
 
 def _skip_model(layout: RunLayout, model: str, reason: Exception) -> dict:
     """What a model step returns when the data cannot support the model: the reason, and none of
-    its tables or metrics staged (a rerun removes what an earlier attempt staged)."""
+    its tables, metrics or fit staged (a rerun removes what an earlier attempt staged; the Score
+    job scores no model without a fit)."""
     for table in MODEL_TABLES[model]:
         storage.delete_prefix(layout.staged(table))
     storage.delete_prefix(f"{layout.staged('model_metrics')}{model}/")
+    storage.delete_prefix(layout.fit(model))
     return {"skipped": str(reason), "charts": []}
+
+
+# ---------------------------------------------------------------------------------------------
+# The Spark path's model steps (issue 18). Each model step runs twice: first it fits on the
+# Features job's sample and writes its fit (``RunLayout.fit``); the Score job applies the fits to
+# every customer and aggregates; then the step runs again with its first result (``fitted``) and
+# turns the Score job's summary into the Lambda path's result. Neither run reads a table that
+# grows with the customers.
+
+def _on_spark(features: dict | None) -> bool:
+    return bool(features) and features.get("engine") == "spark"
+
+
+def _sample_transactions(layout: RunLayout):
+    """Every row of the sampled customers, as the Transform wrote them."""
+    return storage.read_table(layout.model_sample_transactions, columns=TRANSACTION_COLUMNS)
+
+
+def _score_job_figures(layout: RunLayout, model: str) -> dict:
+    job = storage.read_json(layout.score_job_summary)
+    scored = (job.get("scored") or {}).get(model)
+    if scored is None:
+        raise ValueError(f"the Score job's summary {layout.score_job_summary} has no {model} scores, "
+                         f"though its fit {layout.fit(model)} was written")
+    return scored
+
+
+def _fit_segments_on_sample(run: dict) -> dict:
+    from .domain.segments import fit_segments
+
+    layout = _layout(run)
+    try:
+        fit = fit_segments(storage.read_table(layout.model_sample))
+    except InsufficientData as exc:
+        return _skip_model(layout, "segment", exc)
+    storage.write_text(layout.fit("segment"), json.dumps(fit.to_dict()), "application/json")
+    return {"fitted": {"uri": layout.fit("segment"), "customers": int(fit.fitted_customers)}}
+
+
+def _segments_from_scores(run: dict, database: str, fitted: dict) -> dict:
+    import pandas as pd
+
+    from .domain.segments import SegmentFit, segmentation_from_aggregates
+
+    if fitted.get("skipped"):
+        return fitted
+    layout = _layout(run)
+    scored = _score_job_figures(layout, "segment")
+    fit = SegmentFit.from_dict(storage.read_json(layout.fit("segment")))
+    result = segmentation_from_aggregates(
+        fit, storage.read_table(layout.staged("segment_profiles")), scored["cells"]["customers"],
+        scored["cells"]["revenue_cents"], scored["overall_means"], pd.DataFrame(scored["clusters"]),
+        scored["cluster_split"])
+    return _segment_outcome(run, database, layout, result, None)
+
+
+def _fit_churn_on_sample(run: dict, features: dict) -> dict:
+    import pandas as pd
+
+    from .domain.churn import NO_PURCHASE_IN_HORIZON, bgnbd_baselines, fit_churn
+
+    layout = _layout(run)
+    span = features["spark_models"]
+    horizon = int(run.get("churn_horizon_days") or DEFAULT_CHURN_HORIZON_DAYS)
+    try:
+        # The whole log's span, not the sample's: whether a label window is observed and the
+        # history long enough is a property of the log.
+        fit = fit_churn(_sample_transactions(layout), pd.Timestamp(features["analysis_date"]), horizon,
+                        label=run.get("churn_label") or NO_PURCHASE_IN_HORIZON, baselines=bgnbd_baselines(horizon),
+                        history_start=span["first_order_date"],
+                        history_end=pd.Timestamp(span["last_order_date"]) + pd.Timedelta(days=1))
+    except InsufficientData as exc:
+        return _skip_model(layout, "churn", exc)
+    storage.write_bytes(layout.fit("churn"), fit.to_bytes(), "application/octet-stream")
+    return {"fitted": {"uri": layout.fit("churn"), "customers": int(fit.driver_center_customers)}}
+
+
+def _churn_from_scores(run: dict, fitted: dict) -> dict:
+    import pandas as pd
+
+    from .domain.churn import SCORE_COLUMNS, SCORE_SUMMARY_FIGURES, ChurnFit, ChurnResult, churn_metrics
+
+    if fitted.get("skipped"):
+        return fitted
+    layout = _layout(run)
+    scored = _score_job_figures(layout, "churn")
+    fit = ChurnFit.from_bytes(storage.read_bytes(layout.fit("churn")))
+    result = ChurnResult(scores=pd.DataFrame(columns=SCORE_COLUMNS),
+                         metrics=churn_metrics(fit.metrics, {key: scored[key] for key in SCORE_SUMMARY_FIGURES}),
+                         calibration=fit.calibration, curves=fit.curves, drivers=fit.drivers)
+    return _churn_outcome(layout, result)
+
+
+def _fit_value_on_sample(run: dict, features: dict) -> dict:
+    import pandas as pd
+
+    from .domain.clv import compare_purchase_models, default_calibration_end, fit_value, value_inputs
+
+    layout = _layout(run)
+    span = features["spark_models"]
+    transactions = _sample_transactions(layout)
+    analysis_day = pd.Timestamp(features["analysis_date"])
+    try:
+        calibration_end = default_calibration_end(pd.Timestamp(span["first_order_date"]), analysis_day)
+        comparison = compare_purchase_models(transactions, calibration_end, analysis_day)
+        holdout = next(check for check in comparison["checks"] if check["model"] == comparison["chosen"])
+        inputs = value_inputs(transactions, analysis_day)
+        weights = None
+        if span["sample"]["rate"] < 1:
+            # Each sampled customer stands for its stratum's customers over its drawn customers.
+            sample = storage.read_table(layout.model_sample, columns=["customer_id", "sample_weight"])
+            weights = inputs[["customer_id"]].merge(sample, on="customer_id", how="left")["sample_weight"]
+            weights = weights.fillna(0.0).to_numpy(dtype=float)
+        fit = fit_value(inputs, model=comparison["chosen"], margin=float(run.get("margin") or 1.0),
+                        start=holdout["params"], weights=weights)
+    except InsufficientData as exc:
+        return _skip_model(layout, "value", exc)
+    storage.write_json(layout.fit("value"), fit.to_dict())
+    return {"fitted": {"uri": layout.fit("value"), "customers": int(fit.fitted_customers)},
+            "holdout": holdout, "purchase_models": comparison}
+
+
+def _value_from_scores(run: dict, analysis_date: str, fitted: dict) -> dict:
+    import pandas as pd
+
+    from .domain.clv import VALUE_TOTALS, ValueFit, segment_value_from_sample, value_metrics
+
+    if fitted.get("skipped"):
+        return fitted
+    layout = _layout(run)
+    scored = _score_job_figures(layout, "value")
+    fit = ValueFit.from_dict(storage.read_json(layout.fit("value")))
+    metrics = {"analysis_date": pd.Timestamp(analysis_date).date().isoformat(),
+               **value_metrics(fit, {key: scored[key] for key in VALUE_TOTALS})}
+    if scored.get("segment_totals") is not None:
+        metrics["segment_value"] = segment_value_from_sample(
+            storage.read_table(layout.value_simulation_sample), pd.DataFrame(scored["segment_totals"]), fit)
+    return _value_outcome(run, layout, metrics, fitted["holdout"], fitted["purchase_models"], scored["chart_data"])
 
 
 def _write_figures(layout: RunLayout, figures: dict[str, str]) -> list[str]:
@@ -452,25 +623,36 @@ def _previous_segments(run: dict, database: str):
     return previous_id, storage.read_published_run(database, "customer_segments", previous_id)
 
 
-def segment(run: dict, database: str) -> dict:
-    from .domain.segments import segment_customers, segment_migration
-    from .presentation.figures import segment_figures
+def segment(run: dict, database: str, features: dict | None = None, fitted: dict | None = None) -> dict:
+    """The Segment step. On the Spark path (``features`` engine "spark") it fits on the sample,
+    or with ``fitted`` (its first result) reports the Score job's segments."""
+    from .domain.segments import segment_customers
 
+    if _on_spark(features):
+        return _fit_segments_on_sample(run) if fitted is None else _segments_from_scores(run, database, fitted)
     layout = _layout(run)
-    features = storage.read_table(layout.staged("customer_features"))
     try:
-        result = segment_customers(features)
+        result = segment_customers(storage.read_table(layout.staged("customer_features")))
     except InsufficientData as exc:
         return _skip_model(layout, "segment", exc)
     storage.stage_table(result.assignments, layout.staged("customer_segments"))
     storage.stage_table(result.profiles, layout.staged("segment_profiles"))
+    return _segment_outcome(run, database, layout, result, result.assignments)
+
+
+def _segment_outcome(run: dict, database: str, layout: RunLayout, result, assignments) -> dict:
+    """The Segment step's result, metrics, migration and charts, whichever path scored the
+    customers; ``assignments``: their customer_segments rows (None on the Spark path, whose
+    Score job compares them with the previous run)."""
+    from .domain.segments import segment_migration
+    from .presentation.figures import segment_figures
+
     summary = result.summary()
     _stage_model_metrics(layout, "segment", {
         "n_clusters": result.n_clusters,
         **{f"{key}_k{row['k']}": row[key] for row in result.k_selection for key in ("silhouette", "stability")},
     })
-
-    previous = _previous_segments(run, database)
+    previous = _previous_segments(run, database) if assignments is not None else None
     if previous is None:
         # A rerun must not publish a migration table an earlier attempt staged.
         storage.delete_prefix(layout.staged("segment_migration"))
@@ -478,7 +660,7 @@ def segment(run: dict, database: str) -> dict:
     else:
         previous_id, previous_segments = previous
         migration = segment_migration(previous_segments[["customer_id", "segment_name"]],
-                                      result.assignments[["customer_id", "segment_name"]])
+                                      assignments[["customer_id", "segment_name"]])
         storage.stage_table(migration.assign(previous_run_id=previous_id), layout.staged("segment_migration"))
         moved = migration[migration["from_segment"] != migration["to_segment"]]["customers"].sum()
         summary["migration"] = {"previous_run_id": previous_id, "customers_moved": int(moved)}
@@ -489,12 +671,16 @@ def segment(run: dict, database: str) -> dict:
     return summary
 
 
-def churn(run: dict, analysis_date: str, transactions_uri: str | None = None) -> dict:
+def churn(run: dict, analysis_date: str, transactions_uri: str | None = None, features: dict | None = None,
+          fitted: dict | None = None) -> dict:
+    """The Churn step. On the Spark path (``features`` engine "spark") it fits on the sample,
+    or with ``fitted`` (its first result) reports the Score job's scores."""
     import pandas as pd
 
     from .domain.churn import NO_PURCHASE_IN_HORIZON, bgnbd_baselines, train_and_score
-    from .presentation.figures import churn_figures
 
+    if _on_spark(features):
+        return _fit_churn_on_sample(run, features) if fitted is None else _churn_from_scores(run, fitted)
     layout = _layout(run)
     # The rows Features analysed (a dataset's history with the delivery), as of the same date.
     transactions = storage.read_table(transactions_uri or layout.transactions, columns=TRANSACTION_COLUMNS)
@@ -508,6 +694,13 @@ def churn(run: dict, analysis_date: str, transactions_uri: str | None = None) ->
     except InsufficientData as exc:
         return _skip_model(layout, "churn", exc)
     storage.stage_table(result.scores, layout.staged("churn_scores"))
+    return _churn_outcome(layout, result)
+
+
+def _churn_outcome(layout: RunLayout, result) -> dict:
+    """The Churn step's result, metrics and charts, whichever path scored the customers."""
+    from .presentation.figures import churn_figures
+
     _stage_model_metrics(layout, "churn", result.metrics)
     return {
         "metrics": result.metrics,
@@ -525,12 +718,18 @@ def _staged_segments(layout: RunLayout):
     return storage.read_table(layout.staged("customer_segments"), columns=["customer_id", "segment_name"])
 
 
-def value(run: dict, analysis_date: str, transactions_uri: str | None = None) -> dict:
+def value(run: dict, analysis_date: str, transactions_uri: str | None = None, features: dict | None = None,
+          fitted: dict | None = None) -> dict:
+    """The Value step. On the Spark path (``features`` engine "spark") it fits on the sample,
+    or with ``fitted`` (its first result) reports the Score job's values."""
     import pandas as pd
 
     from .domain.clv import compare_purchase_models, customer_value, default_calibration_end
-    from .presentation.figures import value_chart_data, value_figures
+    from .presentation.figures import value_chart_data
 
+    if _on_spark(features):
+        return (_fit_value_on_sample(run, features) if fitted is None
+                else _value_from_scores(run, analysis_date, fitted))
     layout = _layout(run)
     transactions = storage.read_table(transactions_uri or layout.transactions, columns=TRANSACTION_COLUMNS)
     analysis_day = pd.Timestamp(analysis_date)
@@ -547,6 +746,16 @@ def value(run: dict, analysis_date: str, transactions_uri: str | None = None) ->
     except InsufficientData as exc:
         return _skip_model(layout, "value", exc)
     storage.stage_table(table, layout.staged("customer_value"))
+    features_rows = storage.read_table(layout.staged("customer_features"),
+                                       columns=["customer_id", "recency_days", "purchase_days"])
+    return _value_outcome(run, layout, metrics, holdout, comparison, value_chart_data(table, features_rows))
+
+
+def _value_outcome(run: dict, layout: RunLayout, metrics: dict, holdout: dict, comparison: dict,
+                   chart_data: dict) -> dict:
+    """The Value step's result, metrics and charts, whichever path valued the customers."""
+    from .presentation.figures import value_figures
+
     _stage_model_metrics(layout, "value", {
         **metrics,
         "holdout_predicted_purchases": holdout["predicted_holdout_purchases"],
@@ -554,15 +763,13 @@ def value(run: dict, analysis_date: str, transactions_uri: str | None = None) ->
         **{f"holdout_mean_absolute_error_{check['model']}": check["mean_absolute_error"]
            for check in comparison["checks"]},
     })
-    features = storage.read_table(layout.staged("customer_features"),
-                                  columns=["customer_id", "recency_days", "purchase_days"])
     # CLV is revenue in the run's currency: the progress line and the summary say which.
     currency = run.get("currency") or DEFAULT_CURRENCY
     return {
         "metrics": {**metrics, "currency": currency},
         "holdout": holdout,
         "purchase_models": comparison,
-        "charts": _write_figures(layout, value_figures(value_chart_data(table, features), holdout, currency=currency)),
+        "charts": _write_figures(layout, value_figures(chart_data, holdout, currency=currency)),
     }
 
 

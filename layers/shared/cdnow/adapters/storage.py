@@ -78,9 +78,13 @@ def content_sha256(uri: str, chunk_bytes: int = 8 * 1024 * 1024) -> str:
     return digest.hexdigest()
 
 
-def read_text(uri: str) -> str:
+def read_bytes(uri: str) -> bytes:
     bucket, key = split_s3_uri(uri)
-    return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
 
 
 def presign_get(uri: str, expires_s: int) -> str:

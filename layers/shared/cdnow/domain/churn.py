@@ -1121,6 +1121,11 @@ def score_churn(features: pd.DataFrame, fit: ChurnFit, *,
     return _with_threads(n_threads, lambda: _score(fit, features))
 
 
+# The figures of ``churn_score_summary``.
+SCORE_SUMMARY_FIGURES = ("n_scored", "mean_churn_probability",
+                         *(f"share_{band}_risk" for band in reversed(RISK_BANDS)))
+
+
 def churn_score_summary(scores: pd.DataFrame) -> dict[str, Any]:
     """The run's figures on its scored table: n_scored, mean_churn_probability and the share
     of each risk band (share_high_risk, share_medium_risk, share_low_risk).

@@ -1428,10 +1428,7 @@ def value_from_inputs(inputs: pd.DataFrame, annual_discount_rate: float = 0.10,
                     time_unit_days=time_unit_days, margin=margin, penalizer=penalizer,
                     model=model, start=start)
     table = score_value(inputs, fit)
-    totals = value_totals(table, inputs)
-    metrics = {"n_customers": totals["n_customers"], "n_repeat_buyers": totals["n_repeat_buyers"],
-               **fit.metrics(),
-               **{k: v for k, v in totals.items() if k not in ("n_customers", "n_repeat_buyers")}}
+    metrics = value_metrics(fit, value_totals(table, inputs))
     if segments is not None:
         metrics["segment_value"] = segment_value_intervals(table, segments, fit, inputs)
     return table, metrics
@@ -1705,6 +1702,18 @@ def score_value(inputs: pd.DataFrame, fit: ValueFit) -> pd.DataFrame:
         "expected_avg_spend": spend,
         "clv_12m": fit.margin * spend * purchases_value,
     })[CUSTOMER_VALUE_COLUMNS]
+
+
+VALUE_TOTALS = ("n_customers", "n_repeat_buyers", "mean_p_alive", "total_expected_purchases_365d",
+                "total_clv_12m", "mean_clv_12m")
+
+
+def value_metrics(fit: ValueFit, totals: dict) -> dict:
+    """The run's value metrics: the scored customers' counts, the fit's figures, then the
+    scored customers' sums and means (``value_totals``, or the same figures from a Spark
+    aggregation), in the order the run summary shows them."""
+    return {"n_customers": int(totals["n_customers"]), "n_repeat_buyers": int(totals["n_repeat_buyers"]),
+            **fit.metrics(), **{key: float(totals[key]) for key in VALUE_TOTALS[2:]}}
 
 
 def value_totals(table: pd.DataFrame, inputs: pd.DataFrame) -> dict:

@@ -33,7 +33,7 @@ class FeaturesOutcome(BaseModel):
 
 
 class StepPayload(BaseModel):
-    """A step that reads the run alone (Segment, Report)."""
+    """A step that reads the run alone (Report)."""
 
     run: Run
 
@@ -50,9 +50,15 @@ class FeaturesPayload(StepPayload):
 
 
 class ModelPayload(StepPayload):
-    """Churn and Value: the run and the Features step's result."""
+    """Segment, Churn and Value: the run and the Features step's result; on the Spark path's
+    second run of the step (after the Score job), its first result (``fitted``)."""
 
     features: FeaturesOutcome
+    fitted: dict[str, Any] | None = None
+
+    @property
+    def features_state(self) -> dict:
+        return self.features.model_dump()
 
 
 class PublishPayload(ModelPayload):
