@@ -19,7 +19,9 @@ Inputs: ``--features_uri`` (the run's customer_features prefix), ``--fits_uri`` 
 fit is absent was skipped and is not scored), ``--value_spend_uri`` (the Features job's value
 spend per customer) with ``--net_of_returns`` (true/false, the Features job's), the outputs
 ``--segments_uri``, ``--churn_uri``, ``--value_uri``, ``--profiles_uri`` (prefixes the tables'
-parquet files replace; the last is segment_profiles), ``--simulation_sample_uri`` (a prefix: the
+parquet files replace; the last is segment_profiles), ``--migration_uri`` (segment_migration's
+prefix, written when ``--previous_run_id`` and ``--previous_segments_uri`` name the published run
+and customer_segments files to compare with), ``--simulation_sample_uri`` (a prefix: the
 value inputs and segment of the customers the segments' value intervals are simulated on,
 ``clv.segment_value_from_sample``) and ``--summary_uri`` (the s3:// key of the job's JSON
 summary), optionally ``--run_id``.
@@ -250,6 +252,30 @@ def segment_value_inputs(scored: DataFrame, segments_scored: DataFrame, inputs: 
     return totals
 
 
+def segment_migration(spark: SparkSession, previous: DataFrame, scored: DataFrame, previous_run_id: str,
+                      path: str) -> dict:
+    """The segment_migration table (``segments.segment_migration``'s rows, with previous_run_id)
+    from the previous run's customer_segments and this run's, written to ``path``: customers per
+    (from_segment, to_segment) pair, those only in one run from or to its placeholder. Returns
+    {"previous_run_id", "customers_moved", "rows"}."""
+    before = previous.select(F.col("customer_id").cast("string").alias("customer_id"),
+                             F.col("segment_name").cast("string").alias("from_segment"))
+    after = scored.select("customer_id", F.col("segment_name").alias("to_segment"))
+    pairs = before.join(after, "customer_id", "full_outer").select(
+        F.coalesce("from_segment", F.lit(segments.NOT_IN_PREVIOUS)).alias("from_segment"),
+        F.coalesce("to_segment", F.lit(segments.NOT_IN_CURRENT)).alias("to_segment"))
+    counted = pairs.groupBy("from_segment", "to_segment").agg(F.count(F.lit(1)).alias("customers")).toPandas()
+    table = pd.DataFrame({
+        "from_segment": counted["from_segment"].astype("str"),
+        "to_segment": counted["to_segment"].astype("str"),
+        "customers": counted["customers"].astype("int64"),
+    }).sort_values(["from_segment", "to_segment"]).reset_index(drop=True)
+    table["previous_run_id"] = previous_run_id
+    spark.createDataFrame(table).coalesce(1).write.mode("overwrite").parquet(path)
+    moved = table.loc[table["from_segment"] != table["to_segment"], "customers"].sum()
+    return {"previous_run_id": previous_run_id, "customers_moved": int(moved), "rows": len(table)}
+
+
 def segment_profiles(scored: DataFrame, features: DataFrame) -> pd.DataFrame:
     """The segment_profiles table (``segments.segment_profiles`` with the recency status, as
     ``segmentation_from_scores`` makes it): one row per segment with customers, rank order.
@@ -332,7 +358,7 @@ def parse_args(argv: Sequence[str]) -> dict:
                 value = "true"
         given[key] = value
     prefixes = ("features_uri", "fits_uri", "value_spend_uri", *OUTPUT_ARGUMENTS.values(), PROFILES_ARGUMENT,
-                "simulation_sample_uri")
+                "simulation_sample_uri", "migration_uri")
     missing = [f"--{key}" for key in (*prefixes, "summary_uri", "net_of_returns") if not given.get(key)]
     if missing:
         raise ValueError(f"missing job argument(s): {', '.join(missing)}")
@@ -341,10 +367,18 @@ def parse_args(argv: Sequence[str]) -> dict:
             raise ValueError(f"--{key} must be an s3:// prefix ending with '/', got {given[key]!r}")
     if not given["summary_uri"].startswith("s3://") or given["summary_uri"].endswith("/"):
         raise ValueError(f"--summary_uri must name an s3:// object, got {given['summary_uri']!r}")
+    previous = [key for key in ("previous_run_id", "previous_segments_uri") if given.get(key)]
+    if len(previous) == 1:
+        raise ValueError("--previous_run_id and --previous_segments_uri go together (the run segment_migration "
+                         "compares with)")
+    if previous and not re.fullmatch(r"s3://[^/]+/.*/", given["previous_segments_uri"]):
+        raise ValueError(f"--previous_segments_uri must be an s3:// prefix ending with '/', "
+                         f"got {given['previous_segments_uri']!r}")
     if given["net_of_returns"] not in ("true", "false"):
         raise ValueError(f"--net_of_returns must be true or false, got {given['net_of_returns']!r}")
     return {**{key: given[key] for key in (*prefixes, "summary_uri")},
-            "net_of_returns": given["net_of_returns"] == "true", "run_id": given.get("run_id")}
+            "net_of_returns": given["net_of_returns"] == "true", "run_id": given.get("run_id"),
+            "previous_run_id": given.get("previous_run_id"), "previous_segments_uri": given.get("previous_segments_uri")}
 
 
 def segment_figures(spark: SparkSession, scored: DataFrame, features: DataFrame, profiles_path: str) -> dict:
@@ -401,6 +435,11 @@ def main(
             figures = {**segment_figures(spark, written[model], features, spark_path(args[PROFILES_ARGUMENT])),
                        "profiles_uri": args[PROFILES_ARGUMENT],
                        **segment_aggregates(written[model], features, fits["segment"])}
+            if args["previous_segments_uri"]:
+                previous = spark.read.parquet(spark_path(args["previous_segments_uri"]))
+                figures["migration"] = {**segment_migration(spark, previous, written[model], args["previous_run_id"],
+                                                            spark_path(args["migration_uri"])),
+                                        "uri": args["migration_uri"]}
         elif model == "churn":
             figures = churn_summary(written[model])
             figures["rows"] = figures["n_scored"]

@@ -15,10 +15,10 @@ from cdnow.domain.steps import FeaturesPayload
 def lambda_handler(event, context):
     payload = parse_payload(event, FeaturesPayload, "the Features step's payload")
     run = payload.run_state
+    settings = FeaturesSettings.from_environment()
     if payload.spark is not None:
-        result = pipeline.features_from_spark(run, payload.spark)
+        result = pipeline.features_from_spark(run, payload.spark, database=settings.glue_database)
     else:
-        settings = FeaturesSettings.from_environment()
         result = pipeline.build_features(run, database=settings.glue_database,
                                          spark_min_rows=settings.spark_features_min_rows)
         if result["engine"] == "spark":

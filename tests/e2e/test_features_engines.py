@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from cdnow.adapters.storage import read_published_run
+from cdnow.domain.segments import segment_migration
 from cdnow_offline.emulator import Emulator
 from cdnow_offline.remote import run_on_stack
 
@@ -48,6 +49,9 @@ def runs(root, tmp_path_factory):
             notification = json.loads(Emulator.published(outputs["RunCompleteTopicArn"])[-1]["default"])
             tables = {table: read_published_run(DATABASE, table, run.summary["run_id"])
                       for table in ("customer_features", "customer_segments", "churn_scores", "customer_value")}
+            if engine == "spark":  # the second run: its segments are compared with the first's
+                tables["segment_migration"] = read_published_run(DATABASE, "segment_migration",
+                                                                 run.summary["run_id"])
             runs[engine] = (run, states_entered(run.execution_arn), notification, tables)
         yield runs
 
@@ -129,6 +133,14 @@ def test_the_run_summaries_figures_are_the_lambda_path_s(runs):
                                        if key != "migration"}, "segmentation")
     for key in ("segments", "churn", "churn_calibration", "churn_drivers", "value", "value_holdout", "value_models"):
         assert_same_figures(spark_summary[key], lambda_summary[key], key)
+    # The Score job compared the segments with the previous published run's, the Lambda run's.
+    assert spark_summary["segmentation"]["migration"] == {"previous_run_id": lambda_summary["run_id"],
+                                                          "customers_moved": 0}
+    migration = runs["spark"][3]["segment_migration"].drop(columns=["run_id"])
+    expected = segment_migration(runs["lambda"][3]["customer_segments"], runs["spark"][3]["customer_segments"])
+    pd.testing.assert_frame_equal(migration, expected.assign(previous_run_id=lambda_summary["run_id"]),
+                                  check_dtype=False)  # the same parquet types; pandas' string flavours differ
+    assert migration["customers"].dtype.kind == "i"
     assert sorted(spark_summary["charts"]) == sorted(
         chart.replace(lambda_summary["run_id"], spark_summary["run_id"]) for chart in lambda_summary["charts"])
 

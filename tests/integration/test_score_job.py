@@ -98,7 +98,8 @@ def test_features_then_score_on_the_offline_stack(stack):
         "--value_spend_uri": prefix + "value_spend/", "--net_of_returns": "false",
         "--segments_uri": prefix + "staged/customer_segments/", "--churn_uri": prefix + "staged/churn_scores/",
         "--value_uri": prefix + "staged/customer_value/", "--profiles_uri": prefix + "staged/segment_profiles/",
-        "--simulation_sample_uri": prefix + "value_simulation_sample/", "--summary_uri": prefix + "score_job.json",
+        "--simulation_sample_uri": prefix + "value_simulation_sample/",
+        "--migration_uri": prefix + "staged/segment_migration/", "--summary_uri": prefix + "score_job.json",
     }
     for attempt in ("first", "rerun"):  # a rerun adds the same archive again: once per name
         score_run = run_job("cdnow-it-ScoreJob", arguments)
@@ -132,6 +133,7 @@ def test_a_missing_archive_fails_the_score_job_naming_it(stack):
         "--features_uri": prefix + "f/", "--fits_uri": prefix + "fits/", "--value_spend_uri": prefix + "v/",
         "--net_of_returns": "false", "--segments_uri": prefix + "s/", "--churn_uri": prefix + "c/",
         "--value_uri": prefix + "val/", "--profiles_uri": prefix + "p/", "--simulation_sample_uri": prefix + "sim/",
+        "--migration_uri": prefix + "mig/",
         "--summary_uri": prefix + "score_job.json",
     })
     assert run["JobRunState"] == "FAILED"

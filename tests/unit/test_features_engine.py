@@ -130,6 +130,8 @@ def test_after_the_job_features_returns_the_lambda_path_s_shape(storage, monkeyp
     storage[layout.transform_summary] = TRANSFORM_SUMMARY
     # The package's archive is in the bucket already (adapters.glue_code uploads it otherwise).
     monkeypatch.setattr(pipeline.storage, "read_bytes_if_exists", lambda uri, limit: b"P")
+    published_runs = None  # no run published yet: no migration to compute
+    monkeypatch.setattr(pipeline.storage, "read_published_table", lambda database, table: published_runs)
     plan = pipeline.build_features(_run(engine="spark"), "db")
     models = {"sample": {"customers": 40, "sampled": 40, "rate": 1.0, "strata": [],
                          "customers_uri": layout.model_sample, "transactions_uri": layout.model_sample_transactions},
@@ -138,7 +140,7 @@ def test_after_the_job_features_returns_the_lambda_path_s_shape(storage, monkeyp
     storage[layout.features_job_summary] = {"analysis_date": "1998-07-01", "rows_read": 150, "customers": 40,
                                             "customers_without_purchase": 2, "features_uri": plan["features_uri"],
                                             "partitions": 1, "models": models}
-    result = pipeline.features_from_spark(_run(engine="spark"), plan)
+    result = pipeline.features_from_spark(_run(engine="spark"), plan, "db")
     spark_models = result.pop("spark_models")
     assert result == {
         "analysis_date": "1998-07-01", "customers": 40, "customers_without_purchase": 2,
@@ -153,16 +155,24 @@ def test_after_the_job_features_returns_the_lambda_path_s_shape(storage, monkeyp
     assert all(isinstance(value, str) for value in arguments.values())
     assert arguments["--extra-py-files"] == glue_code.archive_uri("curated")
     assert arguments["--fits_uri"] == layout.fits and arguments["--summary_uri"] == layout.score_job_summary
-    assert arguments["--net_of_returns"] == "false"
+    assert arguments["--net_of_returns"] == "false" and "--previous_segments_uri" not in arguments
+    # After a published run, the Score job compares the segments with that run's.
+    import pandas as pd
+
+    published_runs = pd.DataFrame({"run_id": ["r-0"], "dataset": [""], "published_at": [pd.Timestamp("2026-01-01")]})
+    monkeypatch.setattr(pipeline.storage, "partition_location_of",
+                        lambda database, table, run_id: f"s3://curated/tables/{table}/run_id={run_id}/a1")
+    arguments = pipeline.features_from_spark(_run(engine="spark"), plan, "db")["spark_models"]["score_arguments"]
+    assert arguments["--previous_run_id"] == "r-0"
+    assert arguments["--previous_segments_uri"] == "s3://curated/tables/customer_segments/run_id=r-0/a1/"
     # A summary without the models' sample (a job run without the plan's arguments) is refused.
     storage[layout.features_job_summary] = {**storage[layout.features_job_summary], "models": {}}
     with pytest.raises(ValueError, match="no models' sample"):
-        pipeline.features_from_spark(_run(engine="spark"), plan)
-    storage[layout.features_job_summary] = {**storage[layout.features_job_summary], "models": models}
+        pipeline.features_from_spark(_run(engine="spark"), plan, "db")
     # A summary of another plan (a stale one) is refused, not published.
     storage[layout.features_job_summary] = {**storage[layout.features_job_summary], "analysis_date": "1998-01-01"}
     with pytest.raises(ValueError, match="not this plan's"):
-        pipeline.features_from_spark(_run(engine="spark"), plan)
+        pipeline.features_from_spark(_run(engine="spark"), plan, "db")
 
 
 @dataclass

@@ -108,7 +108,8 @@ def run_jobs(spark, master_log: Path, tmp_path: Path, fits: dict[str, bytes], *o
          "--net_of_returns", "true" if features["models"]["net_of_returns"] else "false",
          "--segments_uri", PREFIX + "staged/customer_segments/", "--churn_uri", PREFIX + "staged/churn_scores/",
          "--value_uri", PREFIX + "staged/customer_value/", "--profiles_uri", PREFIX + "staged/segment_profiles/",
-         "--simulation_sample_uri", PREFIX + "value_simulation_sample/", "--summary_uri", PREFIX + "score_job.json",
+         "--simulation_sample_uri", PREFIX + "value_simulation_sample/",
+         "--migration_uri", PREFIX + "staged/segment_migration/", "--summary_uri", PREFIX + "score_job.json",
          *options],
         spark=spark, spark_path=spark_path)
     tables = {model: pq.read_table(spark_path(scored["uri"])).to_pandas()
@@ -206,12 +207,30 @@ def test_every_score_equals_the_lambda_path_s_with_the_same_fits(spark, shipped_
 
 
 def test_a_model_without_a_fit_is_not_scored(spark, shipped_code, master_log, lambda_path, tmp_path, mocked_aws):
-    fits, _ = lambda_path
+    fits, expected = lambda_path
     objects = fit_objects(fits)
     del objects["churn.bin"]
-    summary, tables = run_jobs(spark, master_log, tmp_path, objects)
+    # A previous run's segments to compare with: some customers moved, some left, one is new.
+    previous = expected["segment"].iloc[100:].copy()
+    previous.loc[previous.index[:500], "segment_name"] = "Lost"
+    previous = pd.concat([previous, pd.DataFrame({"customer_id": ["gone"], "segment_name": ["Loyal"],
+                                                  "segment_rank": [1]})], ignore_index=True)
+    folder = tmp_path / "curated/tables/customer_segments/run_id=r0/a1"
+    folder.mkdir(parents=True)
+    previous.to_parquet(folder / "part-0.parquet", index=False)
+    summary, tables = run_jobs(spark, master_log, tmp_path, objects, "--previous_run_id", "r0",
+                               "--previous_segments_uri", "s3://curated/tables/customer_segments/run_id=r0/a1/")
     assert sorted(summary["scored"]) == ["segment", "value"]
     assert not (tmp_path / "curated" / "runs" / "run_id=r1" / "staged" / "churn_scores").exists()
+    # segment_migration is the Lambda path's table of the same two runs.
+    migration = pq.read_table(tmp_path / "curated/runs/run_id=r1/staged/segment_migration").to_pandas()
+    lambda_migration = segments.segment_migration(previous, expected["segment"]).assign(previous_run_id="r0")
+    pd.testing.assert_frame_equal(migration, lambda_migration, check_dtype=False)
+    moved = lambda_migration.loc[lambda_migration["from_segment"] != lambda_migration["to_segment"], "customers"].sum()
+    assert summary["scored"]["segment"]["migration"] == {
+        "previous_run_id": "r0", "customers_moved": int(moved), "rows": len(lambda_migration),
+        "uri": PREFIX + "staged/segment_migration/"}
+    assert moved > 100
 
 
 def test_the_shipped_archive_holds_the_package_and_is_the_same_every_time():
@@ -229,11 +248,12 @@ def test_the_shipped_archive_holds_the_package_and_is_the_same_every_time():
     (["--net_of_returns", "maybe"], "true or false"),
     (["--features_uri", "s3://curated/f"], "ending with '/'"),
     (["--summary_uri", "s3://curated/s/"], "name an s3:// object"),
+    (["--previous_run_id", "r0"], "go together"),
 ])
 def test_parse_args_names_the_bad_argument(argv, message):
     base = {"--features_uri": "s3://c/f/", "--fits_uri": "s3://c/fits/", "--value_spend_uri": "s3://c/v/",
             "--segments_uri": "s3://c/s/", "--churn_uri": "s3://c/c/", "--value_uri": "s3://c/val/",
-            "--profiles_uri": "s3://c/p/", "--simulation_sample_uri": "s3://c/sim/",
+            "--profiles_uri": "s3://c/p/", "--simulation_sample_uri": "s3://c/sim/", "--migration_uri": "s3://c/m/",
             "--summary_uri": "s3://c/score.json", "--net_of_returns": "false"}
     if argv:
         base.update(dict(zip(argv[::2], argv[1::2])))

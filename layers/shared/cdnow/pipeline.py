@@ -354,7 +354,7 @@ def _spark_features_plan(run: dict, transform: dict) -> dict:
     }
 
 
-def features_from_spark(run: dict, plan: dict) -> dict:
+def features_from_spark(run: dict, plan: dict, database: str) -> dict:
     """The Features step's result after the Features Glue job computed the table as ``plan``
     (``_spark_features_plan``) asked: the job's summary and the Transform's counts, in the shape
     the Lambda path returns."""
@@ -390,9 +390,18 @@ def features_from_spark(run: dict, plan: dict) -> dict:
             "--value_uri": layout.staged("customer_value"),
             "--profiles_uri": layout.staged("segment_profiles"),
             "--simulation_sample_uri": layout.value_simulation_sample,
+            "--migration_uri": layout.staged("segment_migration"),
             "--summary_uri": layout.score_job_summary,
         },
     }
+    # The published run whose segments this run's are compared with (segment_migration): where
+    # its rows are, for the Score job to read; the Segment step reports the job's counts.
+    previous_id = _previous_run_id(run, database)
+    location = None if previous_id is None else storage.partition_location_of(database, "customer_segments",
+                                                                              previous_id)
+    if location is not None:
+        result["spark_models"]["score_arguments"].update({"--previous_run_id": previous_id,
+                                                          "--previous_segments_uri": location.rstrip("/") + "/"})
     return result
 
 
@@ -497,7 +506,7 @@ def _segments_from_scores(run: dict, database: str, fitted: dict) -> dict:
         fit, storage.read_table(layout.staged("segment_profiles")), scored["cells"]["customers"],
         scored["cells"]["revenue_cents"], scored["overall_means"], pd.DataFrame(scored["clusters"]),
         scored["cluster_split"])
-    return _segment_outcome(run, database, layout, result, None)
+    return _segment_outcome(run, database, layout, result, None, scored.get("migration"))
 
 
 def _fit_churn_on_sample(run: dict, features: dict) -> dict:
@@ -603,7 +612,16 @@ def _stage_model_metrics(layout: RunLayout, model: str, metrics: dict) -> None:
 
 
 def _previous_segments(run: dict, database: str):
-    """(run_id, customer_segments rows) of the most recently published other run, or None.
+    """(run_id, customer_segments rows) of the most recently published other run, or None
+    (``_previous_run_id``)."""
+    previous_id = _previous_run_id(run, database)
+    if previous_id is None:
+        return None
+    return previous_id, storage.read_published_run(database, "customer_segments", previous_id)
+
+
+def _previous_run_id(run: dict, database: str) -> str | None:
+    """The most recently published other run, or None.
 
     "Previous" is by publication time among the runs in the ``runs`` table (for a dataset's
     delivery, the dataset's runs), this run's own earlier publication excluded (a rerun compares
@@ -619,8 +637,7 @@ def _previous_segments(run: dict, database: str):
         runs = runs[runs["dataset"].fillna("") == run["dataset"]] if "dataset" in runs.columns else runs.iloc[0:0]
     if runs.empty:
         return None
-    previous_id = str(runs.sort_values(["published_at", "run_id"]).iloc[-1]["run_id"])
-    return previous_id, storage.read_published_run(database, "customer_segments", previous_id)
+    return str(runs.sort_values(["published_at", "run_id"]).iloc[-1]["run_id"])
 
 
 def segment(run: dict, database: str, features: dict | None = None, fitted: dict | None = None) -> dict:
@@ -640,10 +657,12 @@ def segment(run: dict, database: str, features: dict | None = None, fitted: dict
     return _segment_outcome(run, database, layout, result, result.assignments)
 
 
-def _segment_outcome(run: dict, database: str, layout: RunLayout, result, assignments) -> dict:
+def _segment_outcome(run: dict, database: str, layout: RunLayout, result, assignments,
+                     spark_migration: dict | None = None) -> dict:
     """The Segment step's result, metrics, migration and charts, whichever path scored the
     customers; ``assignments``: their customer_segments rows (None on the Spark path, whose
-    Score job compares them with the previous run)."""
+    Score job compared them with the previous run: ``spark_migration``, None when there was
+    none)."""
     from .domain.segments import segment_migration
     from .presentation.figures import segment_figures
 
@@ -653,7 +672,9 @@ def _segment_outcome(run: dict, database: str, layout: RunLayout, result, assign
         **{f"{key}_k{row['k']}": row[key] for row in result.k_selection for key in ("silhouette", "stability")},
     })
     previous = _previous_segments(run, database) if assignments is not None else None
-    if previous is None:
+    if spark_migration is not None:
+        summary["migration"] = {key: spark_migration[key] for key in ("previous_run_id", "customers_moved")}
+    elif previous is None:
         # A rerun must not publish a migration table an earlier attempt staged.
         storage.delete_prefix(layout.staged("segment_migration"))
         summary["migration"] = None
