@@ -191,6 +191,12 @@ class LocalLambdaRunner:
                 shipped.runtime_site()
             ]
 
+    def peak_memory_mb(self) -> dict[str, float]:
+        """Shipped environments: each function's largest resident set so far (MiB, polled while
+        it serves an invocation), over every environment it ran in."""
+        with self._pool_lock:
+            return {name: max(e.peak_memory_mb for e in pool) for name, pool in self._environments.items() if pool}
+
     def stop(self) -> None:
         """End every execution environment (the emulator stops them with itself)."""
         with self._pool_lock:

@@ -30,7 +30,9 @@ def _build():
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.memory", "2g")
+        # Local mode computes in the driver: its heap bounds a job offline (a benchmark at scale
+        # sets CDNOW_SPARK_DRIVER_MEMORY; Glue's workers have their own).
+        .config("spark.driver.memory", os.environ.get("CDNOW_SPARK_DRIVER_MEMORY", "2g"))
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}")
         .getOrCreate()

@@ -1,0 +1,145 @@
+"""Benchmark: whole runs through the Spark path on the offline stack, at several scales.
+
+    .venv/bin/python bench/bench_spark_path.py [--scales 10 100 1000] [--driver-memory 6g]
+
+For each scale, in a process of its own: CDNOW master resampled that many times (customers
+drawn with replacement under new ids) is written as a CDNOW text file, and a fresh offline stack
+(``Emulator`` with every function in its shipped environment: a Python 3.12 process with only
+what its artifact ships, its MemorySize enforced, its resident set polled) runs it with the
+option ``engine`` ``spark``, as ``cdnow run --local --shipped --engine spark`` does. The Glue
+jobs run in the stack's local SparkSession (local[2]; the driver's heap ``--driver-memory``).
+
+Prints, per scale: rows, customers, the run's wall time (upload to notification); each state's
+wall time from the execution's history (a state of the Models and Models from Spark parallels:
+its branch's longest); the Features and Score jobs' throughput (rows or customers per second of
+their states, staging to and from the emulated S3 included); and each Lambda function's peak
+resident set over the run (the Spark path's model steps hold only their sample: flat from x10
+to x1000). The JVM and the emulator run in this process, not counted in any function's figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The states whose wall times the table shows, in the order the path runs them.
+STATES = ("Ingest", "Transform", "Features", "Features on Spark", "Features from Spark", "Models", "Score on Spark",
+          "Models from Spark", "Publish", "Report")
+FUNCTIONS = ("Features", "Segment", "Churn", "Value", "Publish", "Report")
+
+
+def write_text_log(path: Path, scale: float) -> int:
+    """CDNOW master resampled ``scale`` times, in the master file's text format."""
+    from cdnow_offline.datasets import read_cdnow, resample_customers
+
+    log = resample_customers(read_cdnow(), scale, seed=0)
+    with path.open("w", encoding="utf-8") as out:
+        out.writelines(f" {c} {d:%Y%m%d} {q:2d} {a:8.2f}\n" for c, d, q, a in zip(
+            log["customer_id"], log["order_date"], log["quantity"], log["amount"]))
+    return len(log)
+
+
+def state_seconds(execution_arn: str) -> dict[str, float]:
+    """Each state's wall time, entered to exited (a state entered twice: the sum)."""
+    import boto3
+
+    sfn = boto3.client("stepfunctions")
+    events, token = [], None
+    while True:
+        page = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000,
+                                         **({"nextToken": token} if token else {}))
+        events += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            break
+    entered: dict[str, datetime] = {}
+    seconds: dict[str, float] = {}
+    for event in events:
+        if "stateEnteredEventDetails" in event:
+            entered[event["stateEnteredEventDetails"]["name"]] = event["timestamp"]
+        elif "stateExitedEventDetails" in event:
+            name = event["stateExitedEventDetails"]["name"]
+            if name in entered:
+                seconds[name] = seconds.get(name, 0.0) + (event["timestamp"] - entered.pop(name)).total_seconds()
+    return seconds
+
+
+def one_scale(scale: float, work: Path) -> dict:
+    """The run of one scale on a fresh offline stack (in this process)."""
+    from cdnow_offline.emulator import Emulator
+    from cdnow_offline.remote import run_on_stack
+
+    text = work / f"cdnow-x{scale:g}.txt"
+    started = time.perf_counter()
+    rows = write_text_log(text, scale)
+    generated_s = time.perf_counter() - started
+    with Emulator(ROOT, shipped=True) as emulator:
+        outputs = emulator.provision(f"cdnow-bench-x{scale:g}".replace(".", "-")).outputs
+        started = time.perf_counter()
+        run = run_on_stack(outputs, text, work / "out", echo=lambda line: None, timeout_s=4 * 3600, poll_s=1.0,
+                           options={"engine": "spark"})
+        wall_s = time.perf_counter() - started
+        if run.status != "SUCCEEDED":
+            raise SystemExit(f"x{scale:g}: the run {run.status}: {json.dumps(run.summary)[:3000]}")
+        peaks = emulator.lambdas.peak_memory_mb()
+        seconds = state_seconds(run.execution_arn)
+    peak_of = {function: max((mb for name, mb in peaks.items() if name.endswith(f"{function}Function")), default=0.0)
+               for function in FUNCTIONS}
+    return {"scale": scale, "rows": rows, "customers": run.summary["customers"], "wall_s": wall_s,
+            "generated_s": generated_s, "states": {name: seconds.get(name) for name in STATES},
+            "peak_mb": peak_of, "bench_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "engine": run.summary.get("engine")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", type=float, nargs="+", default=[10, 100])
+    parser.add_argument("--driver-memory", default="6g", help="the local Spark driver's heap (default 6g)")
+    parser.add_argument("--one", type=float, help=argparse.SUPPRESS)  # the child process of one scale
+    args = parser.parse_args()
+    if args.one is not None:
+        with tempfile.TemporaryDirectory(prefix="cdnow-bench-spark-") as work:
+            print(json.dumps(one_scale(args.one, Path(work))))
+        return
+
+    env = {**os.environ, "CDNOW_SPARK_DRIVER_MEMORY": args.driver_memory,
+           "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("layers/shared", "local"))}
+    results = []
+    for scale in args.scales:
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, __file__, "--one", str(scale)], env=env, cwd=ROOT,
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"x{scale:g} failed after {time.perf_counter() - started:.0f} s:\n{done.stderr[-3000:]}"
+                             f"{done.stdout[-2000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        results.append(result)
+        print(f"x{scale:g}: {result['rows']:,} rows, {result['customers']:,} customers, run {result['wall_s']:.0f} s "
+              f"(file written in {result['generated_s']:.0f} s)", flush=True)
+
+    print("\n| scale | rows | customers | run wall s | " + " | ".join(f"{s} s" for s in STATES) + " |")
+    print("|---|---:|---:|---:|" + "---:|" * len(STATES))
+    for r in results:
+        cells = " | ".join("" if r["states"][s] is None else f"{r['states'][s]:.1f}" for s in STATES)
+        print(f"| x{r['scale']:g} | {r['rows']:,} | {r['customers']:,} | {r['wall_s']:.0f} | {cells} |")
+    print("\n| scale | Features job rows/s | Score job customers/s | " + " | ".join(
+        f"{f} peak MB" for f in FUNCTIONS) + " |")
+    print("|---|---:|---:|" + "---:|" * len(FUNCTIONS))
+    for r in results:
+        features_s, score_s = r["states"]["Features on Spark"], r["states"]["Score on Spark"]
+        peaks = " | ".join(f"{r['peak_mb'][f]:,.0f}" for f in FUNCTIONS)
+        print(f"| x{r['scale']:g} | {r['rows'] / features_s:,.0f} | {r['customers'] / score_s:,.0f} | {peaks} |")
+
+
+if __name__ == "__main__":
+    main()
