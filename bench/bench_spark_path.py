@@ -93,12 +93,17 @@ def one_scale(scale: float, work: Path) -> dict:
             raise SystemExit(f"x{scale:g}: the run {run.status}: {json.dumps(run.summary)[:3000]}")
         peaks = emulator.lambdas.peak_memory_mb()
         seconds = state_seconds(run.execution_arn)
+        from cdnow.adapters.storage import read_json
+        from cdnow.domain.runs import RunLayout
+
+        score_job = read_json(RunLayout(outputs["CuratedBucketName"], run.summary["run_id"]).score_job_summary)
     peak_of = {function: max((mb for name, mb in peaks.items() if name.endswith(f"{function}Function")), default=0.0)
                for function in FUNCTIONS}
     return {"scale": scale, "rows": rows, "customers": run.summary["customers"], "wall_s": wall_s,
             "generated_s": generated_s, "states": {name: seconds.get(name) for name in STATES},
             "peak_mb": peak_of, "bench_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "engine": run.summary.get("engine")}
+            "engine": run.summary.get("engine"),
+            "score_seconds": {model: scored.get("seconds") for model, scored in score_job["scored"].items()}}
 
 
 def main() -> None:
@@ -114,18 +119,23 @@ def main() -> None:
 
     env = {**os.environ, "CDNOW_SPARK_DRIVER_MEMORY": args.driver_memory,
            "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("layers/shared", "local"))}
+    logs = Path(os.environ.get("BENCH_OUT", ROOT / ".bench"))
+    logs.mkdir(parents=True, exist_ok=True)
     results = []
     for scale in args.scales:
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, __file__, "--one", str(scale)], env=env, cwd=ROOT,
-                              capture_output=True, text=True)
+        log = logs / f"spark_path_x{scale:g}.log"  # the run's own lines (the functions', Spark's)
+        with log.open("w") as err:
+            done = subprocess.run([sys.executable, __file__, "--one", str(scale)], env=env, cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=err, text=True)
         if done.returncode:
-            raise SystemExit(f"x{scale:g} failed after {time.perf_counter() - started:.0f} s:\n{done.stderr[-3000:]}"
-                             f"{done.stdout[-2000:]}")
+            raise SystemExit(f"x{scale:g} failed after {time.perf_counter() - started:.0f} s (its log: {log}):\n"
+                             f"{done.stdout[-3000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         results.append(result)
         print(f"x{scale:g}: {result['rows']:,} rows, {result['customers']:,} customers, run {result['wall_s']:.0f} s "
-              f"(file written in {result['generated_s']:.0f} s)", flush=True)
+              f"(file written in {result['generated_s']:.0f} s); the Score job's seconds per model "
+              f"{result['score_seconds']}", flush=True)
 
     print("\n| scale | rows | customers | run wall s | " + " | ".join(f"{s} s" for s in STATES) + " |")
     print("|---|---:|---:|---:|" + "---:|" * len(STATES))

@@ -41,6 +41,7 @@ import json
 import logging
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import boto3
@@ -422,6 +423,7 @@ def main(
     summary: dict = {"customers": features.count(), "scored": {}}
     written: dict[str, DataFrame] = {}
     for model, table in tables.items():
+        started = time.monotonic()
         uri = args[OUTPUT_ARGUMENTS[model]]
         if model == "segment":
             # The cluster is what the cluster table groups by; the table has no such column.
@@ -453,6 +455,9 @@ def main(
                     written[model], written["segment"], value_inputs(features, spend, args["net_of_returns"]),
                     args["net_of_returns"], spark_path(args["simulation_sample_uri"]))
                 figures["simulation_sample_uri"] = args["simulation_sample_uri"]
+        # Wall seconds of its scoring, writing and aggregations (progress on long work).
+        figures["seconds"] = round(time.monotonic() - started, 1)
+        log.info("run_id=%s %s scored: %s rows in %.1f s", args["run_id"], model, figures["rows"], figures["seconds"])
         summary["scored"][model] = {"uri": uri, **figures}
     if "segment" in written:
         written["segment"].unpersist()

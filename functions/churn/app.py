@@ -21,6 +21,7 @@ def lambda_handler(event, context):
         return result
     if "fitted" in result:
         logger.info("churn model fitted on the sample", extra={"fit": result["fitted"]})
+        metrics.add_metric(name="FittedCustomers", unit="Count", value=result["fitted"]["customers"])
         return result
     logger.info("churn scores staged", extra={"metrics": result["metrics"]})
     metrics.add_metric(name="ChurnValidationRocAuc", unit="None", value=result["metrics"]["roc_auc"])

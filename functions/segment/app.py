@@ -21,6 +21,7 @@ def lambda_handler(event, context):
         return result
     if "fitted" in result:
         logger.info("segments fitted on the sample", extra={"fit": result["fitted"]})
+        metrics.add_metric(name="FittedCustomers", unit="Count", value=result["fitted"]["customers"])
         return result
     logger.info("segments staged", extra={"segments": result["segments"]})
     metrics.add_metric(name="Segments", unit="Count", value=len(result["segments"]))

@@ -22,6 +22,7 @@ def lambda_handler(event, context):
         return result
     if "fitted" in result:
         logger.info("lifetime value fitted on the sample", extra={"fit": result["fitted"]})
+        metrics.add_metric(name="FittedCustomers", unit="Count", value=result["fitted"]["customers"])
         return result
     logger.info("customer value staged", extra={"metrics": result["metrics"]})
     metrics.add_metric(name="TotalClv12m", unit="None", value=result["metrics"]["total_clv_12m"])

@@ -18,6 +18,7 @@ from cdnow.adapters.storage import read_published_run
 from cdnow.domain.segments import segment_migration
 from cdnow_offline.emulator import Emulator
 from cdnow_offline.remote import run_on_stack
+from same_figures import assert_same_figures, assert_same_rows
 
 DATABASE = "cdnow_analytics"
 SAMPLE_ROWS, SAMPLE_CUSTOMERS = 6_919, 2_357
@@ -84,22 +85,6 @@ def test_the_published_customer_features_are_the_same_table(runs):
     np.testing.assert_allclose(spark_features[MONEY].to_numpy(), lambda_features[MONEY].to_numpy(), rtol=1e-9)
 
 
-def assert_same_figures(got, expected, path="") -> None:
-    """Equal JSON values: the same keys, lists and strings; numbers to 1e-9 relative."""
-    if isinstance(expected, dict):
-        assert isinstance(got, dict) and sorted(got) == sorted(expected), path
-        for key in expected:
-            assert_same_figures(got[key], expected[key], f"{path}.{key}")
-    elif isinstance(expected, list):
-        assert isinstance(got, list) and len(got) == len(expected), path
-        for i, (g, e) in enumerate(zip(got, expected)):
-            assert_same_figures(g, e, f"{path}[{i}]")
-    elif isinstance(expected, float):
-        assert got == pytest.approx(expected, rel=1e-9, nan_ok=True), path
-    else:
-        assert got == expected, path
-
-
 def test_the_spark_path_fits_on_the_sample_then_scores_in_the_score_job(runs):
     spark_run, spark_states, _, _ = runs["spark"]
     lambda_states = runs["lambda"][1]
@@ -113,16 +98,9 @@ def test_the_scores_are_the_lambda_path_s_when_both_fit_on_every_customer(runs):
     # The sample holds every customer of the sample file (fewer than the sample's size), so both
     # paths fit on the same customers: every score equals to 1e-9.
     for table in ("customer_segments", "churn_scores", "customer_value"):
-        expected, got = (runs[engine][3][table].drop(columns=["run_id"], errors="ignore")
-                         .sort_values("customer_id").reset_index(drop=True) for engine in ("lambda", "spark"))
-        assert list(got.columns) == list(expected.columns) and len(got) == len(expected) == SAMPLE_CUSTOMERS, table
-        for column in expected.columns:
-            if expected[column].dtype.kind == "f":
-                np.testing.assert_allclose(got[column].to_numpy(dtype=float), expected[column].to_numpy(dtype=float),
-                                           rtol=1e-9, atol=0, err_msg=f"{table}.{column}")
-            else:
-                assert got[column].astype(object).where(got[column].notna(), None).tolist() == \
-                    expected[column].astype(object).where(expected[column].notna(), None).tolist(), f"{table}.{column}"
+        expected, got = (runs[engine][3][table].drop(columns=["run_id"], errors="ignore") for engine in ("lambda", "spark"))
+        assert len(expected) == SAMPLE_CUSTOMERS, table
+        assert_same_rows(got, expected, table)
 
 
 def test_the_run_summaries_figures_are_the_lambda_path_s(runs):

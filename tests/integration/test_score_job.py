@@ -23,6 +23,7 @@ from cdnow.adapters import glue_code
 from cdnow.domain import churn, clv, segments
 from cdnow.domain.features import customer_features
 from cdnow_offline.datasets import SAMPLE, read_cdnow
+from same_figures import assert_same_rows
 
 ANALYSIS_DATE = "1998-07-01"
 HORIZON_DAYS = 180
@@ -113,16 +114,7 @@ def test_features_then_score_on_the_offline_stack(stack):
         "customer_value": clv.score_value(inputs, fits["value"]),
     }
     for name, table in expected.items():
-        got = read_parquet(s3, bucket, f"{run}staged/{name}/").sort_values("customer_id").reset_index(drop=True)
-        table = table.sort_values("customer_id").reset_index(drop=True)
-        assert list(got.columns) == list(table.columns) and len(got) == len(table), name
-        for column in table.columns:
-            if table[column].dtype.kind == "f":
-                np.testing.assert_allclose(got[column].to_numpy(dtype=float), table[column].to_numpy(dtype=float),
-                                           rtol=1e-9, atol=0, err_msg=f"{name}.{column}")
-            else:
-                assert got[column].astype(object).where(got[column].notna(), None).tolist() == \
-                    table[column].astype(object).where(table[column].notna(), None).tolist(), f"{name}.{column}"
+        assert_same_rows(read_parquet(s3, bucket, f"{run}staged/{name}/"), table, name)
 
 
 def test_a_missing_archive_fails_the_score_job_naming_it(stack):

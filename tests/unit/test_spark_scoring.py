@@ -26,6 +26,7 @@ import pytest
 from cdnow.adapters import glue_code
 from cdnow.domain import churn, clv, segments
 from cdnow.domain.features import customer_features
+from same_figures import assert_same_figures, assert_same_rows
 from cdnow_offline.datasets import MASTER, read_cdnow
 
 ANALYSIS_DATE = dt.date(1998, 7, 1)
@@ -117,35 +118,6 @@ def run_jobs(spark, master_log: Path, tmp_path: Path, fits: dict[str, bytes], *o
     return summary, tables
 
 
-def assert_same_rows(got: pd.DataFrame, expected: pd.DataFrame) -> None:
-    assert list(got.columns) == list(expected.columns)
-    got = got.sort_values("customer_id").reset_index(drop=True)
-    expected = expected.sort_values("customer_id").reset_index(drop=True)
-    for name in expected.columns:
-        if expected[name].dtype.kind == "f":
-            np.testing.assert_allclose(got[name].to_numpy(dtype=np.float64), expected[name].to_numpy(dtype=np.float64),
-                                       rtol=1e-9, atol=0, err_msg=name)
-        else:
-            assert got[name].astype(object).where(got[name].notna(), None).tolist() == \
-                expected[name].astype(object).where(expected[name].notna(), None).tolist(), name
-
-
-def assert_same_summary(got, expected, path="") -> None:
-    """Equal JSON-like values: the same keys, lists and strings; numbers to 1e-9 relative."""
-    if isinstance(expected, dict):
-        assert isinstance(got, dict) and sorted(got) == sorted(expected), path
-        for key in expected:
-            assert_same_summary(got[key], expected[key], f"{path}.{key}")
-    elif isinstance(expected, list):
-        assert isinstance(got, list) and len(got) == len(expected), path
-        for i, (g, e) in enumerate(zip(got, expected)):
-            assert_same_summary(g, e, f"{path}[{i}]")
-    elif isinstance(expected, float) and not isinstance(expected, bool):
-        assert got == pytest.approx(expected, rel=1e-9, nan_ok=True), path
-    else:
-        assert got == expected, path
-
-
 def test_every_score_equals_the_lambda_path_s_with_the_same_fits(spark, shipped_code, master_log, lambda_path,
                                                                 tmp_path, mocked_aws):
     fits, expected = lambda_path
@@ -185,7 +157,7 @@ def test_every_score_equals_the_lambda_path_s_with_the_same_fits(spark, shipped_
     spark_result = segments.segmentation_from_aggregates(
         fits["segment"], got_profiles, aggregates["cells"]["customers"], aggregates["cells"]["revenue_cents"],
         aggregates["overall_means"], pd.DataFrame(aggregates["clusters"]), aggregates["cluster_split"])
-    assert_same_summary(spark_result.summary(), lambda_result.summary())
+    assert_same_figures(spark_result.summary(), lambda_result.summary())
     # The value charts' data: counts exactly, sums to 1e-9.
     from cdnow.presentation.figures import value_chart_data
     lambda_chart = value_chart_data(expected["value"], features)
@@ -200,7 +172,7 @@ def test_every_score_equals_the_lambda_path_s_with_the_same_fits(spark, shipped_
     lambda_intervals = clv.segment_value_intervals(expected["value"], expected["segment"], fits["value"], inputs)
     spark_intervals = clv.segment_value_from_sample(sample, pd.DataFrame(scored["value"]["segment_totals"]),
                                                     fits["value"])
-    assert_same_summary(spark_intervals, lambda_intervals)
+    assert_same_figures(spark_intervals, lambda_intervals)
     # Every customer has a segment, a risk band and a value.
     assert tables["segment"]["segment_name"].notna().all() and tables["churn"]["risk_band"].notna().all()
     assert tables["value"]["clv_12m"].ge(0).all()

@@ -7,6 +7,7 @@ runs with this layer alone.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -137,6 +138,19 @@ def parquet_files(uri: str) -> list[str]:
     return wr.s3.list_objects(uri, suffix=".parquet")
 
 
+@contextmanager
+def _naming(uri: str):
+    """An object that went missing is named in the error (S3's NoSuchKey names no key)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+            raise
+        raise FileNotFoundError(f"{uri}: the object is gone (listed a moment before)") from exc
+
+
 def copy_table(source: str, target: str, paths: list[str] | None = None) -> tuple[dict[str, str], int]:
     """Copy the parquet files of folder ``source`` (``paths``, when already listed) into folder
     ``target`` as they are, each streamed in parts (memory does not grow with the table, and no
@@ -152,9 +166,10 @@ def copy_table(source: str, target: str, paths: list[str] | None = None) -> tupl
     rows = 0
     for path in paths:
         bucket, key = split_s3_uri(path)
-        rows += parquet_rows(bucket, key)
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-        s3.upload_fileobj(body, target_bucket, target_key + path[len(source):])
+        with _naming(path):
+            rows += parquet_rows(bucket, key)
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+            s3.upload_fileobj(body, target_bucket, target_key + path[len(source):])
     columns, _ = wr.s3.read_parquet_metadata(path=paths)
     return columns, rows
 
