@@ -17,7 +17,7 @@ export SAM_CLI_TELEMETRY := 0
 PYTHON312_CANDIDATES = $(foreach dir,$(subst :, ,$(PATH)),$(wildcard $(dir)/python3.12)) $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) /usr/local/bin/python3.12 /usr/bin/python3.12
 PYTHON312 ?= $(shell for p in $(PYTHON312_CANDIDATES); do "$$p" -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 
-.PHONY: install browser run test lint checkov build bench clean
+.PHONY: install browser run test lint checkov build bench bench-spark-x1000 clean
 
 $(VENV)/.installed: requirements/dev.txt layers/shared/requirements.txt functions/data-requirements.txt functions/models-requirements.txt functions/report-requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,7 +87,8 @@ build: $(SAM_VENV)/.installed
 	@test -n "$(PYTHON312)" || { echo "make build: no python3.12 found (tried: $(PYTHON312_CANDIDATES)); set PYTHON312=/path/to/python3.12" >&2; exit 1; }
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM_VENV)/bin/sam build IngestFunction --build-dir $(BUILD_DIR)
 
-# The benchmarks of docs/BENCHMARKS.md, one after the other on a quiet machine (about 10 minutes; 10 GB of memory at x1000).
+# The benchmarks of docs/BENCHMARKS.md, one after the other on a quiet machine (about 20 minutes; 10 GB of memory at x1000).
+# The Spark path at x1000 (70 M rows) takes most of an hour on its own: make bench-spark-x1000.
 # lifetimes is a comparison only: it goes into .venv here, never into the functions.
 BENCH_OUT ?= .bench
 bench: $(VENV)/.installed
@@ -99,6 +100,10 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/bench_clv.py --scale 100 --replicate transactions --raw
 	$(VENV)/bin/python bench/bench_transform.py --rows 10000000
 	$(VENV)/bin/cdnow run --local --input data/CDNOW_master.txt --out $(BENCH_OUT)
+	BENCH_OUT=$(BENCH_OUT) $(VENV)/bin/python bench/bench_spark_path.py --scales 10 100
+
+bench-spark-x1000: $(VENV)/.installed
+	BENCH_OUT=$(BENCH_OUT) $(VENV)/bin/python bench/bench_spark_path.py --scales 1000 --driver-memory 8g
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(OUT) $(BENCH_OUT) .aws-sam .pytest_cache

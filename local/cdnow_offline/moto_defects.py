@@ -606,10 +606,44 @@ def the_server_lists_its_modules_per_request() -> None:
     backends.list_of_moto_modules = list_of_moto_modules
 
 
+_completing_upload = threading.local()
+
+
+def s3_multipart_upload_sends_two_events() -> None:
+    """A completed multipart upload sends two "Object Created" events: moto stores the object
+    with its own put_object, which announces a PutObject, then announces the
+    CompleteMultipartUpload. S3 sends the one. Each event starts an execution, so every file
+    over boto3's 8 MB multipart threshold ran twice, side by side, on the same run's files
+    (duplicated rows, objects deleted under the other run's feet). The object's storing no
+    longer announces itself while an upload completes."""
+    from moto.s3.models import S3Backend
+
+    if getattr(S3Backend.complete_multipart_upload, "_one_event", False):
+        return
+    complete, put = S3Backend.complete_multipart_upload, S3Backend.put_object
+
+    def put_object(self, *args, **kwargs):
+        if getattr(_completing_upload, "active", False):
+            kwargs["disable_notification"] = True
+        return put(self, *args, **kwargs)
+
+    def complete_multipart_upload(self, *args, **kwargs):
+        _completing_upload.active = True
+        try:
+            return complete(self, *args, **kwargs)
+        finally:
+            _completing_upload.active = False
+
+    complete_multipart_upload._one_event = True
+    S3Backend.put_object = put_object
+    S3Backend.complete_multipart_upload = complete_multipart_upload
+
+
 def apply_moto_fixes(role_credentials: Callable[[str], dict] | None = None) -> None:
     """Every workaround; `role_credentials(role_arn)` (AccessKeyId, SecretAccessKey, SessionToken)
     lets the Step Functions interpreter sign as each state machine's role."""
     the_server_lists_its_modules_per_request()
+    s3_multipart_upload_sends_two_events()
     glue_sync_has_no_callback_endpoint()
     parallel_rewraps_states_errors()
     policy_condition_on_unknown_key_holds()
