@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_spark_path.py [--scales 10 100 1000] [--driver-memory 6g]
 
 For each scale, in a process of its own: CDNOW master resampled that many times (customers
-drawn with replacement under new ids) is written as a CDNOW text file, and a fresh offline stack
+drawn with replacement under new ids) is written as a CDNOW text file (kept as
+``.bench/cdnow-x<scale>.txt``, or ``$BENCH_OUT``, and reused: the same seed), and a fresh offline stack
 (``Emulator`` with every function in its shipped environment: a Python 3.12 process with only
 what its artifact ships, its MemorySize enforced, its resident set polled) runs it with the
 option ``engine`` ``spark``, as ``cdnow run --local --shipped --engine spark`` does. The Glue
@@ -79,9 +80,16 @@ def one_scale(scale: float, work: Path) -> dict:
     from cdnow_offline.emulator import Emulator
     from cdnow_offline.remote import run_on_stack
 
-    text = work / f"cdnow-x{scale:g}.txt"
+    # The file is the same for a scale every time (seed 0): kept beside the logs and reused.
+    text = Path(os.environ.get("BENCH_OUT", ROOT / ".bench")) / f"cdnow-x{scale:g}.txt"
     started = time.perf_counter()
-    rows = write_text_log(text, scale)
+    if text.exists():
+        with text.open("rb") as lines:
+            rows = sum(chunk.count(b"\n") for chunk in iter(lambda: lines.read(1 << 24), b""))
+    else:
+        text.parent.mkdir(parents=True, exist_ok=True)
+        rows = write_text_log(text.with_suffix(".partial"), scale)
+        text.with_suffix(".partial").rename(text)
     generated_s = time.perf_counter() - started
     with Emulator(ROOT, shipped=True) as emulator:
         outputs = emulator.provision(f"cdnow-bench-x{scale:g}".replace(".", "-")).outputs

@@ -38,6 +38,7 @@ from types import ModuleType
 from typing import Any
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from cdnow.adapters.storage import split_s3_uri
 from moto.glue.models import FakeJob, FakeJobRun
 
@@ -47,6 +48,12 @@ from .moto_defects import hold_glue_job_run
 _SPARK_SIDE_FILES = (".crc",)
 # moto's own method, kept before any patching so that a second install never wraps the first.
 _MOTO_START_JOB_RUN = FakeJob.start_job_run
+
+
+# Each object staged with one GET: moto serves a ranged GET by reading the whole object first,
+# so boto3's 8 MB ranges made staging quadratic in the object's size (a 2.6 GB file: hundreds
+# of full reads).
+_ONE_REQUEST = TransferConfig(multipart_threshold=1 << 62, use_threads=False)
 
 
 def _py_file_uris(extra_py_files: str) -> list[str]:
@@ -183,7 +190,7 @@ class LocalGlueRunner:
                             continue  # a "folder" marker object, not a file
                         target = staging / bucket / item["Key"]
                         target.parent.mkdir(parents=True, exist_ok=True)
-                        s3.download_file(bucket, item["Key"], str(target))
+                        s3.download_file(bucket, item["Key"], str(target), Config=_ONE_REQUEST)
                         staged.add(target)
                 continue
             try:
@@ -194,7 +201,7 @@ class LocalGlueRunner:
                 raise  # a denied read (403) is the job's failure, as Spark's read would be on Glue
             target = staging / bucket / key
             target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, key, str(target))
+            s3.download_file(bucket, key, str(target), Config=_ONE_REQUEST)
             staged.add(target)
         return staged
 
