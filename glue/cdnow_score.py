@@ -52,6 +52,7 @@ from cdnow.domain.defaults import FIT_FILES
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StructField, StructType
 from pyspark.sql.window import Window
 
 log = logging.getLogger("cdnow.score")
@@ -109,17 +110,18 @@ def score_segments(features: DataFrame, fit_json: bytes) -> DataFrame:
     return _scored(features.select(*segments.SCORE_COLUMNS), scorer, [*SEGMENT_COLUMNS, "cluster"])
 
 
-def with_cell(features: DataFrame) -> DataFrame:
-    """``features`` with each customer's recency x purchase-days cell (``segments.sample_stratum``:
-    the rfm grid's and the P(alive) matrix's cells), computed by the layer's own function."""
-    columns = ["customer_id", "recency_days", "purchase_days"]
+def with_cell(features: DataFrame, *columns: str) -> DataFrame:
+    """customer_id and ``columns`` of ``features`` with each customer's recency x purchase-days
+    cell (``segments.sample_stratum``: the rfm grid's and the P(alive) matrix's cells), computed
+    by the layer's own function on each partition (no join)."""
+    frame = features.select("customer_id", "recency_days", "purchase_days", *columns)
 
     def cells(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in frames:
-            yield pd.DataFrame({"customer_id": batch["customer_id"], "cell": segments.sample_stratum(batch)})
+            yield batch.assign(cell=segments.sample_stratum(batch))
 
-    cell = features.select(*columns).mapInPandas(cells, schema="customer_id string, cell bigint")
-    return features.join(cell, "customer_id")
+    # A new schema: StructType.add would change the frame's own.
+    return frame.mapInPandas(cells, schema=StructType([*frame.schema.fields, StructField("cell", LongType())]))
 
 
 def segment_aggregates(scored: DataFrame, features: DataFrame, fit_json: bytes) -> dict:
@@ -129,7 +131,7 @@ def segment_aggregates(scored: DataFrame, features: DataFrame, fit_json: bytes) 
     fit = segments.SegmentFit.from_dict(json.loads(fit_json))
     size = len(segments.RECENCY_BINS) * len(segments.PURCHASE_DAYS_BINS)
     cents = F.rint(F.col("monetary_total") * 100.0).cast("long")
-    by_cell = {row["cell"]: row for row in with_cell(features).groupBy("cell").agg(
+    by_cell = {row["cell"]: row for row in with_cell(features, "monetary_total").groupBy("cell").agg(
         F.count(F.lit(1)).alias("customers"), F.sum(cents).alias("revenue_cents")).collect()}
     means = features.agg(*[F.avg(F.col(name).cast("double")).alias(name)
                            for name in segments.PROFILE_INDEX_FEATURES]).first()
@@ -173,18 +175,19 @@ def score_churn(features: DataFrame, fit_bytes: bytes) -> DataFrame:
     return _scored(features, scorer, CHURN_COLUMNS)
 
 
-def score_value(features: DataFrame, spend: DataFrame, net_of_returns: bool, fit_json: bytes) -> DataFrame:
-    """customer_value of every customer of ``features``, by the fit ``ValueFit.to_dict`` wrote,
-    from the Features job's value spend (``clv.value_inputs_from``)."""
+def score_value(inputs: DataFrame, net_of_returns: bool, fit_json: bytes) -> DataFrame:
+    """customer_value of every customer of ``inputs`` (``value_inputs``), by the fit
+    ``ValueFit.to_dict`` wrote (``clv.value_inputs_from`` per batch)."""
     def scorer():
         fit = clv.ValueFit.from_dict(json.loads(fit_json))
         return lambda batch: clv.score_value(clv.value_inputs_from(batch, net_of_returns), fit)
 
-    return _scored(value_inputs(features, spend, net_of_returns), scorer, VALUE_COLUMNS)
+    return _scored(inputs, scorer, VALUE_COLUMNS)
 
 
-def value_inputs(features: DataFrame, spend: DataFrame, net_of_returns: bool) -> DataFrame:
-    """Every customer's value inputs (``clv.value_inputs_from``): what score_value scores."""
+def value_inputs(features: DataFrame, spend: DataFrame) -> DataFrame:
+    """Every customer's columns ``clv.value_inputs_from`` reads: customer_features' with the
+    Features job's value spend. What score_value scores and the simulation sample is drawn from."""
     columns = ["customer_id", "frequency", "recency", "T", "monetary_total"]
     return features.select(*columns).join(spend.select("customer_id", "repeat_spend", "gross_spend"),
                                           "customer_id", "left")
@@ -418,8 +421,8 @@ def main(
     if fits["churn"] is not None:
         tables["churn"] = score_churn(features, fits["churn"])
     if fits["value"] is not None:
-        spend = spark.read.parquet(spark_path(args["value_spend_uri"]))
-        tables["value"] = score_value(features, spend, args["net_of_returns"], fits["value"])
+        inputs = value_inputs(features, spark.read.parquet(spark_path(args["value_spend_uri"])))
+        tables["value"] = score_value(inputs, args["net_of_returns"], fits["value"])
     summary: dict = {"customers": features.count(), "scored": {}}
     written: dict[str, DataFrame] = {}
     for model, table in tables.items():
@@ -450,10 +453,9 @@ def main(
             figures["rows"] = figures["n_customers"]
             figures["chart_data"] = value_chart_data(written[model], features)
             if "segment" in written:
-                spend = spark.read.parquet(spark_path(args["value_spend_uri"]))
                 figures["segment_totals"] = segment_value_inputs(
-                    written[model], written["segment"], value_inputs(features, spend, args["net_of_returns"]),
-                    args["net_of_returns"], spark_path(args["simulation_sample_uri"]))
+                    written[model], written["segment"], inputs, args["net_of_returns"],
+                    spark_path(args["simulation_sample_uri"]))
                 figures["simulation_sample_uri"] = args["simulation_sample_uri"]
         # Wall seconds of its scoring, writing and aggregations (progress on long work).
         figures["seconds"] = round(time.monotonic() - started, 1)

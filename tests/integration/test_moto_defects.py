@@ -87,7 +87,8 @@ EVENTBRIDGE_SFN_TARGET = PRELUDE + textwrap.dedent('''
         print(json.dumps({"keys": [i["detail"]["object"]["key"] for i in inputs]}))
 ''')
 
-S3_EVENT_IDS = PRELUDE + textwrap.dedent('''
+# The raw bucket's Object Created events, through an EventBridge rule, into the SQS queue `queue`.
+S3_EVENTS_TO_QUEUE = '''
     with mock_aws():
         sqs, events, s3 = boto3.client("sqs"), boto3.client("events"), boto3.client("s3")
         queue = sqs.create_queue(QueueName="q")["QueueUrl"]
@@ -96,6 +97,9 @@ S3_EVENT_IDS = PRELUDE + textwrap.dedent('''
         s3.put_bucket_notification_configuration(Bucket="raw", NotificationConfiguration={"EventBridgeConfiguration": {}})
         events.put_rule(Name="r", EventPattern=json.dumps({"source": ["aws.s3"], "detail-type": ["Object Created"]}))
         events.put_targets(Rule="r", Targets=[{"Id": "q", "Arn": queue_arn}])
+'''
+
+S3_EVENT_IDS = PRELUDE + textwrap.dedent(S3_EVENTS_TO_QUEUE + '''
         s3.put_object(Bucket="raw", Key="a.txt", Body=b"x")
         s3.put_object(Bucket="raw", Key="b.txt", Body=b"x")
         received = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]]
@@ -106,15 +110,7 @@ S3_EVENT_IDS = PRELUDE + textwrap.dedent('''
                           "etag": sorted({k for e in received for k in e["detail"]["object"] if k.lower() == "etag"})}))
 ''')
 
-MULTIPART_EVENTS = PRELUDE + textwrap.dedent('''
-    with mock_aws():
-        sqs, events, s3 = boto3.client("sqs"), boto3.client("events"), boto3.client("s3")
-        queue = sqs.create_queue(QueueName="q")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        s3.create_bucket(Bucket="raw")
-        s3.put_bucket_notification_configuration(Bucket="raw", NotificationConfiguration={"EventBridgeConfiguration": {}})
-        events.put_rule(Name="r", EventPattern=json.dumps({"source": ["aws.s3"], "detail-type": ["Object Created"]}))
-        events.put_targets(Rule="r", Targets=[{"Id": "q", "Arn": queue_arn}])
+MULTIPART_EVENTS = PRELUDE + textwrap.dedent(S3_EVENTS_TO_QUEUE + '''
         upload = s3.create_multipart_upload(Bucket="raw", Key="big.txt")["UploadId"]
         parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket="raw", Key="big.txt", UploadId=upload, PartNumber=n,
                                                           Body=b"x" * (5 * 1024 * 1024))["ETag"]} for n in (1, 2)]

@@ -358,6 +358,8 @@ def features_from_spark(run: dict, plan: dict, database: str) -> dict:
     """The Features step's result after the Features Glue job computed the table as ``plan``
     (``_spark_features_plan``) asked: the job's summary and the Transform's counts, in the shape
     the Lambda path returns."""
+    from .adapters import glue_code
+
     layout = _layout(run)
     job = storage.read_json(layout.features_job_summary)
     if job.get("analysis_date") != plan["analysis_date"] or job.get("features_uri") != layout.staged(
@@ -371,8 +373,6 @@ def features_from_spark(run: dict, plan: dict, database: str) -> dict:
     transform = storage.read_json(layout.transform_summary)
     result = _features_result(run, transform, "spark", job["analysis_date"], int(job["customers"]),
                               int(job.get("customers_without_purchase", 0)), layout.transactions, None)
-    from .adapters import glue_code
-
     # What the model steps fit on (the sample, the whole log's span), and the Score job's
     # arguments (strings), with this layer's own code for its executors.
     result["spark_models"] = {
@@ -488,7 +488,7 @@ def _fit_segments_on_sample(run: dict) -> dict:
         fit = fit_segments(storage.read_table(layout.model_sample))
     except InsufficientData as exc:
         return _skip_model(layout, "segment", exc)
-    storage.write_text(layout.fit("segment"), json.dumps(fit.to_dict()), "application/json")
+    storage.write_json(layout.fit("segment"), fit.to_dict())
     return {"fitted": {"uri": layout.fit("segment"), "customers": int(fit.fitted_customers)}}
 
 
@@ -549,16 +549,15 @@ def _churn_from_scores(run: dict, fitted: dict) -> dict:
 def _fit_value_on_sample(run: dict, features: dict) -> dict:
     import pandas as pd
 
-    from .domain.clv import compare_purchase_models, default_calibration_end, fit_value, value_inputs
+    from .domain.clv import fit_value, value_inputs
 
     layout = _layout(run)
     span = features["spark_models"]
     transactions = _sample_transactions(layout)
     analysis_day = pd.Timestamp(features["analysis_date"])
     try:
-        calibration_end = default_calibration_end(pd.Timestamp(span["first_order_date"]), analysis_day)
-        comparison = compare_purchase_models(transactions, calibration_end, analysis_day)
-        holdout = next(check for check in comparison["checks"] if check["model"] == comparison["chosen"])
+        comparison, holdout = _chosen_purchase_model(transactions, pd.Timestamp(span["first_order_date"]),
+                                                     analysis_day)
         inputs = value_inputs(transactions, analysis_day)
         weights = None
         if span["sample"]["rate"] < 1:
@@ -745,7 +744,7 @@ def value(run: dict, analysis_date: str, transactions_uri: str | None = None, fe
     or with ``fitted`` (its first result) reports the Score job's values."""
     import pandas as pd
 
-    from .domain.clv import compare_purchase_models, customer_value, default_calibration_end
+    from .domain.clv import customer_value
     from .presentation.figures import value_chart_data
 
     if _on_spark(features):
@@ -755,11 +754,7 @@ def value(run: dict, analysis_date: str, transactions_uri: str | None = None, fe
     transactions = storage.read_table(transactions_uri or layout.transactions, columns=TRANSACTION_COLUMNS)
     analysis_day = pd.Timestamp(analysis_date)
     try:
-        # Every purchase model is fitted on the first half and checked on the second; the one
-        # with the smallest per-customer holdout error values the customers.
-        calibration_end = default_calibration_end(transactions["order_date"].min(), analysis_day)
-        comparison = compare_purchase_models(transactions, calibration_end, analysis_day)
-        holdout = next(check for check in comparison["checks"] if check["model"] == comparison["chosen"])
+        comparison, holdout = _chosen_purchase_model(transactions, transactions["order_date"].min(), analysis_day)
         # The calibration fit is close to the final one: starting there saves most of the search.
         table, metrics = customer_value(transactions, analysis_day, model=comparison["chosen"],
                                         margin=float(run.get("margin") or 1.0),
@@ -770,6 +765,16 @@ def value(run: dict, analysis_date: str, transactions_uri: str | None = None, fe
     features_rows = storage.read_table(layout.staged("customer_features"),
                                        columns=["customer_id", "recency_days", "purchase_days"])
     return _value_outcome(run, layout, metrics, holdout, comparison, value_chart_data(table, features_rows))
+
+
+def _chosen_purchase_model(transactions, first_day, analysis_day) -> tuple[dict, dict]:
+    """Every purchase model fitted on the first half of the history (from ``first_day``, the
+    whole log's first order date) and checked on the second: the comparison, and the check of
+    the one with the smallest per-customer holdout error, which values the customers."""
+    from .domain.clv import compare_purchase_models, default_calibration_end
+
+    comparison = compare_purchase_models(transactions, default_calibration_end(first_day, analysis_day), analysis_day)
+    return comparison, next(check for check in comparison["checks"] if check["model"] == comparison["chosen"])
 
 
 def _value_outcome(run: dict, layout: RunLayout, metrics: dict, holdout: dict, comparison: dict,
