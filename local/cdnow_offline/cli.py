@@ -4,6 +4,7 @@ machine (``--local``) or on a deployed stack (``--stack NAME``)."""
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import textwrap
@@ -499,5 +500,14 @@ def main(argv: list[str] | None = None, stack_outputs: StackOutputs | None = Non
         return EXIT_RUN_FAILED
 
 
+def console_main() -> int:
+    """The `cdnow` command: main, then the process ends without a last full collection of the
+    objects an offline run leaves (about 750,000: 1.5-2 s of a master run's wall time for memory
+    the operating system takes back anyway)."""
+    status = main()
+    gc.freeze()
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -23,6 +23,7 @@ and the runtime's (`shipped.py`), with only its own environment, and with its `T
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
@@ -238,6 +239,7 @@ class LocalLambdaRunner:
                         pass
             finally:
                 self._environ.leave()
+            gc.freeze()  # the modules just imported live as long as the process (emulator.provision)
 
         thread = threading.Thread(target=initialize, name="lambda-init", daemon=True)
         thread.start()

@@ -171,8 +171,12 @@ class EventBridgeDropsStepFunctionsTargets:
         self._thread = threading.Thread(target=loop, name="eventbridge-sfn-relay", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def signal_stop(self) -> None:
+        """Ask the relay to stop after its current poll, without waiting."""
         self._stop.set()
+
+    def stop(self) -> None:
+        self.signal_stop()
         if self._thread:
             self._thread.join(timeout=5)
 
