@@ -100,7 +100,7 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/bench_clv.py --scale 100 --replicate transactions --raw
 	$(VENV)/bin/python bench/bench_transform.py --rows 10000000
 	$(VENV)/bin/cdnow run --local --input data/CDNOW_master.txt --out $(BENCH_OUT)
-	BENCH_OUT=$(BENCH_OUT) $(VENV)/bin/python bench/bench_spark_path.py --scales 10 100
+	BENCH_OUT=$(BENCH_OUT) $(VENV)/bin/python bench/bench_spark_path.py --scales 10 100 --runs 3
 
 bench-spark-x1000: $(VENV)/.installed
 	BENCH_OUT=$(BENCH_OUT) $(VENV)/bin/python bench/bench_spark_path.py --scales 1000 --driver-memory 8g

@@ -16,6 +16,12 @@ its branch's longest); the Features and Score jobs' throughput (rows or customer
 their states, staging to and from the emulated S3 included); and each Lambda function's peak
 resident set over the run (the Spark path's model steps hold only their sample: flat from x10
 to x1000). The JVM and the emulator run in this process, not counted in any function's figure.
+
+``--runs 3`` runs each scale three times (a fresh process and stack each) and reports the median
+run (by its wall time) with every run's wall time beside it. Beside each run's wall time, the
+CPU seconds the whole machine spent meanwhile (/proc/stat: the run's process, its JVM and its
+functions' processes are one tree whose grandchildren no rusage counts) and the load before it:
+a figure for a machine with nothing else running.
 """
 
 from __future__ import annotations
@@ -114,10 +120,33 @@ def one_scale(scale: float, work: Path) -> dict:
             "score_seconds": {model: scored.get("seconds") for model, scored in score_job["scored"].items()}}
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds every process on the machine has spent since boot (user, nice, system, irq,
+    softirq: /proc/stat), to take the difference of around a run."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:8]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(value) for value in fields)
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def one_process(scale: float, env: dict, log: Path) -> dict:
+    """One scale's run in a process of its own, with its process's wall and the machine's CPU."""
+    load = Path("/proc/loadavg").read_text().split()[0]
+    started, cpu_before = time.perf_counter(), machine_cpu_seconds()
+    with log.open("w") as err:
+        done = subprocess.run([sys.executable, __file__, "--one", str(scale)], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=err, text=True)
+    process_s, cpu_s = time.perf_counter() - started, machine_cpu_seconds() - cpu_before
+    if done.returncode:
+        raise SystemExit(f"x{scale:g} failed after {process_s:.0f} s (its log: {log}):\n{done.stdout[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**result, "process_s": process_s, "machine_cpu_s": cpu_s, "load_before": load}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", type=float, nargs="+", default=[10, 100])
     parser.add_argument("--driver-memory", default="6g", help="the local Spark driver's heap (default 6g)")
+    parser.add_argument("--runs", type=int, default=1, help="runs per scale; the median run is reported (default 1)")
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)  # the child process of one scale
     args = parser.parse_args()
     if args.one is not None:
@@ -131,25 +160,28 @@ def main() -> None:
     logs.mkdir(parents=True, exist_ok=True)
     results = []
     for scale in args.scales:
-        started = time.perf_counter()
-        log = logs / f"spark_path_x{scale:g}.log"  # the run's own lines (the functions', Spark's)
-        with log.open("w") as err:
-            done = subprocess.run([sys.executable, __file__, "--one", str(scale)], env=env, cwd=ROOT,
-                                  stdout=subprocess.PIPE, stderr=err, text=True)
-        if done.returncode:
-            raise SystemExit(f"x{scale:g} failed after {time.perf_counter() - started:.0f} s (its log: {log}):\n"
-                             f"{done.stdout[-3000:]}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        results.append(result)
-        print(f"x{scale:g}: {result['rows']:,} rows, {result['customers']:,} customers, run {result['wall_s']:.0f} s "
-              f"(file written in {result['generated_s']:.0f} s); the Score job's seconds per model "
-              f"{result['score_seconds']}", flush=True)
+        runs = []
+        for attempt in range(args.runs):
+            log = logs / f"spark_path_x{scale:g}.log"  # the run's own lines (the functions', Spark's)
+            result = one_process(scale, env, log)
+            runs.append(result)
+            print(f"x{scale:g} run {attempt + 1}: {result['rows']:,} rows, {result['customers']:,} customers, "
+                  f"run {result['wall_s']:.1f} s; its process {result['process_s']:.1f} s wall for "
+                  f"{result['machine_cpu_s']:.1f} s CPU (the machine's; load {result['load_before']} before); file "
+                  f"written in {result['generated_s']:.0f} s; the Score job's seconds per model "
+                  f"{result['score_seconds']}", flush=True)
+        median = sorted(runs, key=lambda run: run["wall_s"])[(len(runs) - 1) // 2]
+        results.append({**median, "walls": [run["wall_s"] for run in runs]})
 
-    print("\n| scale | rows | customers | run wall s | " + " | ".join(f"{s} s" for s in STATES) + " |")
-    print("|---|---:|---:|---:|" + "---:|" * len(STATES))
+    print(f"\nThe median of {args.runs} run(s) per scale; the state columns are that run's.")
+    print("\n| scale | rows | customers | run wall s (runs) | process wall s | machine CPU s | "
+          + " | ".join(f"{s} s" for s in STATES) + " |")
+    print("|---|---:|---:|---:|---:|---:|" + "---:|" * len(STATES))
     for r in results:
         cells = " | ".join("" if r["states"][s] is None else f"{r['states'][s]:.1f}" for s in STATES)
-        print(f"| x{r['scale']:g} | {r['rows']:,} | {r['customers']:,} | {r['wall_s']:.0f} | {cells} |")
+        walls = ", ".join(f"{wall:.0f}" for wall in r["walls"])
+        print(f"| x{r['scale']:g} | {r['rows']:,} | {r['customers']:,} | {r['wall_s']:.0f} ({walls}) | "
+              f"{r['process_s']:.0f} | {r['machine_cpu_s']:.0f} | {cells} |")
     print("\n| scale | Features job rows/s | Score job customers/s | " + " | ".join(
         f"{f} peak MB" for f in FUNCTIONS) + " |")
     print("|---|---:|---:|" + "---:|" * len(FUNCTIONS))

@@ -25,6 +25,7 @@ Everything else the script does (its boto3 calls included) is the code that runs
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import shutil
 import sys
@@ -66,7 +67,12 @@ class LocalGlueRunner:
         (its staging included) runs with credentials of the job's role from `identities`."""
         self._spark = spark
         self._identities = identities
-        self._staging_root = staging_root or Path(tempfile.mkdtemp(prefix="cdnow-glue-"))
+        if staging_root is None:
+            staging_root = Path(tempfile.mkdtemp(prefix="cdnow-glue-"))
+            # Its py-files stay on the process's SparkSession's path while the process lives:
+            # removed when the process ends (each run's own staging goes when the run ends).
+            atexit.register(shutil.rmtree, staging_root, ignore_errors=True)
+        self._staging_root = staging_root
         self.scripts: dict[str, Path] = {}
         self._modules: dict[Path, ModuleType] = {}
         self._lock = threading.Lock()

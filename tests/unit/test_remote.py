@@ -91,3 +91,16 @@ def test_region_names_the_region_of_the_stack_s_calls(monkeypatch, capsys):
     assert seen == [("cdnow-analytics", "us-east-1")]
     assert main(["runs", "--local", "--region", "us-east-1"]) == EXIT_USAGE
     assert "--region is for --stack NAME" in capsys.readouterr().err
+
+
+def test_the_installed_command_runs_the_cli(tmp_path):
+    """`cdnow` as pip installed it from pyproject.toml (the README's `make run` calls it): its
+    entry point exists and answers; an empty results folder has no runs, exit status 0."""
+    import subprocess
+    import sys
+
+    command = Path(sys.executable).parent / "cdnow"
+    done = subprocess.run([str(command), "runs", "--local", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr

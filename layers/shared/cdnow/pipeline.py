@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta, timezone
 
@@ -466,6 +467,16 @@ def _on_spark(features: dict | None) -> bool:
     return bool(features) and features.get("engine") == "spark"
 
 
+def _spark_step(fitted: dict | None, fit: Callable[[], dict], report: Callable[[], dict]) -> dict:
+    """A model step on the Spark path: its first run fits on the sample (``fit``); its second,
+    with that result (``fitted``), reports the Score job's figures, unless the fit was skipped."""
+    if fitted is None:
+        return fit()
+    if fitted.get("skipped"):
+        return fitted
+    return report()
+
+
 def _sample_transactions(layout: RunLayout):
     """Every row of the sampled customers, as the Transform wrote them."""
     return storage.read_table(layout.model_sample_transactions, columns=TRANSACTION_COLUMNS)
@@ -497,8 +508,6 @@ def _segments_from_scores(run: dict, database: str, fitted: dict) -> dict:
 
     from .domain.segments import SegmentFit, segmentation_from_aggregates
 
-    if fitted.get("skipped"):
-        return fitted
     layout = _layout(run)
     scored = _score_job_figures(layout, "segment")
     fit = SegmentFit.from_dict(storage.read_json(layout.fit("segment")))
@@ -535,8 +544,6 @@ def _churn_from_scores(run: dict, fitted: dict) -> dict:
 
     from .domain.churn import SCORE_COLUMNS, SCORE_SUMMARY_FIGURES, ChurnFit, ChurnResult, churn_metrics
 
-    if fitted.get("skipped"):
-        return fitted
     layout = _layout(run)
     scored = _score_job_figures(layout, "churn")
     fit = ChurnFit.from_bytes(storage.read_bytes(layout.fit("churn")))
@@ -564,7 +571,12 @@ def _fit_value_on_sample(run: dict, features: dict) -> dict:
             # Each sampled customer stands for its stratum's customers over its drawn customers.
             sample = storage.read_table(layout.model_sample, columns=["customer_id", "sample_weight"])
             weights = inputs[["customer_id"]].merge(sample, on="customer_id", how="left")["sample_weight"]
-            weights = weights.fillna(0.0).to_numpy(dtype=float)
+            if weights.isna().any():
+                # Never expected (the sample's rows are drawn from the sample): said, not weighted 0.
+                unweighted = inputs["customer_id"][weights.isna().to_numpy()]
+                raise RuntimeError(f"{layout.model_sample}: {len(unweighted)} sampled customers have transactions "
+                                   f"but no sample_weight (first: {unweighted.iloc[0]})")
+            weights = weights.to_numpy(dtype=float)
         fit = fit_value(inputs, model=comparison["chosen"], margin=float(run.get("margin") or 1.0),
                         start=holdout["params"], weights=weights)
     except InsufficientData as exc:
@@ -579,8 +591,6 @@ def _value_from_scores(run: dict, analysis_date: str, fitted: dict) -> dict:
 
     from .domain.clv import VALUE_TOTALS, ValueFit, segment_value_from_sample, value_metrics
 
-    if fitted.get("skipped"):
-        return fitted
     layout = _layout(run)
     scored = _score_job_figures(layout, "value")
     fit = ValueFit.from_dict(storage.read_json(layout.fit("value")))
@@ -645,7 +655,8 @@ def segment(run: dict, database: str, features: dict | None = None, fitted: dict
     from .domain.segments import segment_customers
 
     if _on_spark(features):
-        return _fit_segments_on_sample(run) if fitted is None else _segments_from_scores(run, database, fitted)
+        return _spark_step(fitted, lambda: _fit_segments_on_sample(run),
+                           lambda: _segments_from_scores(run, database, fitted))
     layout = _layout(run)
     try:
         result = segment_customers(storage.read_table(layout.staged("customer_features")))
@@ -700,7 +711,7 @@ def churn(run: dict, analysis_date: str, transactions_uri: str | None = None, fe
     from .domain.churn import NO_PURCHASE_IN_HORIZON, bgnbd_baselines, train_and_score
 
     if _on_spark(features):
-        return _fit_churn_on_sample(run, features) if fitted is None else _churn_from_scores(run, fitted)
+        return _spark_step(fitted, lambda: _fit_churn_on_sample(run, features), lambda: _churn_from_scores(run, fitted))
     layout = _layout(run)
     # The rows Features analysed (a dataset's history with the delivery), as of the same date.
     transactions = storage.read_table(transactions_uri or layout.transactions, columns=TRANSACTION_COLUMNS)
@@ -748,8 +759,8 @@ def value(run: dict, analysis_date: str, transactions_uri: str | None = None, fe
     from .presentation.figures import value_chart_data
 
     if _on_spark(features):
-        return (_fit_value_on_sample(run, features) if fitted is None
-                else _value_from_scores(run, analysis_date, fitted))
+        return _spark_step(fitted, lambda: _fit_value_on_sample(run, features),
+                           lambda: _value_from_scores(run, analysis_date, fitted))
     layout = _layout(run)
     transactions = storage.read_table(transactions_uri or layout.transactions, columns=TRANSACTION_COLUMNS)
     analysis_day = pd.Timestamp(analysis_date)
