@@ -165,6 +165,29 @@ def test_scoring_in_shuffled_batches_equals_scoring_all(master_inputs, master_fi
     assert_same_rows(alone, whole.iloc[picks])
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_alive_and_expected_purchases_at_once_are_the_one_horizon_calls(master_inputs, master_fits, model):
+    """score_value asks P(alive) once for its 13 horizons: the same values, to the bit, as
+    p_alive and expected_purchases called one horizon at a time (P(alive) computed 14 times)."""
+    fit = master_fits[model]
+    purchases = fit.purchases()
+    unit = fit.time_unit_days
+    x = master_inputs["frequency"].to_numpy(dtype=float)
+    tx = master_inputs["recency"].to_numpy(dtype=float) / unit
+    t_end = master_inputs["T"].to_numpy(dtype=float) / unit
+    horizons = [0.0, 90 / unit, 52.0, 1000.0]
+    alive, expected = purchases.alive_and_expected_purchases(horizons, x, tx, t_end)
+    assert expected.shape == (len(x), len(horizons))
+    np.testing.assert_array_equal(alive, purchases.p_alive(x, tx, t_end))
+    for column, t in enumerate(horizons):
+        np.testing.assert_array_equal(expected[:, column], purchases.expected_purchases(t, x, tx, t_end))
+    assert (expected[:, 0] == 0).all() and (np.diff(expected, axis=1) >= 0).all()
+    none_alive, none_expected = purchases.alive_and_expected_purchases(horizons, x[:0], tx[:0], t_end[:0])
+    assert none_alive.shape == (0,) and none_expected.shape == (0, len(horizons))
+    with pytest.raises(ValueError, match="non-negative"):
+        purchases.alive_and_expected_purchases([-1.0], x, tx, t_end)
+
+
 def test_the_pareto_nbd_series_of_a_row_does_not_depend_on_the_other_rows():
     # Rows with series of every length up to the quadrature's threshold (above 128 terms numpy's
     # pairwise sum splits by length): alone or together, the same bits. The fits' mode pads

@@ -186,6 +186,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, fields
 
 import numpy as np
@@ -815,6 +816,23 @@ class _PurchaseModel:
             return np.maximum(alive * self._expected_if_alive(t, x, tx, t_end, *params), 0.0)
 
         return self._per_distinct_row(func, frequency, recency, T)
+
+    def alive_and_expected_purchases(self, horizons: Sequence[float], frequency, recency,
+                                     T) -> tuple[np.ndarray, np.ndarray]:
+        """P(alive) and E[purchases in the next t] for each t of ``horizons`` (a column each),
+        with P(alive), the costly part (the Pareto/NBD's hypergeometric terms), computed once per
+        row instead of once per horizon: the same values, to the bit, as ``p_alive`` and one
+        ``expected_purchases`` per horizon."""
+        horizons = [self._check_horizon(t) for t in horizons]
+        params = self._params()
+
+        def func(x, tx, t_end):
+            alive = self._p_alive(x, tx, t_end, *params)
+            return np.column_stack([alive] + [
+                np.maximum(alive * self._expected_if_alive(t, x, tx, t_end, *params), 0.0) for t in horizons])
+
+        table = self._per_distinct_row(func, frequency, recency, T)
+        return table[:, 0], table[:, 1:]
 
     def probability_no_purchase(self, t: float, frequency, recency, T) -> np.ndarray:
         """P(no purchase in the next ``t`` time units | x, t_x, T): already dropped out, or
@@ -1684,20 +1702,20 @@ def score_value(inputs: pd.DataFrame, fit: ValueFit) -> pd.DataFrame:
     def per_customer(values: np.ndarray) -> np.ndarray:
         return values[inverse]
 
-    p_alive = per_customer(purchases.p_alive(ux, utx, uT))
-    spend = np.clip(gamma_gamma.expected_average_spend(x, np.where(x > 0, m, np.nan)), 0.0, None)
-
-    # Cumulative expected purchases at the end of each month; the differences are the months'.
+    # Cumulative expected purchases at the end of each month (the differences are the months'),
+    # then at 90 days.
     month = fit.month()
-    cumulative = np.column_stack([np.zeros(len(ux))] + [
-        purchases.expected_purchases(k * month, ux, utx, uT) for k in range(1, CLV_MONTHS + 1)])
+    alive, expected = purchases.alive_and_expected_purchases(
+        [k * month for k in range(1, CLV_MONTHS + 1)] + [90 / fit.time_unit_days], ux, utx, uT)
+    p_alive = per_customer(alive)
+    spend = np.clip(gamma_gamma.expected_average_spend(x, np.where(x > 0, m, np.nan)), 0.0, None)
+    cumulative = np.column_stack([np.zeros(len(ux)), expected[:, :CLV_MONTHS]])
     monthly = np.clip(np.diff(cumulative, axis=1), 0.0, None)
     purchases_value = per_customer((monthly * fit.discount()).sum(axis=1))
     return pd.DataFrame({
         "customer_id": inputs["customer_id"].reset_index(drop=True),
         "p_alive": p_alive,
-        "expected_purchases_90d": per_customer(
-            purchases.expected_purchases(90 / fit.time_unit_days, ux, utx, uT)),
+        "expected_purchases_90d": per_customer(expected[:, CLV_MONTHS]),
         "expected_purchases_365d": per_customer(cumulative[:, -1]),
         "expected_avg_spend": spend,
         "clv_12m": fit.margin * spend * purchases_value,
