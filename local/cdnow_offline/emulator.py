@@ -106,7 +106,7 @@ class Emulator:
             relay.start()
         # What is here now lives as long as the emulator (moto, its backends, the stack): kept out
         # of the interpreter's full collections, which otherwise walked it again each time, 14
-        # times and 2.8 s of a master run's 25 (under the lock the functions' threads share).
+        # times and 2.8 s of a master run (under the lock the functions' threads share).
         gc.freeze()
         if not self.shipped:  # a shipped environment runs its init in its own process
             self.lambdas.initialize_in_background()

@@ -572,7 +572,7 @@ def _fit_value_on_sample(run: dict, features: dict) -> dict:
             sample = storage.read_table(layout.model_sample, columns=["customer_id", "sample_weight"])
             weights = inputs[["customer_id"]].merge(sample, on="customer_id", how="left")["sample_weight"]
             if weights.isna().any():
-                # Never expected (the sample's rows are drawn from the sample): said, not weighted 0.
+                # Never expected (the sample's transactions are its customers'): said, not weighted 0.
                 unweighted = inputs["customer_id"][weights.isna().to_numpy()]
                 raise RuntimeError(f"{layout.model_sample}: {len(unweighted)} sampled customers have transactions "
                                    f"but no sample_weight (first: {unweighted.iloc[0]})")
