@@ -167,8 +167,8 @@ def test_scoring_in_shuffled_batches_equals_scoring_all(master_inputs, master_fi
 
 @pytest.mark.parametrize("model", MODELS)
 def test_alive_and_expected_purchases_at_once_are_the_one_horizon_calls(master_inputs, master_fits, model):
-    """score_value asks P(alive) once for its 13 horizons: the same values, to the bit, as
-    p_alive and expected_purchases called one horizon at a time (P(alive) computed 14 times)."""
+    """score_value asks P(alive) once for its 13 horizons: the same P(alive), to the bit, as
+    p_alive, and per horizon what expected_purchases (the one-horizon case) gives."""
     fit = master_fits[model]
     purchases = fit.purchases()
     unit = fit.time_unit_days

@@ -808,21 +808,13 @@ class _PurchaseModel:
 
     def expected_purchases(self, t: float, frequency, recency, T) -> np.ndarray:
         """E[number of purchases in the next ``t`` time units | x, t_x, T]."""
-        t = self._check_horizon(t)
-        params = self._params()
-
-        def func(x, tx, t_end):
-            alive = self._p_alive(x, tx, t_end, *params)
-            return np.maximum(alive * self._expected_if_alive(t, x, tx, t_end, *params), 0.0)
-
-        return self._per_distinct_row(func, frequency, recency, T)
+        return self.alive_and_expected_purchases([t], frequency, recency, T)[1][:, 0]
 
     def alive_and_expected_purchases(self, horizons: Sequence[float], frequency, recency,
                                      T) -> tuple[np.ndarray, np.ndarray]:
         """P(alive) and E[purchases in the next t] for each t of ``horizons`` (a column each),
         with P(alive), the costly part (the Pareto/NBD's hypergeometric terms), computed once per
-        row instead of once per horizon: the same values, to the bit, as ``p_alive`` and one
-        ``expected_purchases`` per horizon."""
+        row instead of once per horizon (``expected_purchases`` is this with one horizon)."""
         horizons = [self._check_horizon(t) for t in horizons]
         params = self._params()
 
