@@ -162,7 +162,8 @@ def main() -> None:
     for scale in args.scales:
         runs = []
         for attempt in range(args.runs):
-            log = logs / f"spark_path_x{scale:g}.log"  # the run's own lines (the functions', Spark's)
+            # The run's own lines (the functions', Spark's), one file per run.
+            log = logs / (f"spark_path_x{scale:g}.log" if args.runs == 1 else f"spark_path_x{scale:g}_run{attempt + 1}.log")
             result = one_process(scale, env, log)
             runs.append(result)
             print(f"x{scale:g} run {attempt + 1}: {result['rows']:,} rows, {result['customers']:,} customers, "

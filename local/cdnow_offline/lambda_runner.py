@@ -182,6 +182,11 @@ class LocalLambdaRunner:
         self._environments: dict[str, list[ShippedEnvironment]] = {}
         self._pool_lock = threading.Lock()
         self._sites: dict[str, list[Path]] = {}
+        # Set by stop: an init thread still running then freezes nothing (the emulator unfreezes
+        # after stopping the runner, so a later freeze would hold this init's objects until the
+        # next emulator of the process stops).
+        self._stopped = False
+        self._freeze_lock = threading.Lock()
 
     def register(self, function: LocalFunction) -> None:
         self.functions[function.name] = function
@@ -200,6 +205,8 @@ class LocalLambdaRunner:
 
     def stop(self) -> None:
         """End every execution environment (the emulator stops them with itself)."""
+        with self._freeze_lock:
+            self._stopped = True
         with self._pool_lock:
             environments = [e for pool in self._environments.values() for e in pool]
             self._environments.clear()
@@ -239,7 +246,9 @@ class LocalLambdaRunner:
                         pass
             finally:
                 self._environ.leave()
-            gc.freeze()  # the modules just imported live as long as the process (emulator.provision)
+            with self._freeze_lock:
+                if not self._stopped:
+                    gc.freeze()  # the modules just imported live as long as the process (emulator.provision)
 
         thread = threading.Thread(target=initialize, name="lambda-init", daemon=True)
         thread.start()
