@@ -51,6 +51,24 @@ For the Spark path's models (issue 18) the job also writes, when asked:
   the summary then says whether the log holds any return (``net_of_returns``), which decides how
   they are used.
 
+For a dataset's run (``--history_plan_uri``: a delivery to a dataset, or a replay) the job first
+computes the rows the run analyses, the dataset's history after the run, as the Features Lambda
+does with ``layers/shared/cdnow/domain/history.py`` (read its docstring; the rules are restated
+here as Spark filters and a join, and tests/unit/test_spark_features.py compares the two):
+
+* the plan (a JSON object the Features Lambda wrote) lists the history's current data files (the
+  Iceberg table's, which offline Spark cannot read as a table), the delivery (its id, key and
+  whether it is a full snapshot) or the customers a replay erases, and where to write;
+* a history row is replaced when it came under the delivery's key, or its order id is one the
+  delivery carries, or the delivery is a snapshot; the delivery's rows join, tagged with it; a
+  replay leaves out the erased customers' rows;
+* the job writes, under the history table's folder, the rows Publish commits to the table: the
+  delivery's rows alone when nothing is replaced (``append``), else the whole history after the
+  run (``replace``; a replay that erases nobody writes nothing: ``none``), in the history's types;
+* the features and the models' files are then computed on the history after the run, and the
+  summary's ``history`` gives the counts (those of ``domain.history.Combined.counts``, or a
+  replay's) and the commit (``mode``, ``files_uri``).
+
 The summary also gives the log's first and last order dates (``first_order_date``,
 ``last_order_date``): the span of the history, which a model fitting on a sample needs.
 
@@ -58,7 +76,9 @@ Inputs: ``--transactions_uri`` (a prefix of parquet files with the Transform's T
 columns; ``is_return`` and ``order_id`` may be absent), ``--analysis_date`` (YYYY-MM-DD, the
 exclusive end of the window), ``--output_uri`` (the prefix the table's parquet files replace),
 ``--summary_uri`` (the s3:// key of the run's small JSON summary), optionally ``--run_id`` (for
-log lines). Dates are written as the Lambda's writer (awswrangler, Spark flavor) writes them:
+log lines); for a dataset's run ``--history_plan_uri`` and ``--history_data_uri`` (the history's
+data folder: every file the plan lists, and the folder it writes, are under it), and then
+``--transactions_uri`` is the delivery's rows (none for a replay). Dates are written as the Lambda's writer (awswrangler, Spark flavor) writes them:
 INT96 timestamps at midnight, which pyarrow and pandas read as naive ``timestamp[ns]``.
 """
 
@@ -71,7 +91,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import boto3
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -123,6 +143,16 @@ SAMPLE_SEED = 18
 _HASH_RANGE = 1 << 53
 SAMPLE_COLUMNS = [*OUTPUT_COLUMNS, "stratum", "sample_weight"]
 VALUE_SPEND_COLUMNS = ["customer_id", "repeat_spend", "gross_spend"]
+
+# A dataset's history: its columns and types, copied from layers/shared/cdnow/adapters/history.py
+# (the Iceberg table's schema; a test checks they are equal). The files the job writes for
+# Publish to commit have exactly these.
+HISTORY_SCHEMA = (("customer_id", "string"), ("order_date", "date"), ("quantity", "bigint"), ("amount", "double"),
+                  ("is_return", "boolean"), ("order_id", "string"), ("delivery_id", "string"),
+                  ("delivery_key", "string"))
+# The history's own columns beside the Transform's (domain/history.py's DELIVERY_COLUMNS, copied):
+# the models' sample transactions leave them out, as the Lambda path's rows have none.
+DELIVERY_COLUMNS = ("delivery_id", "delivery_key")
 
 
 def partitions_for(rows: int) -> int:
@@ -366,6 +396,86 @@ def model_sample(features: DataFrame, max_customers: int, seed: int = SAMPLE_SEE
     return drawn.withColumn("stratum", F.col("stratum").cast("long")).withColumn("sample_weight", weight), summary
 
 
+def as_history_rows(rows: DataFrame, delivery: dict | None = None) -> DataFrame:
+    """``rows`` with exactly the history's columns and types (HISTORY_SCHEMA); a column the rows
+    lack is null, and with ``delivery`` ({"id", "key"}) every row is tagged with it."""
+    tags = {"delivery_id": "id", "delivery_key": "key"} if delivery else {}
+    columns = []
+    for name, kind in HISTORY_SCHEMA:
+        if name in tags:
+            value = F.lit(delivery[tags[name]])
+        elif name in rows.columns:
+            value = F.to_date(F.col(name)) if kind == "date" else F.col(name)
+        else:
+            value = F.lit(None)
+        columns.append(value.cast(kind).alias(name))
+    return rows.select(*columns)
+
+
+def history_after(history: DataFrame | None, delivery_rows: DataFrame | None, plan: dict) -> tuple[DataFrame, str, dict]:
+    """The dataset's history after the run, as ``domain.history.combine`` (a delivery) or the
+    Features Lambda's replay computes it: (the rows to commit, the commit's mode, the counts).
+
+    ``history`` is the current history's rows (None when it has none), ``delivery_rows`` the
+    delivery's accepted rows (None for a replay); ``plan`` gives ``delivery`` ({"id", "key",
+    "snapshot"}) or ``erase_customers``. The rows to commit are the delivery's own for "append"
+    (nothing is replaced), the whole history after the run for "replace", none for "none". The
+    counts are ``Combined.counts``'s keys for a delivery, a replay's ("history_rows", "replayed",
+    "erased_rows", "erased_customers") otherwise. One pass over the history for the counts."""
+    if plan.get("delivery") is None:
+        erased_ids = sorted(set(plan.get("erase_customers") or ()))
+        erased = F.col("customer_id").isin(erased_ids) if erased_ids else F.lit(False)
+        row = history.agg(F.count_if(erased).alias("erased"), F.count(F.lit(1)).alias("rows")).first()
+        counts = {"history_rows": row["rows"] - row["erased"], "replayed": True, "erased_rows": row["erased"],
+                  "erased_customers": len(erased_ids)}
+        kept = history.where(~erased)
+        return kept, ("replace" if row["erased"] else "none"), counts
+    delivery = plan["delivery"]
+    added = as_history_rows(delivery_rows, delivery)
+    added_rows = added.count()
+    if history is None or delivery["snapshot"]:
+        dropped = 0 if history is None else history.count()
+        counts = {"history_rows_kept": 0, "replaced_by_key": 0, "replaced_by_order_id": 0,
+                  "replaced_by_snapshot": dropped, "delivery_rows": added_rows, "history_rows": added_rows}
+        return added, ("replace" if dropped else "append"), counts
+    same_key = F.col("delivery_key") == F.lit(delivery["key"])
+    numbered = added.where(F.col("order_id").isNotNull())
+    if numbered.limit(1).count():
+        # The delivery's order ids, as a join (a delivery may carry millions): a history row whose
+        # order id is among them is replaced by the delivery's lines of that order.
+        order_ids = numbered.select("order_id").distinct().withColumn("in_delivery", F.lit(True))
+        marked = (history.join(order_ids, "order_id", "left")
+                  .withColumn("same_order", F.coalesce(F.col("in_delivery"), F.lit(False))))
+    else:  # rows without order ids are never replaced by order
+        marked = history.withColumn("same_order", F.lit(False))
+    row = marked.agg(
+        F.count_if(~(same_key | F.col("same_order"))).alias("kept"),
+        F.count_if(same_key).alias("by_key"),
+        F.count_if(F.col("same_order") & ~same_key).alias("by_order"),
+    ).first()
+    counts = {"history_rows_kept": row["kept"], "replaced_by_key": row["by_key"],
+              "replaced_by_order_id": row["by_order"], "replaced_by_snapshot": 0, "delivery_rows": added_rows,
+              "history_rows": row["kept"] + added_rows}
+    if not (row["by_key"] or row["by_order"]):
+        return added, "append", counts
+    kept = marked.where(~(same_key | F.col("same_order"))).select(*history.columns)
+    return kept.unionByName(added), "replace", counts
+
+
+def read_plan(uri: str) -> dict:
+    """A small JSON object the Features Lambda wrote (the history plan)."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def write_history_files(spark: SparkSession, rows: DataFrame, path: str) -> None:
+    """The rows Publish commits to the history, as parquet files under ``path`` (replacing what
+    was there: a rerun's own), in the history's types and without field ids (Iceberg maps the
+    columns by name)."""
+    spark.sparkContext._jsc.hadoopConfiguration().set("mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
+    rows.select(*[name for name, _ in HISTORY_SCHEMA]).write.mode("overwrite").parquet(path)
+
+
 def sample_transactions(transactions: DataFrame, sample: DataFrame) -> DataFrame:
     """Every row of the sampled customers, as the Transform wrote it."""
     ids = sample.select(F.col("customer_id").alias("sampled_id"))
@@ -416,6 +526,24 @@ def log_span(transactions: DataFrame) -> dict:
     }
 
 
+def _argument_date(key: str, value: str) -> date:
+    try:
+        # Exactly YYYY-MM-DD (Python 3.11's fromisoformat would also take 19971001 or 1997-W40).
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"--{key}: cannot read {value!r}; expected YYYY-MM-DD") from None
+
+
+def default_analysis_date(last_order_date: str, latest_allowed_date: date | None) -> date:
+    """A dataset's run without its own analysis date: the day after the last order of the history
+    after the run, never later than the latest allowed date (``run_analysis_date``'s rule, copied
+    from layers/shared/cdnow/domain/features.py; the Features Lambda checks the job's date by it)."""
+    day_after_last = date.fromisoformat(last_order_date) + timedelta(days=1)
+    return day_after_last if latest_allowed_date is None else min(day_after_last, latest_allowed_date)
+
+
 def parse_args(argv: Sequence[str]) -> dict:
     """Job arguments from Glue's ``--key value`` list (as the Transform reads them; keys Glue adds
     itself are ignored)."""
@@ -436,11 +564,17 @@ def parse_args(argv: Sequence[str]) -> dict:
                 value = "true"
         given[key] = value
 
-    required = ("transactions_uri", "analysis_date", "output_uri", "summary_uri")
+    # A dataset's run reads the history through its plan; a replay has no delivery's rows.
+    history_keys = ("history_plan_uri", "history_data_uri")
+    given_history = [key for key in history_keys if given.get(key)]
+    if given_history and len(given_history) != len(history_keys):
+        raise ValueError("--history_plan_uri and --history_data_uri go together (a dataset's history)")
+    # A dataset's analysis date may be left to the job: it depends on the history after the run.
+    required = ("output_uri", "summary_uri", *([] if given_history else ["transactions_uri", "analysis_date"]))
     missing = [f"--{key}" for key in required if not given.get(key)]
     if missing:
         raise ValueError(f"missing job argument(s): {', '.join(missing)}")
-    for key in ("transactions_uri", "output_uri", "summary_uri"):
+    for key in ("output_uri", "summary_uri", *given_history):
         if not given[key].startswith("s3://"):
             raise ValueError(f"--{key} must be an s3:// URI, got {given[key]!r}")
     # The Spark path's models: the sample's two prefixes go together; the value spend is apart.
@@ -448,7 +582,8 @@ def parse_args(argv: Sequence[str]) -> dict:
     given_sample = [key for key in sample_keys if given.get(key)]
     if given_sample and len(given_sample) != len(sample_keys):
         raise ValueError("--sample_uri and --sample_transactions_uri go together (the models' sample)")
-    prefixes = ["transactions_uri", "output_uri", *given_sample, *(["value_spend_uri"] if given.get("value_spend_uri") else [])]
+    prefixes = [*(["transactions_uri"] if given.get("transactions_uri") else []), "output_uri", *given_sample,
+                *(["value_spend_uri"] if given.get("value_spend_uri") else []), *given_history[1:]]
     for key in prefixes:
         if not given[key].startswith("s3://"):
             raise ValueError(f"--{key} must be an s3:// URI, got {given[key]!r}")
@@ -457,18 +592,16 @@ def parse_args(argv: Sequence[str]) -> dict:
     sample_customers = given.get("sample_customers", str(DEFAULT_SAMPLE_CUSTOMERS))
     if not sample_customers.isdigit() or int(sample_customers) < 1:
         raise ValueError(f"--sample_customers must be a whole number of customers, at least 1, got {sample_customers!r}")
-    if given["summary_uri"].endswith("/"):
-        raise ValueError(f"--summary_uri must name an object, got {given['summary_uri']!r}")
-    try:
-        # Exactly YYYY-MM-DD (Python 3.11's fromisoformat would also take 19971001 or 1997-W40).
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", given["analysis_date"]):
-            raise ValueError
-        analysis_date = date.fromisoformat(given["analysis_date"])
-    except ValueError:
-        raise ValueError(f"--analysis_date: cannot read {given['analysis_date']!r}; expected YYYY-MM-DD") from None
+    for key in ("summary_uri", *given_history[:1]):
+        if given[key].endswith("/"):
+            raise ValueError(f"--{key} must name an object, got {given[key]!r}")
+    dates = {key: _argument_date(key, given[key]) if given.get(key) else None
+             for key in ("analysis_date", "latest_allowed_date")}
     return {
-        "transactions_uri": given["transactions_uri"],
-        "analysis_date": analysis_date,
+        "transactions_uri": given.get("transactions_uri"),
+        "history_plan_uri": given.get("history_plan_uri"),
+        "history_data_uri": given.get("history_data_uri"),
+        **dates,
         "output_uri": given["output_uri"],
         "summary_uri": given["summary_uri"],
         "run_id": given.get("run_id"),
@@ -477,6 +610,29 @@ def parse_args(argv: Sequence[str]) -> dict:
         "sample_customers": int(sample_customers),
         "value_spend_uri": given.get("value_spend_uri"),
     }
+
+
+def _history_after_run(spark: SparkSession, args: dict, spark_path: Callable[[str], str]) -> tuple[DataFrame, dict]:
+    """A dataset's run: the history after it (``history_after``) written for Publish, and the
+    rows the run analyses (the history after the run, read back from the files it is made of)."""
+    plan = read_plan(args["history_plan_uri"])
+    data_uri, output_uri = args["history_data_uri"], plan["output_uri"]
+    outside = [uri for uri in [*plan["files"], output_uri] if not uri.startswith(data_uri)]
+    if outside:
+        raise ValueError(f"{args['history_plan_uri']}: {outside[0]} is not under --history_data_uri {data_uri}")
+    if plan.get("delivery") is not None and not args["transactions_uri"]:
+        raise ValueError("--transactions_uri: a delivery's run needs the delivery's rows")
+    if plan.get("delivery") is None and not plan["files"]:
+        raise ValueError(f"{args['history_plan_uri']}: a replay needs the history's files, the plan lists none")
+    current = [spark_path(uri) for uri in plan["files"]]
+    history = as_history_rows(spark.read.parquet(*current)) if current else None
+    delivery_rows = spark.read.parquet(spark_path(args["transactions_uri"])) if plan.get("delivery") else None
+    rows, mode, counts = history_after(history, delivery_rows, plan)
+    if mode != "none":
+        write_history_files(spark, rows, spark_path(output_uri))
+    written = [spark_path(output_uri)] if mode != "none" else []
+    analysed = ([] if mode == "replace" else current) + written
+    return spark.read.parquet(*analysed), {**counts, "mode": mode, "files_uri": output_uri}
 
 
 def main(
@@ -490,19 +646,28 @@ def main(
     if spark is None:
         spark = SparkSession.builder.getOrCreate()
     run_id, analysis_date = args["run_id"], args["analysis_date"]
-    transactions = spark.read.parquet(spark_path(args["transactions_uri"]))
+    source = args["history_plan_uri"] or args["transactions_uri"]  # what an error names
+    history = None
+    if args["history_plan_uri"]:
+        transactions, history = _history_after_run(spark, args, spark_path)
+    else:
+        transactions = spark.read.parquet(spark_path(args["transactions_uri"]))
     for_models = bool(args["sample_uri"] or args["value_spend_uri"])
     # No column is read for the count alone (the files' row counts); the models also need the
     # log's span and whether it holds returns.
     span = log_span(transactions) if for_models else {"rows": transactions.count()}
     rows_read = span["rows"]
     if not rows_read:
-        raise ValueError(f"{args['transactions_uri']}: no valid transactions to build features from")
+        raise ValueError(f"{source}: no valid transactions to build features from")
+    if analysis_date is None:
+        if not for_models:
+            span = log_span(transactions)
+        analysis_date = default_analysis_date(span["last_order_date"], args["latest_allowed_date"])
     partitions = partitions_for(rows_read)
     with_spend = bool(args["value_spend_uri"])
     features, counts = customer_features(transactions, analysis_date, partitions=partitions, with_spend=with_spend)
     if not counts["customers"]:
-        raise ValueError(f"{args['transactions_uri']}: no customer bought anything before the analysis date "
+        raise ValueError(f"{source}: no customer bought anything before the analysis date "
                          f"{analysis_date.isoformat()}")
     write_features(spark, features.select(*OUTPUT_COLUMNS), spark_path(args["output_uri"]))
     models = {}
@@ -513,7 +678,7 @@ def main(
         sample, drawn = model_sample(features, args["sample_customers"])
         write_features(spark, sample.select(*SAMPLE_COLUMNS), spark_path(args["sample_uri"]))
         with _lambda_compatible_parquet(spark):
-            (sample_transactions(transactions, sample).write.mode("overwrite")
+            (sample_transactions(transactions.drop(*DELIVERY_COLUMNS), sample).write.mode("overwrite")
              .parquet(spark_path(args["sample_transactions_uri"])))
         models["sample"] = {**drawn, "customers_uri": args["sample_uri"],
                             "transactions_uri": args["sample_transactions_uri"]}
@@ -528,6 +693,7 @@ def main(
         "features_uri": args["output_uri"],
         "partitions": partitions,
         **({"models": models} if for_models else {}),
+        **({"history": history} if history is not None else {}),
     }
     bucket, _, key = args["summary_uri"].removeprefix("s3://").partition("/")
     boto3.client("s3").put_object(

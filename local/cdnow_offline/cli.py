@@ -127,9 +127,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="the share of revenue that is profit, applied to lifetime value (default 1: CLV is "
                          "revenue)")
     options.add_argument("--engine", choices=ENGINES,
-                         help=f"where Features runs (default {DEFAULT_ENGINE}: the Features Glue job for a file of at "
-                         "least the stack's SparkFeaturesMinRows accepted rows, 10,000,000, else the Lambda); spark "
-                         "is refused with --dataset (the Spark path does not yet read a dataset's history)")
+                         help=f"where Features runs (default {DEFAULT_ENGINE}: the Features Glue job for a run of at "
+                         "least the stack's SparkFeaturesMinRows rows, 10,000,000, counting a dataset's history "
+                         "with the file, else the Lambda)")
     run.add_argument("--timeout", type=float, metavar="SECONDS",
                      help="give up waiting for the execution after this long (default 600 offline, 3600 on a stack)")
     run.add_argument("--shipped", action="store_true",
@@ -302,10 +302,6 @@ def _run(args, stack_outputs: StackOutputs) -> int:
     options = run_options(args)
     if args.dataset is not None:
         _check_dataset(args.dataset)
-        if options.get("engine") == "spark":
-            # Ingest refuses it too; said here before anything is uploaded.
-            raise UsageError("--engine spark: the Spark path of Features does not yet read a dataset's history; "
-                             "use --engine auto or lambda with --dataset")
     statuses = []
 
     def ended(result) -> None:

@@ -145,26 +145,22 @@ def test_a_delivery_to_a_dataset_folder_takes_the_dataset_s_standing_options(sta
     assert f"s3://{raw}/incoming/broken/_dataset.json: names unknown option(s) horizon" in payload["errorMessage"]
 
 
-def test_ingest_refuses_the_spark_path_for_a_dataset_s_delivery(stack, root):
-    """The Spark path of Features reads only the Transform's rows so far: a delivery to a dataset
-    (whose history the run analyses) refuses engine spark, from the upload or the standing options."""
+def test_a_dataset_s_engine_comes_from_the_upload_or_its_standing_options(stack, root):
+    """A delivery to a dataset takes any engine (the Spark path reads the dataset's history too),
+    from the upload's options or the dataset's standing options; the upload's wins."""
     raw, s3 = stack.outputs["RawBucketName"], boto3.client("s3")
     body = (root / "data" / "CDNOW_sample.txt").read_bytes()
     s3.put_object(Bucket=raw, Key="incoming/big/spark.txt", Body=body,
                   Metadata={"cdnow-options": "%7B%22engine%22%3A%22spark%22%7D"})
-    payload, error = invoke("IngestFunction", object_created_event(root, raw, "incoming/big/spark.txt"))
-    assert error == "Unhandled" and payload["errorType"] == "InvalidRunRequest", payload
-    assert payload["errorMessage"] == (
-        f"s3://{raw}/incoming/big/spark.txt: engine spark is refused for a delivery to the dataset big: the Spark "
-        "path of Features does not yet read a dataset's history; use engine auto or lambda")
+    run, error = invoke("IngestFunction", object_created_event(root, raw, "incoming/big/spark.txt"))
+    assert error is None and run["engine"] == "spark" and run["dataset"] == "big", run
     s3.put_object(Bucket=raw, Key="incoming/big/_dataset.json", Body=b'{"engine": "spark"}')
     s3.put_object(Bucket=raw, Key="incoming/big/plain.txt", Body=body)
-    payload, error = invoke("IngestFunction", object_created_event(root, raw, "incoming/big/plain.txt"))
-    assert payload["errorType"] == "InvalidRunRequest" and "engine spark is refused" in payload["errorMessage"]
-    # auto (the default) and lambda are a dataset's: the run carries its engine.
-    s3.put_object(Bucket=raw, Key="incoming/big/_dataset.json", Body=b'{"engine": "lambda"}')
     run, error = invoke("IngestFunction", object_created_event(root, raw, "incoming/big/plain.txt"))
-    assert error is None and run["engine"] == "lambda", run
+    assert error is None and run["engine"] == "spark", run
+    s3.put_object(Bucket=raw, Key="incoming/big/_dataset.json", Body=b'{"engine": "lambda"}')
+    run, error = invoke("IngestFunction", object_created_event(root, raw, "incoming/big/spark.txt"))
+    assert error is None and run["engine"] == "spark", run
 
 
 def test_ingest_refuses_objects_outside_incoming_and_empty_files(stack, root):

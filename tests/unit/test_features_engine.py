@@ -1,5 +1,6 @@
 """Where Features runs: the ``engine`` option, and the Features Lambda as the planner of the two
-paths (the Lambda's own computation, or the Features Glue job for a large single-file run)."""
+paths (the Lambda's own computation, or the Features Glue job for a large run: a single file's,
+or a dataset's delivery or replay, counted with the dataset's history)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from cdnow import pipeline
 from cdnow.domain.features import run_analysis_date
 from cdnow.domain.runs import (
-    DEFAULT_ENGINE, ENGINES, RUN_OPTIONS, InvalidRunRequest, RunLayout, check_engine, decode_options_metadata,
+    DEFAULT_ENGINE, ENGINES, RUN_OPTIONS, InvalidRunRequest, RunLayout, decode_options_metadata,
     encode_options_metadata, features_engine, parse_replay_request, parse_run_request,
 )
 
@@ -36,14 +37,7 @@ def test_an_unknown_engine_is_refused_naming_the_values(engine):
         parse_run_request({"bucket": "raw", "key": "incoming/a", "engine": engine})
 
 
-def test_spark_is_refused_for_a_dataset_s_delivery_and_a_replay():
-    for dataset, replay in (("shop", False), ("shop", True)):
-        with pytest.raises(InvalidRunRequest, match="does not yet read a dataset's history"):
-            check_engine("spark", dataset, replay, "s3://raw/incoming/shop/")
-        for engine in ("auto", "lambda"):
-            check_engine(engine, dataset, replay, "s3://raw/incoming/shop/")
-    check_engine("spark", None, False, "s3://raw/incoming/a.txt")
-    # A replay's input may name it (it is an option); Ingest refuses it with the dataset's name.
+def test_a_replay_takes_the_engine_option_too():
     assert parse_replay_request({"bucket": "raw", "dataset": "shop", "replay": True,
                                  "engine": "spark"}).options == {"engine": "spark"}
 
@@ -54,9 +48,9 @@ def test_spark_is_refused_for_a_dataset_s_delivery_and_a_replay():
     ({}, 100, "spark"),  # a run from before the option: auto
     ({"engine": "lambda"}, 10**9, "lambda"),
     ({"engine": "spark"}, 1, "spark"),
-    # A run that reads a dataset's history: always the Lambda so far.
-    ({"engine": "auto", "dataset": "shop"}, 10**9, "lambda"),
-    ({"engine": "auto", "dataset": "shop", "replay": {"erase_customers": []}}, 10**9, "lambda"),
+    # A dataset's run: the rows counted are the delivery's plus the history's (the caller's sum).
+    ({"engine": "auto", "dataset": "shop"}, 10**9, "spark"),
+    ({"engine": "auto", "dataset": "shop", "replay": {"erase_customers": []}}, 99, "lambda"),
 ])
 def test_the_planner_s_decision(run, accepted, expected):
     assert features_engine(run, accepted, spark_min_rows=100) == expected
@@ -82,6 +76,7 @@ def storage(monkeypatch):
         raise AssertionError(f"the rows were read: {uri}")
 
     monkeypatch.setattr(pipeline.storage, "read_json", lambda uri: files[uri])
+    monkeypatch.setattr(pipeline.storage, "write_json", files.__setitem__)
     monkeypatch.setattr(pipeline.storage, "read_table", read_table)
     return files
 
@@ -116,11 +111,60 @@ def test_a_large_single_file_run_is_planned_for_spark_from_the_summary_alone(sto
     assert pipeline.build_features(_run(engine="spark"), "db")["analysis_date"] == "1998-06-20"
 
 
-def test_below_the_threshold_or_for_a_dataset_the_lambda_computes(storage):
+def test_below_the_threshold_the_lambda_computes(storage):
     storage[RunLayout("curated", "r-1").transform_summary] = TRANSFORM_SUMMARY
-    for run in (_run(), _run(engine="lambda"), _run(dataset="shop")):
+    for run in (_run(), _run(engine="lambda")):
         with pytest.raises(AssertionError, match="the rows were read"):
             pipeline.build_features(run, "db", spark_min_rows=151 if run["engine"] == "auto" else 1)
+
+
+HISTORY_FILES = ["s3://curated/datasets/shop/history/data/a.parquet", "s3://curated/datasets/shop/history/data/b.parquet"]
+
+
+@pytest.fixture
+def history(monkeypatch):
+    """The dataset's history as Features plans from it: its current files and their rows."""
+    from cdnow.adapters import history
+
+    current = {"shop": (HISTORY_FILES, 100)}
+    monkeypatch.setattr(history, "current_files", lambda database, dataset: current.get(dataset, ([], 0)))
+    return current
+
+
+def test_a_dataset_s_run_counts_its_history_and_plans_the_job_with_it(storage, history):
+    layout = RunLayout("curated", "r-1")
+    storage[layout.transform_summary] = TRANSFORM_SUMMARY
+    delivery = {"id": "d-1", "key": "incoming/shop/m.txt", "snapshot": False, "sha256": "f" * 64}
+    run = _run(dataset="shop", delivery=delivery)
+    # 150 delivered + 100 in the history: below 251 the Lambda computes, from 250 on Spark does.
+    with pytest.raises(AssertionError, match="the rows were read"):
+        pipeline.build_features(run, "db", spark_min_rows=251)
+    plan = pipeline.build_features(run, "db", spark_min_rows=250)
+    assert plan["engine"] == "spark" and plan["analysis_date"] is None  # decided by the job
+    arguments = plan["job_arguments"]
+    assert arguments["--transactions_uri"] == layout.transactions and "--analysis_date" not in arguments
+    assert arguments["--history_plan_uri"] == layout.history_plan
+    assert arguments["--history_data_uri"] == "s3://curated/datasets/shop/history/data/"
+    assert arguments["--latest_allowed_date"] == TRANSFORM_SUMMARY["latest_allowed_date"]
+    assert storage[layout.history_plan] == {
+        "dataset": "shop", "files": HISTORY_FILES,
+        "delivery": {"id": "d-1", "key": "incoming/shop/m.txt", "snapshot": False}, "erase_customers": [],
+        "output_uri": "s3://curated/datasets/shop/history/data/run_id=r-1/"}
+    # The run's own analysis date is passed on as it is, and the latest allowed date is then moot.
+    arguments = pipeline.build_features({**run, "analysis_date": "1998-03-01"}, "db", spark_min_rows=1)["job_arguments"]
+    assert arguments["--analysis_date"] == "1998-03-01" and "--latest_allowed_date" not in arguments
+
+
+def test_a_replay_on_spark_reads_only_the_history(storage, history):
+    layout = RunLayout("curated", "r-1")  # no Transform summary: a replay has no file
+    run = _run(dataset="shop", delivery=None, replay={"erase_customers": ["c9"]}, engine="spark")
+    plan = pipeline.build_features(run, "db")
+    arguments = plan["job_arguments"]
+    assert "--transactions_uri" not in arguments and "--latest_allowed_date" not in arguments
+    assert storage[layout.history_plan]["delivery"] is None
+    assert storage[layout.history_plan]["erase_customers"] == ["c9"]
+    with pytest.raises(InvalidRunRequest, match="the dataset empty has no history to replay"):
+        pipeline.build_features({**run, "dataset": "empty"}, "db")
 
 
 def test_after_the_job_features_returns_the_lambda_path_s_shape(storage, monkeypatch):
@@ -170,7 +214,8 @@ def test_after_the_job_features_returns_the_lambda_path_s_shape(storage, monkeyp
     with pytest.raises(ValueError, match="no models' sample"):
         pipeline.features_from_spark(_run(engine="spark"), plan, "db")
     # A summary of another plan (a stale one) is refused, not published.
-    storage[layout.features_job_summary] = {**storage[layout.features_job_summary], "analysis_date": "1998-01-01"}
+    storage[layout.features_job_summary] = {**storage[layout.features_job_summary], "models": models,
+                                            "analysis_date": "1998-01-01"}
     with pytest.raises(ValueError, match="not this plan's"):
         pipeline.features_from_spark(_run(engine="spark"), plan, "db")
 

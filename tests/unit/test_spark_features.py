@@ -360,7 +360,8 @@ def test_parse_args_ignores_glue_system_arguments():
     assert args == {"transactions_uri": "s3://b/t/", "analysis_date": dt.date(1997, 10, 1),
                     "output_uri": "s3://b/f/", "summary_uri": "s3://b/f.json", "run_id": None,
                     "sample_uri": None, "sample_transactions_uri": None,
-                    "sample_customers": cdnow_features.DEFAULT_SAMPLE_CUSTOMERS, "value_spend_uri": None}
+                    "sample_customers": cdnow_features.DEFAULT_SAMPLE_CUSTOMERS, "value_spend_uri": None,
+                    "history_plan_uri": None, "history_data_uri": None, "latest_allowed_date": None}
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -374,6 +375,15 @@ def test_parse_args_ignores_glue_system_arguments():
       "--summary_uri", "s3://b/f/"], "name an object"),
     (["--transactions_uri", "s3://b/t/", "--analysis_date", "19971001", "--output_uri", "s3://b/f/",
       "--summary_uri", "s3://b/f.json"], "YYYY-MM-DD"),
+    # A dataset's run: the plan and the history's folder go together; its dates are checked too.
+    (["--history_plan_uri", "s3://b/p.json", "--output_uri", "s3://b/f/", "--summary_uri", "s3://b/f.json"],
+     "go together"),
+    (["--history_plan_uri", "s3://b/p/", "--history_data_uri", "s3://b/h/", "--output_uri", "s3://b/f/",
+      "--summary_uri", "s3://b/f.json"], "--history_plan_uri must name an object"),
+    (["--history_plan_uri", "s3://b/p.json", "--history_data_uri", "s3://b/h", "--output_uri", "s3://b/f/",
+      "--summary_uri", "s3://b/f.json"], "--history_data_uri must be a prefix"),
+    (["--history_plan_uri", "s3://b/p.json", "--history_data_uri", "s3://b/h/", "--output_uri", "s3://b/f/",
+      "--summary_uri", "s3://b/f.json", "--latest_allowed_date", "2020-1-1"], "--latest_allowed_date: cannot read"),
 ])
 def test_parse_args_rejects_missing_or_malformed_arguments(argv, message):
     with pytest.raises(ValueError, match=message):
@@ -493,3 +503,139 @@ def test_parse_args_checks_the_models_outputs(argv, message):
             "--summary_uri", "s3://b/f.json"]
     with pytest.raises(ValueError, match=message):
         parse_args(base + argv)
+
+
+# --- a dataset's history after the run (domain/history.py's rules) ------------------------------
+
+HISTORY_FRAME_COLUMNS = ["customer_id", "order_date", "quantity", "amount", "is_return", "order_id",
+                         "delivery_id", "delivery_key"]
+
+
+def history_rows(rows, delivery_id: str, delivery_key: str) -> pd.DataFrame:
+    """(customer, day, quantity, amount, is_return, order id) rows of one delivery."""
+    frame = pd.DataFrame(rows, columns=HISTORY_FRAME_COLUMNS[:6])
+    frame["order_date"] = pd.to_datetime(frame["order_date"]).dt.date
+    return frame.assign(delivery_id=delivery_id, delivery_key=delivery_key)
+
+
+def spark_history(spark, frame: pd.DataFrame | None):
+    if frame is None:
+        return None
+    schema = ", ".join(f"{name} {kind}" for name, kind in cdnow_features.HISTORY_SCHEMA)
+    return spark.createDataFrame(frame[HISTORY_FRAME_COLUMNS].astype(object).where(frame.notna(), None)
+                                 .itertuples(index=False, name=None), schema)
+
+
+def sorted_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame[HISTORY_FRAME_COLUMNS].astype({"quantity": "int64", "amount": "float64"})
+    return frame.sort_values(HISTORY_FRAME_COLUMNS[:4] + ["delivery_key"]).reset_index(drop=True)
+
+
+EARLIER = pd.concat([
+    history_rows([("c1", "2020-01-01", 1, 10.0, False, "o1"), ("c1", "2020-01-01", 2, 5.0, False, "o1"),
+                  ("c2", "2020-01-03", 1, 7.0, False, "o2"), ("c3", "2020-01-04", 1, 3.0, False, None)],
+                 "d-jan", "incoming/shop/jan.csv"),
+    history_rows([("c2", "2020-02-01", 1, 8.0, False, "o3"), ("c4", "2020-02-02", -1, -4.0, True, "o4"),
+                  ("c5", "2020-02-03", 1, 9.0, False, None)], "d-feb", "incoming/shop/feb.csv"),
+], ignore_index=True)
+
+
+@pytest.mark.parametrize("case, history, delivery, key, snapshot, mode", [
+    # Nothing replaced (new order ids, a new key): the delivery's rows are added.
+    ("new orders", EARLIER, [("c6", "2020-03-01", 1, 6.0, False, "o5"), ("c1", "2020-03-02", 1, 1.0, False, None)],
+     "incoming/shop/mar.csv", False, "append"),
+    # The same key again: a correction replaces that key's rows.
+    ("correction", EARLIER, [("c2", "2020-02-01", 1, 8.5, False, "o3")], "incoming/shop/feb.csv", False, "replace"),
+    # An order sent again (under another key) replaces that order's lines, none of the others.
+    ("order again", EARLIER, [("c1", "2020-01-01", 3, 15.0, False, "o1"), ("c7", "2020-03-05", 1, 2.0, False, "o9")],
+     "incoming/shop/late.csv", False, "replace"),
+    # A snapshot replaces the whole history.
+    ("snapshot", EARLIER, [("c8", "2020-03-01", 1, 1.0, False, None)], "incoming/shop/all.csv", True, "replace"),
+    # The first delivery (no history), snapshot or not: added.
+    ("first", None, [("c1", "2020-01-01", 1, 10.0, False, None)], "incoming/shop/jan.csv", False, "append"),
+    ("first snapshot", None, [("c1", "2020-01-01", 1, 10.0, False, None)], "incoming/shop/jan.csv", True, "append"),
+    # Without order ids in the delivery, nothing is replaced by order (CDNOW's identical rows).
+    ("no ids", EARLIER, [("c3", "2020-01-04", 1, 3.0, False, None)], "incoming/shop/apr.csv", False, "append"),
+])
+def test_the_history_after_a_delivery_is_the_domain_s(spark, case, history, delivery, key, snapshot, mode):
+    from cdnow.domain.history import combine, replacement_of
+
+    delivered = history_rows(delivery, "d-new", key)
+    earlier = history if history is not None else delivered.iloc[0:0]
+    expected = combine(earlier, delivered, replacement_of(delivered, key, snapshot))
+    plan = {"delivery": {"id": "d-new", "key": key, "snapshot": snapshot}}
+    transform_rows = spark_history(spark, delivered).drop("delivery_id", "delivery_key")  # as the Transform wrote them
+    rows, got_mode, counts = cdnow_features.history_after(spark_history(spark, history), transform_rows, plan)
+    assert got_mode == mode, case
+    assert counts == expected.counts(), case
+    written = rows.toPandas()
+    after = written if mode == "replace" else pd.concat([earlier, written], ignore_index=True)
+    pd.testing.assert_frame_equal(sorted_rows(after), sorted_rows(expected.rows), check_dtype=False)
+    assert [(f.name, f.dataType.simpleString()) for f in rows.schema.fields] == [
+        (name, {"bigint": "bigint"}.get(kind, kind)) for name, kind in cdnow_features.HISTORY_SCHEMA]
+
+
+def test_a_replay_leaves_out_the_erased_customers_rows(spark):
+    history = spark_history(spark, EARLIER)
+    rows, mode, counts = cdnow_features.history_after(history, None, {"delivery": None, "erase_customers": ["c2"]})
+    assert mode == "replace" and counts == {"history_rows": 5, "replayed": True, "erased_rows": 2,
+                                            "erased_customers": 1}
+    assert sorted(rows.toPandas()["customer_id"]) == ["c1", "c1", "c3", "c4", "c5"]
+    rows, mode, counts = cdnow_features.history_after(history, None, {"delivery": None, "erase_customers": []})
+    assert mode == "none" and counts["history_rows"] == len(EARLIER) and counts["erased_rows"] == 0
+
+
+def test_the_history_s_columns_are_the_iceberg_table_s():
+    from cdnow.adapters import history
+
+    iceberg = [(field.name, str(field.field_type)) for field in history._schema().fields]
+    spark_types = {"string": "string", "date": "date", "bigint": "long", "double": "double", "boolean": "boolean"}
+    assert iceberg == [(name, spark_types[kind]) for name, kind in cdnow_features.HISTORY_SCHEMA]
+    from cdnow.domain.history import DELIVERY_COLUMNS
+
+    assert cdnow_features.DELIVERY_COLUMNS == DELIVERY_COLUMNS
+
+
+def test_main_on_a_dataset_s_delivery_writes_the_history_for_publish(spark, tmp_path, mocked_aws):
+    """The job reads the plan's files and the delivery, writes what Publish commits, and computes
+    the features on the history after the run, with the analysis date the rule gives."""
+    def spark_path(uri: str) -> str:
+        return str(tmp_path / uri.removeprefix("s3://"))
+
+    data = "s3://curated/datasets/shop/history/data/"
+    prefix = "s3://curated/runs/run_id=r2/"
+    jan = EARLIER[EARLIER["delivery_key"] == "incoming/shop/jan.csv"]
+    feb = EARLIER[EARLIER["delivery_key"] == "incoming/shop/feb.csv"]
+    for name, frame in (("jan", jan), ("feb", feb)):  # the history's current files
+        path = Path(spark_path(f"{data}{name}.parquet"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        spark_history(spark, frame).coalesce(1).write.mode("overwrite").parquet(str(path))
+    corrected = history_rows([("c2", "2020-02-01", 1, 8.5, False, "o3")], "d-new", "incoming/shop/feb.csv")
+    write_transactions(corrected, Path(spark_path(prefix + "transactions/")))
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="curated")
+    plan = {"dataset": "shop", "files": [f"{data}jan.parquet", f"{data}feb.parquet"],
+            "delivery": {"id": "d-new", "key": "incoming/shop/feb.csv", "snapshot": False},
+            "erase_customers": [], "output_uri": f"{data}run_id=r2/"}
+    s3.put_object(Bucket="curated", Key="runs/run_id=r2/history_plan.json", Body=json.dumps(plan).encode())
+    argv = ["--run_id", "r2", "--transactions_uri", prefix + "transactions/", "--latest_allowed_date", "2020-01-20",
+            "--output_uri", prefix + "staging/customer_features/", "--summary_uri", prefix + "features_job.json",
+            "--history_plan_uri", prefix + "history_plan.json", "--history_data_uri", data,
+            "--sample_uri", prefix + "sample/customers/", "--sample_transactions_uri", prefix + "sample/transactions/",
+            "--value_spend_uri", prefix + "value_spend/"]
+    summary = main(argv, spark=spark, spark_path=spark_path)
+    assert summary["history"] == {"history_rows_kept": 4, "replaced_by_key": 3, "replaced_by_order_id": 0,
+                                  "replaced_by_snapshot": 0, "delivery_rows": 1, "history_rows": 5,
+                                  "mode": "replace", "files_uri": f"{data}run_id=r2/"}
+    # Never later than the latest allowed date; the last order is the history's after the run (the
+    # replaced February's last, 2020-02-03, is gone).
+    assert summary["analysis_date"] == "2020-01-20" and summary["models"]["last_order_date"] == "2020-02-01"
+    written = pq.read_table(spark_path(f"{data}run_id=r2/")).to_pandas()
+    assert sorted(written["customer_id"]) == ["c1", "c1", "c2", "c2", "c3"]  # February replaced by its fix
+    assert set(written["delivery_key"]) == {"incoming/shop/jan.csv", "incoming/shop/feb.csv"}
+    assert summary["customers"] == 3  # c1, c2, c3 bought before 2020-01-20
+    # A file outside the history's data folder is refused.
+    s3.put_object(Bucket="curated", Key="runs/run_id=r2/history_plan.json",
+                  Body=json.dumps({**plan, "files": ["s3://curated/elsewhere/x.parquet"]}).encode())
+    with pytest.raises(ValueError, match="is not under --history_data_uri"):
+        main(argv, spark=spark, spark_path=spark_path)

@@ -20,7 +20,7 @@ from .adapters.events import parse_request
 from .domain.defaults import DEFAULT_CHURN_HORIZON_DAYS
 from .domain.runs import (
     DEFAULT_CURRENCY, DEFAULT_ENGINE, DEFAULT_SPARK_FEATURES_MIN_ROWS,
-    INCOMING_PREFIX, MAX_DATASET_OPTIONS_BYTES, check_engine, currency_decimals, dataset_of,
+    INCOMING_PREFIX, MAX_DATASET_OPTIONS_BYTES, currency_decimals, dataset_of,
     dataset_options_key, DeliveryLimits, derive_replay_run_id, derive_run_id, Execution,
     features_engine, InvalidRunRequest, is_dataset_options, parse_dataset_options,
     ReplayRequest, RunLayout, RunRequest,
@@ -145,7 +145,6 @@ def _admit_replay(request: ReplayRequest, curated_bucket: str, default_horizon_d
     """The run of a replay: the dataset's history analysed again (Features reads it; no Transform),
     the erased customers' rows deleted from the history in Publish's switch."""
     request, standing_uri = _standing_options(request, request.dataset)
-    check_engine(request.options.get("engine", DEFAULT_ENGINE), request.dataset, True, request.input_uri)
     run_id = derive_replay_run_id(request.dataset, execution.id)
     layout = RunLayout(curated_bucket, run_id)
     run = {
@@ -194,7 +193,6 @@ def _admit(request: RunRequest, curated_bucket: str, default_horizon_days: int, 
     if dataset:
         request, standing_uri = _standing_options(request, dataset)
     options = request.options
-    check_engine(options.get("engine", DEFAULT_ENGINE), dataset, False, request.input_uri)
     # The run is the content at this key (its ETag) with its options, not the upload: a file
     # delivered twice is one run, also on a versioned bucket where each upload is a new version.
     etag = head["ETag"].strip('"')
@@ -260,30 +258,42 @@ def _layout(run: dict) -> RunLayout:
 
 def build_features(run: dict, database: str, spark_min_rows: int = DEFAULT_SPARK_FEATURES_MIN_ROWS) -> dict:
     """Features of every customer as of the analysis date, on the rows the run analyses: the
-    delivery's own, or for a dataset's delivery the dataset's history with the delivery joined
-    (``domain.history``), staged for the model steps as ``transactions_uri``.
+    delivery's own, or for a dataset's run the dataset's history after it (the delivery joined
+    by ``domain.history``'s rules, or a replay's erased customers left out), staged for the model
+    steps as ``transactions_uri``.
 
-    The planner of the step's two paths: it reads the Transform's summary first, and a
-    single-file run that ``features_engine`` sends to Spark (its ``engine`` option, or for "auto"
-    at least ``spark_min_rows`` accepted rows) reads no row here; it returns ``engine`` "spark"
-    with the Glue job's arguments (``_spark_features_plan``), and the state machine runs the job,
-    then ``features_from_spark``. Every other run is computed here (``engine`` "lambda")."""
+    The planner of the step's two paths: it reads the Transform's summary (and a dataset's
+    current history files, not their rows) first, and a run that ``features_engine`` sends to
+    Spark (its ``engine`` option, or for "auto" at least ``spark_min_rows`` rows: the delivery's
+    accepted rows plus the history's) reads no row here; it returns ``engine`` "spark" with the
+    Glue job's arguments (``_spark_features_plan``), and the state machine runs the job, then
+    ``features_from_spark``. Every other run is computed here (``engine`` "lambda")."""
     from .domain.features import customer_features, default_analysis_date, run_analysis_date
 
     layout = _layout(run)
-    if run.get("replay") is not None:
+    replay = run.get("replay") is not None
+    transform = None if replay else storage.read_json(layout.transform_summary)
+    history_files, history_rows = [], 0
+    if run.get("dataset"):
+        from .adapters import history
+
+        history_files, history_rows = history.current_files(database, run["dataset"])
+        if replay and not history_files:
+            raise InvalidRunRequest(f"the dataset {run['dataset']} has no history to replay: deliver a file to "
+                                    f"{INCOMING_PREFIX}{run['dataset']}/ first")
+    delivered = 0 if replay else int(transform.get("accepted") or 0)
+    if features_engine(run, delivered + history_rows, spark_min_rows) == "spark":
+        return _spark_features_plan(run, transform, history_files)
+    if replay:
         transform, transactions, history_counts = _replayed_history(run, database)
     else:
-        transform = storage.read_json(layout.transform_summary)
-        if features_engine(run, int(transform.get("accepted") or 0), spark_min_rows) == "spark":
-            return _spark_features_plan(run, transform)
         transactions = storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS)
         history_counts = None
     if transactions.empty:
         raise ValueError(f"{run['input_uri']}: no valid transactions to build features from")
     transactions_uri = layout.transactions
     if run.get("dataset"):
-        if run.get("replay") is None:
+        if not replay:
             transactions, history_counts = _with_history(run, database, transactions)
         storage.delete_prefix(layout.analysed)
         storage.stage_table(transactions, layout.analysed)
@@ -322,36 +332,61 @@ def _features_result(run: dict, transform: dict, engine: str, analysis_date: str
     }
 
 
-def _spark_features_plan(run: dict, transform: dict) -> dict:
-    """The Spark path's plan, from the Transform's summary alone (no row is read): the analysis
-    date by the Lambda's rule, and the Features Glue job's arguments (strings), which the state
-    machine passes on as they are."""
+def _spark_features_plan(run: dict, transform: dict | None, history_files: list[str]) -> dict:
+    """The Spark path's plan, from the Transform's summary (and a dataset's history files) alone:
+    no row is read. The Features Glue job's arguments are strings, which the state machine passes
+    on as they are. A single file's analysis date is decided here, by the Lambda's rule; a
+    dataset's depends on its whole history after the run, so the job decides it by the same rule
+    (the run's option, else the day after the last order, never later than the Transform's latest
+    allowed date) and ``features_from_spark`` checks it against ``run_analysis_date``."""
     from .domain.features import run_analysis_date
 
     layout = _layout(run)
-    if not transform.get("accepted") or not transform.get("last_order_date"):
+    dataset = run.get("dataset")
+    if transform is not None and (not transform.get("accepted") or not transform.get("last_order_date")):
         raise ValueError(f"{run['input_uri']}: no valid transactions to build features from")
-    day_after_last = date.fromisoformat(transform["last_order_date"]) + timedelta(days=1)
-    analysis_date = run_analysis_date(run.get("analysis_date"), day_after_last,
-                                      transform.get("latest_allowed_date")).isoformat()
+    if dataset:
+        analysis_date = run.get("analysis_date")
+    else:
+        day_after_last = date.fromisoformat(transform["last_order_date"]) + timedelta(days=1)
+        analysis_date = run_analysis_date(run.get("analysis_date"), day_after_last,
+                                          transform.get("latest_allowed_date")).isoformat()
+    arguments = {
+        "--run_id": run["run_id"],
+        **({"--transactions_uri": layout.transactions} if transform is not None else {}),
+        **({"--analysis_date": analysis_date} if analysis_date else {}),
+        "--output_uri": layout.staged("customer_features"),
+        "--summary_uri": layout.features_job_summary,
+        # What the model steps fit on and the Score job values with (issue 18's Spark path).
+        "--sample_uri": layout.model_sample,
+        "--sample_transactions_uri": layout.model_sample_transactions,
+        "--value_spend_uri": layout.value_spend,
+    }
+    if dataset:
+        from .adapters import history
+
+        latest_allowed = (transform or {}).get("latest_allowed_date")
+        delivery = run.get("delivery")
+        storage.write_json(layout.history_plan, {
+            "dataset": dataset,
+            "files": history_files,
+            "delivery": None if delivery is None else {key: delivery[key] for key in ("id", "key", "snapshot")},
+            "erase_customers": list((run.get("replay") or {}).get("erase_customers") or ()),
+            "output_uri": history.run_files_location(run["curated_bucket"], dataset, run["run_id"]),
+        })
+        arguments.update({
+            "--history_plan_uri": layout.history_plan,
+            "--history_data_uri": history.data_location(run["curated_bucket"], dataset),
+            **({"--latest_allowed_date": latest_allowed} if latest_allowed and not analysis_date else {}),
+        })
     return {
         "engine": "spark",
         "analysis_date": analysis_date,
-        "rows": {k: transform[k] for k in ROW_COUNTS if k in transform},
+        "rows": {k: transform[k] for k in ROW_COUNTS if k in transform} if transform is not None else {},
         "transactions_uri": layout.transactions,
         "features_uri": layout.staged("customer_features"),
         "summary_uri": layout.features_job_summary,
-        "job_arguments": {
-            "--run_id": run["run_id"],
-            "--transactions_uri": layout.transactions,
-            "--analysis_date": analysis_date,
-            "--output_uri": layout.staged("customer_features"),
-            "--summary_uri": layout.features_job_summary,
-            # What the model steps fit on and the Score job values with (issue 18's Spark path).
-            "--sample_uri": layout.model_sample,
-            "--sample_transactions_uri": layout.model_sample_transactions,
-            "--value_spend_uri": layout.value_spend,
-        },
+        "job_arguments": arguments,
     }
 
 
@@ -361,19 +396,32 @@ def features_from_spark(run: dict, plan: dict, database: str) -> dict:
     the Lambda path returns."""
     from .adapters import glue_code
 
+    from .domain.features import run_analysis_date
+
     layout = _layout(run)
     job = storage.read_json(layout.features_job_summary)
-    if job.get("analysis_date") != plan["analysis_date"] or job.get("features_uri") != layout.staged(
-            "customer_features"):
-        raise ValueError(f"run {run['run_id']}: the Features job's summary {layout.features_job_summary} is not "
-                         f"this plan's (analysis date {job.get('analysis_date')}, expected {plan['analysis_date']})")
     models = job.get("models") or {}
     if not (models.get("sample") and models.get("value_spend_uri")):
         raise ValueError(f"run {run['run_id']}: the Features job's summary {layout.features_job_summary} has no "
                          "models' sample or value spend: the job ran without the plan's arguments")
-    transform = storage.read_json(layout.transform_summary)
+    replay = run.get("replay") is not None
+    transform = _replay_counts(int(job["rows_read"])) if replay else storage.read_json(layout.transform_summary)
+    expected = plan["analysis_date"]
+    if expected is None:  # a dataset's: the job decided it on the history after the run, by this rule
+        day_after_last = date.fromisoformat(models["last_order_date"]) + timedelta(days=1)
+        expected = run_analysis_date(None, day_after_last, transform.get("latest_allowed_date")).isoformat()
+    if job.get("analysis_date") != expected or job.get("features_uri") != layout.staged("customer_features"):
+        raise ValueError(f"run {run['run_id']}: the Features job's summary {layout.features_job_summary} is not "
+                         f"this plan's (analysis date {job.get('analysis_date')}, expected {expected})")
+    history_counts = None
+    if run.get("dataset"):
+        history_counts = {key: value for key, value in job["history"].items() if key not in ("mode", "files_uri")}
     result = _features_result(run, transform, "spark", job["analysis_date"], int(job["customers"]),
-                              int(job.get("customers_without_purchase", 0)), layout.transactions, None)
+                              int(job.get("customers_without_purchase", 0)),
+                              None if replay else layout.transactions, history_counts)
+    if run.get("dataset"):
+        # What Publish commits to the history: the job's files, added to it or as the whole of it.
+        result["history_commit"] = {key: job["history"][key] for key in ("mode", "files_uri")}
     # What the model steps fit on (the sample, the whole log's span), and the Score job's
     # arguments (strings), with this layer's own code for its executors.
     result["spark_models"] = {
@@ -408,21 +456,21 @@ def features_from_spark(run: dict, plan: dict, database: str) -> dict:
 
 def _replayed_history(run: dict, database: str):
     """A replay's rows: the dataset's history without the customers it erases (not committed:
-    Publish deletes them from the history). The counts are the history's: every row read is
-    accepted (it was when delivered); erased rows are not read."""
+    Publish deletes them from the history). ``build_features`` has checked there is a history."""
     from .adapters import history
 
     rows = history.read_history(database, run["dataset"])
-    if rows is None:
-        raise InvalidRunRequest(f"the dataset {run['dataset']} has no history to replay: deliver a file to "
-                                f"{INCOMING_PREFIX}{run['dataset']}/ first")
     erased = rows["customer_id"].isin(run["replay"]["erase_customers"])
     rows = rows.loc[~erased, TRANSACTION_COLUMNS].reset_index(drop=True)
-    counts = {"read": len(rows), "accepted": len(rows), "excluded": 0, "quarantined": 0, "by_reason": {},
-              "format": "history"}
     replay_counts = {"history_rows": len(rows), "replayed": True, "erased_rows": int(erased.sum()),
                      "erased_customers": len(run["replay"]["erase_customers"])}
-    return counts, rows, replay_counts
+    return _replay_counts(len(rows)), rows, replay_counts
+
+
+def _replay_counts(rows: int) -> dict:
+    """A replay's row counts, in the Transform summary's shape: every row read from the history
+    is accepted (it was when delivered); erased rows are not read."""
+    return {"read": rows, "accepted": rows, "excluded": 0, "quarantined": 0, "by_reason": {}, "format": "history"}
 
 
 def _delivery_rows(run: dict, transactions):
@@ -938,21 +986,35 @@ def _join_history(run: dict, database: str, features: dict, history_before: list
 
     layout = _layout(run)
     properties = {"cdnow.run_id": run["run_id"]}
+    # The Spark path's Features job wrote what joins the history (the delivery's rows, or the
+    # whole history after the run): committed as those files, no row read here.
+    spark_commit = features.get("history_commit") if _on_spark(features) else None
+    if spark_commit is not None and spark_commit["mode"] != "none":
+        history_before.append(history.current_snapshot(database, run["dataset"]))
+        files = storage.parquet_files(spark_commit["files_uri"])
+        if run.get("delivery") is not None:
+            properties["cdnow.delivery_key"] = run["delivery"]["key"]
+        snapshot_id = history.commit_files(database, run["curated_bucket"], run["dataset"], files,
+                                           spark_commit["mode"] == "replace", properties)
     if run.get("replay") is not None:
         erased = run["replay"]["erase_customers"]
-        if erased:
+        if erased and spark_commit is None:
             history_before.append(history.current_snapshot(database, run["dataset"]))
             history.erase_customers(database, run["dataset"], erased, properties)
         return None
-    delivery = _delivery_rows(run, storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS))
-    replacement = replacement_of(delivery, run["delivery"]["key"], run["delivery"]["snapshot"])
-    history_before.append(history.current_snapshot(database, run["dataset"]))
-    snapshot_id = history.commit_delivery(database, run["curated_bucket"], run["dataset"], delivery, replacement,
-                                          {**properties, "cdnow.delivery_key": run["delivery"]["key"]})
+    if spark_commit is not None:
+        delivered_rows = int(features["history"]["delivery_rows"])
+    else:
+        delivery = _delivery_rows(run, storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS))
+        replacement = replacement_of(delivery, run["delivery"]["key"], run["delivery"]["snapshot"])
+        history_before.append(history.current_snapshot(database, run["dataset"]))
+        snapshot_id = history.commit_delivery(database, run["curated_bucket"], run["dataset"], delivery,
+                                              replacement, {**properties, "cdnow.delivery_key": run["delivery"]["key"]})
+        delivered_rows = len(delivery)
     record = {
         "dataset": run["dataset"], "delivery_id": run["delivery"]["id"], "sha256": run["delivery"]["sha256"],
         "key": run["delivery"]["key"], "input_uri": run["input_uri"], "run_id": run["run_id"],
-        "snapshot": run["delivery"]["snapshot"], "rows": len(delivery), "history": features.get("history"),
+        "snapshot": run["delivery"]["snapshot"], "rows": delivered_rows, "history": features.get("history"),
         "history_snapshot_id": snapshot_id, "delivered_at": datetime.now(timezone.utc).isoformat(),
     }
     storage.write_json(layout.delivery_record(run["dataset"], run["delivery"]["sha256"]), record)

@@ -99,18 +99,71 @@ def current_snapshot(database: str, dataset: str) -> int | None:
     return None if snapshot is None else snapshot.snapshot_id
 
 
-def commit_delivery(database: str, curated_bucket: str, dataset: str, rows, replacement: Replacement,
-                    properties: dict[str, str]) -> int:
-    """Join a delivery to the history in one Iceberg commit (the table is made on the first
-    one): delete what ``replacement`` replaces, append ``rows``. Returns the new snapshot id."""
-    from pyiceberg.expressions import AlwaysTrue, EqualTo, In, Or
-
+def _writable(database: str, curated_bucket: str, dataset: str):
+    """The dataset's table, made on its first delivery."""
     table = _load(database, dataset)
     if table is None:
         table = _catalog(database).create_table(
             (database, table_name(dataset)), schema=_schema(),
             location=table_location(curated_bucket, dataset),
             properties={"cdnow.dataset": dataset})
+    return table
+
+
+def current_files(database: str, dataset: str) -> tuple[list[str], int]:
+    """The data files of the history as it is now, and their rows (([], 0) before its first
+    delivery): what the Spark path reads instead of the table (offline Spark has no Iceberg
+    reader). Listing the table's folder would also read replaced rows, which only older
+    snapshots still refer to."""
+    table = _load(database, dataset)
+    if table is None or table.current_snapshot() is None:
+        return [], 0
+    tasks = list(table.scan().plan_files())
+    with_deletes = [task.file.file_path for task in tasks if task.delete_files]
+    if with_deletes:
+        # pyiceberg writes none (its deletes rewrite files); another engine's merge-on-read deletes
+        # would be ignored by a plain parquet read, so they are refused rather than misread.
+        raise ValueError(f"the history of the dataset {dataset} has delete files beside {with_deletes[0]} (and "
+                         f"{len(with_deletes) - 1} more data files): compact the table before a run reads it on Spark")
+    return [task.file.file_path for task in tasks], sum(task.file.record_count for task in tasks)
+
+
+def data_location(curated_bucket: str, dataset: str) -> str:
+    """The table's data files' folder (pyiceberg's and the Spark path's alike)."""
+    return f"{table_location(curated_bucket, dataset)}/data/"
+
+
+def run_files_location(curated_bucket: str, dataset: str, run_id: str) -> str:
+    """Where the Spark path's Features job writes the rows a run commits to the history (the
+    delivery's, or the whole history after it), inside the table's own data folder: the table
+    refers to them where they are written."""
+    return f"{data_location(curated_bucket, dataset)}run_id={run_id}/"
+
+
+def commit_files(database: str, curated_bucket: str, dataset: str, files: list[str], replace: bool,
+                 properties: dict[str, str]) -> int:
+    """The Spark path's commit: ``files`` (parquet with the history's columns) join the history
+    in one Iceberg commit, as they are (no row is read here, so the memory is flat at any size);
+    with ``replace`` they are the whole history after the run and every earlier file leaves it
+    (a metadata change: no file is rewritten). Returns the new snapshot id."""
+    from pyiceberg.expressions import AlwaysTrue
+
+    table = _writable(database, curated_bucket, dataset)
+    with table.transaction() as transaction:
+        if replace and table.current_snapshot() is not None:
+            transaction.delete(AlwaysTrue(), snapshot_properties=properties)
+        if files:
+            transaction.add_files(files, snapshot_properties=properties)
+    return table.refresh().current_snapshot().snapshot_id
+
+
+def commit_delivery(database: str, curated_bucket: str, dataset: str, rows, replacement: Replacement,
+                    properties: dict[str, str]) -> int:
+    """Join a delivery to the history in one Iceberg commit (the table is made on the first
+    one): delete what ``replacement`` replaces, append ``rows``. Returns the new snapshot id."""
+    from pyiceberg.expressions import AlwaysTrue, EqualTo, In, Or
+
+    table = _writable(database, curated_bucket, dataset)
     if replacement.snapshot:
         replaced = AlwaysTrue()
     else:

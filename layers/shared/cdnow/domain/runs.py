@@ -83,10 +83,9 @@ _DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 RUN_OPTIONS = ("analysis_date", "churn_horizon_days", "churn_label", "max_bad_share", "column_mapping",
                "date_order", "currency", "snapshot", "margin", "engine")
 # Where the Features step computes the customer_features table (option ``engine``): "auto" takes
-# the Glue Spark job for a single-file run of at least the stack's SparkFeaturesMinRows accepted
-# rows (the Features function's SPARK_FEATURES_MIN_ROWS) and the Lambda otherwise; "lambda" and
-# "spark" force one path. The Spark path does not yet read a dataset's history: a dataset's
-# delivery or a replay refuses "spark" (``check_engine``) and "auto" takes the Lambda there.
+# the Glue Spark job for a run of at least the stack's SparkFeaturesMinRows rows (the Features
+# function's SPARK_FEATURES_MIN_ROWS: a file's accepted rows, plus its dataset's history rows for
+# a delivery to a dataset or a replay) and the Lambda otherwise; "lambda" and "spark" force one path.
 ENGINES = ("auto", "lambda", "spark")
 DEFAULT_ENGINE = "auto"
 # The template parameter SparkFeaturesMinRows's default (by a test): docs/SCALING.md's measured
@@ -324,24 +323,14 @@ def validate_options(options: dict, where: str) -> dict:
         raise InvalidRunRequest(f"{where}: {validation_message(exc)}") from None
 
 
-def check_engine(engine: str, dataset: str | None, replay: bool, source: str) -> None:
-    """InvalidRunRequest for engine "spark" on a run that reads a dataset's history (a dataset's
-    delivery or a replay): the Spark path of Features reads only the Transform's rows so far."""
-    if engine == "spark" and (dataset or replay):
-        what = "a replay of the dataset" if replay else "a delivery to the dataset"
-        raise InvalidRunRequest(f"{source}: engine spark is refused for {what} {dataset}: the Spark path of "
-                                "Features does not yet read a dataset's history; use engine auto or lambda")
-
-
-def features_engine(run: dict, accepted_rows: int, spark_min_rows: int) -> str:
+def features_engine(run: dict, rows: int, spark_min_rows: int) -> str:
     """Where the run's features are computed, "spark" or "lambda": the run's engine option, and
-    for "auto" the Spark path from ``spark_min_rows`` accepted rows on; a run that reads a
-    dataset's history (a delivery to a dataset, a replay) always on the Lambda."""
-    if run.get("dataset") or run.get("replay") is not None:
-        return "lambda"
+    for "auto" the Spark path from ``spark_min_rows`` rows on: the rows the run computes on, the
+    delivery's accepted rows plus, for a dataset's run, its history's (before replacements: at
+    most what the history holds after the run)."""
     engine = run.get("engine") or DEFAULT_ENGINE
     if engine == "auto":
-        return "spark" if accepted_rows >= spark_min_rows else "lambda"
+        return "spark" if rows >= spark_min_rows else "lambda"
     return engine
 
 
@@ -606,6 +595,13 @@ class RunLayout:
     def transform_summary(self) -> str:
         """Written by the Glue job: row counts by outcome and reason."""
         return f"{self.prefix}transform.json"
+
+    @property
+    def history_plan(self) -> str:
+        """Written by Features for the Spark path's job on a dataset's run: the history's current
+        files, the delivery or the replay's erased customers, where the job writes what Publish
+        commits to the history."""
+        return f"{self.prefix}history_plan.json"
 
     @property
     def features_job_summary(self) -> str:
