@@ -62,12 +62,13 @@ here as Spark filters and a join, and tests/unit/test_spark_features.py compares
 * a history row is replaced when it came under the delivery's key, or its order id is one the
   delivery carries, or the delivery is a snapshot; the delivery's rows join, tagged with it; a
   replay leaves out the erased customers' rows;
-* the job writes, under the history table's folder, the rows Publish commits to the table: the
-  delivery's rows alone when nothing is replaced (``append``), else the whole history after the
-  run (``replace``; a replay that erases nobody writes nothing: ``none``), in the history's types;
+* the job works file by file: a history file holding a replaced (or erased) row leaves the
+  history, and the job writes its other rows again, with the delivery's rows, under the history
+  table's folder, in the history's types; every other file stays as it is, so a delivery that
+  replaces nothing writes only its own rows, and a correction rewrites only the files it touches;
 * the features and the models' files are then computed on the history after the run, and the
   summary's ``history`` gives the counts (those of ``domain.history.Combined.counts``, or a
-  replay's) and the commit (``mode``, ``files_uri``).
+  replay's) and what Publish commits (``files_uri`` if ``written``, ``removed_files``).
 
 The summary also gives the log's first and last order dates (``first_order_date``,
 ``last_order_date``): the span of the history, which a model fitting on a sample needs.
@@ -396,9 +397,9 @@ def model_sample(features: DataFrame, max_customers: int, seed: int = SAMPLE_SEE
     return drawn.withColumn("stratum", F.col("stratum").cast("long")).withColumn("sample_weight", weight), summary
 
 
-def as_history_rows(rows: DataFrame, delivery: dict | None = None) -> DataFrame:
-    """``rows`` with exactly the history's columns and types (HISTORY_SCHEMA); a column the rows
-    lack is null, and with ``delivery`` ({"id", "key"}) every row is tagged with it."""
+def as_history_rows(rows: DataFrame, delivery: dict | None = None, keep: Sequence[str] = ()) -> DataFrame:
+    """``rows`` with exactly the history's columns and types (HISTORY_SCHEMA), then ``keep``; a
+    column the rows lack is null, and with ``delivery`` ({"id", "key"}) every row is tagged with it."""
     tags = {"delivery_id": "id", "delivery_key": "key"} if delivery else {}
     columns = []
     for name, kind in HISTORY_SCHEMA:
@@ -409,35 +410,45 @@ def as_history_rows(rows: DataFrame, delivery: dict | None = None) -> DataFrame:
         else:
             value = F.lit(None)
         columns.append(value.cast(kind).alias(name))
-    return rows.select(*columns)
+    return rows.select(*columns, *keep)
 
 
-def history_after(history: DataFrame | None, delivery_rows: DataFrame | None, plan: dict) -> tuple[DataFrame, str, dict]:
+def history_after(history: DataFrame | None, delivery_rows: DataFrame | None, plan: dict) -> tuple[DataFrame | None, list[str], dict]:
     """The dataset's history after the run, as ``domain.history.combine`` (a delivery) or the
-    Features Lambda's replay computes it: (the rows to commit, the commit's mode, the counts).
+    Features Lambda's replay computes it, file by file: (the rows to write, the history's files
+    they replace, the counts).
 
-    ``history`` is the current history's rows (None when it has none), ``delivery_rows`` the
-    delivery's accepted rows (None for a replay); ``plan`` gives ``delivery`` ({"id", "key",
-    "snapshot"}) or ``erase_customers``. The rows to commit are the delivery's own for "append"
-    (nothing is replaced), the whole history after the run for "replace", none for "none". The
-    counts are ``Combined.counts``'s keys for a delivery, a replay's ("history_rows", "replayed",
-    "erased_rows", "erased_customers") otherwise. One pass over the history for the counts."""
+    ``history`` is the current history's rows with ``source_file``, the name of the file each
+    came from (None when it has none); ``delivery_rows`` the delivery's accepted rows (None for
+    a replay); ``plan`` gives ``delivery`` ({"id", "key", "snapshot"}) or ``erase_customers``.
+    A file holding any replaced (or erased) row leaves the history and its other rows are
+    written again, beside the delivery's rows; every other file stays as it is. The rows to
+    write are None when there are none. The counts are ``Combined.counts``'s keys for a
+    delivery, a replay's ("history_rows", "replayed", "erased_rows", "erased_customers")
+    otherwise. One pass over the history for the counts and the files, one to write."""
+    columns = [name for name, _ in HISTORY_SCHEMA]
     if plan.get("delivery") is None:
         erased_ids = sorted(set(plan.get("erase_customers") or ()))
         erased = F.col("customer_id").isin(erased_ids) if erased_ids else F.lit(False)
-        row = history.agg(F.count_if(erased).alias("erased"), F.count(F.lit(1)).alias("rows")).first()
+        row = history.agg(F.count_if(erased).alias("erased"), F.count(F.lit(1)).alias("rows"),
+                          F.collect_set(F.when(erased, F.col("source_file"))).alias("files")).first()
         counts = {"history_rows": row["rows"] - row["erased"], "replayed": True, "erased_rows": row["erased"],
                   "erased_customers": len(erased_ids)}
-        kept = history.where(~erased)
-        return kept, ("replace" if row["erased"] else "none"), counts
+        files = sorted(row["files"])
+        rewritten = history.where(F.col("source_file").isin(files) & ~erased).select(*columns)
+        return (rewritten if files else None), files, counts
     delivery = plan["delivery"]
     added = as_history_rows(delivery_rows, delivery)
     added_rows = added.count()
     if history is None or delivery["snapshot"]:
-        dropped = 0 if history is None else history.count()
+        if history is None:
+            dropped, files = 0, []
+        else:
+            row = history.agg(F.count(F.lit(1)).alias("rows"), F.collect_set("source_file").alias("files")).first()
+            dropped, files = row["rows"], sorted(row["files"])
         counts = {"history_rows_kept": 0, "replaced_by_key": 0, "replaced_by_order_id": 0,
                   "replaced_by_snapshot": dropped, "delivery_rows": added_rows, "history_rows": added_rows}
-        return added, ("replace" if dropped else "append"), counts
+        return added, files, counts
     same_key = F.col("delivery_key") == F.lit(delivery["key"])
     numbered = added.where(F.col("order_id").isNotNull())
     if numbered.limit(1).count():
@@ -448,18 +459,21 @@ def history_after(history: DataFrame | None, delivery_rows: DataFrame | None, pl
                   .withColumn("same_order", F.coalesce(F.col("in_delivery"), F.lit(False))))
     else:  # rows without order ids are never replaced by order
         marked = history.withColumn("same_order", F.lit(False))
+    replaced = same_key | F.col("same_order")
     row = marked.agg(
-        F.count_if(~(same_key | F.col("same_order"))).alias("kept"),
+        F.count_if(~replaced).alias("kept"),
         F.count_if(same_key).alias("by_key"),
         F.count_if(F.col("same_order") & ~same_key).alias("by_order"),
+        F.collect_set(F.when(replaced, F.col("source_file"))).alias("files"),
     ).first()
     counts = {"history_rows_kept": row["kept"], "replaced_by_key": row["by_key"],
               "replaced_by_order_id": row["by_order"], "replaced_by_snapshot": 0, "delivery_rows": added_rows,
               "history_rows": row["kept"] + added_rows}
-    if not (row["by_key"] or row["by_order"]):
-        return added, "append", counts
-    kept = marked.where(~(same_key | F.col("same_order"))).select(*history.columns)
-    return kept.unionByName(added), "replace", counts
+    files = sorted(row["files"])
+    if not files:
+        return added, [], counts
+    rewritten = marked.where(F.col("source_file").isin(files) & ~replaced).select(*columns)
+    return rewritten.unionByName(added), files, counts
 
 
 def read_plan(uri: str) -> dict:
@@ -613,8 +627,10 @@ def parse_args(argv: Sequence[str]) -> dict:
 
 
 def _history_after_run(spark: SparkSession, args: dict, spark_path: Callable[[str], str]) -> tuple[DataFrame, dict]:
-    """A dataset's run: the history after it (``history_after``) written for Publish, and the
-    rows the run analyses (the history after the run, read back from the files it is made of)."""
+    """A dataset's run: the history after it (``history_after``), written for Publish, and the
+    rows the run analyses (the history after the run, read from the files it is made of). The
+    summary's part: the counts, where the rows were written (``files_uri``, with ``written``)
+    and the history's files they replace (``removed_files``)."""
     plan = read_plan(args["history_plan_uri"])
     data_uri, output_uri = args["history_data_uri"], plan["output_uri"]
     outside = [uri for uri in [*plan["files"], output_uri] if not uri.startswith(data_uri)]
@@ -624,15 +640,22 @@ def _history_after_run(spark: SparkSession, args: dict, spark_path: Callable[[st
         raise ValueError("--transactions_uri: a delivery's run needs the delivery's rows")
     if plan.get("delivery") is None and not plan["files"]:
         raise ValueError(f"{args['history_plan_uri']}: a replay needs the history's files, the plan lists none")
-    current = [spark_path(uri) for uri in plan["files"]]
-    history = as_history_rows(spark.read.parquet(*current)) if current else None
+    # Each row knows its file by name (Spark's file metadata; offline the staged copy keeps it).
+    by_name = {uri.rsplit("/", 1)[-1]: uri for uri in plan["files"]}
+    if len(by_name) != len(plan["files"]):
+        raise ValueError(f"{args['history_plan_uri']}: two of the history's files share a name")
+    history = None
+    if plan["files"]:
+        stored = spark.read.parquet(*[spark_path(uri) for uri in plan["files"]])
+        history = as_history_rows(stored.withColumn("source_file", F.col("_metadata.file_name")), keep=["source_file"])
     delivery_rows = spark.read.parquet(spark_path(args["transactions_uri"])) if plan.get("delivery") else None
-    rows, mode, counts = history_after(history, delivery_rows, plan)
-    if mode != "none":
+    rows, removed, counts = history_after(history, delivery_rows, plan)
+    if rows is not None:
         write_history_files(spark, rows, spark_path(output_uri))
-    written = [spark_path(output_uri)] if mode != "none" else []
-    analysed = ([] if mode == "replace" else current) + written
-    return spark.read.parquet(*analysed), {**counts, "mode": mode, "files_uri": output_uri}
+    kept = [spark_path(uri) for name, uri in by_name.items() if name not in set(removed)]
+    analysed = kept + ([spark_path(output_uri)] if rows is not None else [])
+    return spark.read.parquet(*analysed), {**counts, "files_uri": output_uri, "written": rows is not None,
+                                           "removed_files": [by_name[name] for name in removed]}
 
 
 def main(

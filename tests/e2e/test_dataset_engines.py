@@ -78,6 +78,7 @@ def stack(root, tmp_path_factory, parts):
     with Emulator(root) as emulator:
         outputs = emulator.provision("cdnow-dataset-engines").outputs
         runs: dict[str, list[dict]] = {}
+        files_after: list[set[str]] = []  # the Spark dataset's history files after each delivery
         for engine in ENGINES:
             dataset = f"shop-{engine}"
             set_engine(outputs, dataset, engine)
@@ -87,6 +88,9 @@ def stack(root, tmp_path_factory, parts):
                                    dataset=dataset)
                 assert run.status == "SUCCEEDED", run.summary
                 summaries.append(run.summary)
+                if engine == "spark":
+                    files_after.append(set(history._load(DATABASE, dataset).inspect.files()
+                                           .column("file_path").to_pylist()))
             run = replay_on_stack(outputs, dataset, out, erase_customers=[parts["erased"]], echo=lambda line: None,
                                   timeout_s=300, poll_s=0.3)
             assert run.status == "SUCCEEDED", run.summary
@@ -95,7 +99,7 @@ def stack(root, tmp_path_factory, parts):
         set_engine(outputs, "shop-spark", "lambda")
         run = replay_on_stack(outputs, "shop-spark", out, echo=lambda line: None, timeout_s=300, poll_s=0.3)
         assert run.status == "SUCCEEDED", run.summary
-        yield {"runs": runs, "lambda_replay_of_spark": run.summary,
+        yield {"runs": runs, "lambda_replay_of_spark": run.summary, "spark_files_after": files_after,
                "histories": {engine: history_rows(f"shop-{engine}") for engine in ENGINES},
                "tables": {engine: history._load(DATABASE, f"shop-{engine}") for engine in ENGINES}}
 
@@ -144,3 +148,17 @@ def test_the_lambda_path_reads_the_history_the_spark_path_wrote(stack):
     replay = stack["lambda_replay_of_spark"]
     assert replay["engine"] == "lambda" and replay["history"]["history_rows"] == len(stack["histories"]["spark"])
     assert_same_features(features(replay["run_id"]), features(stack["runs"]["spark"][3]["run_id"]))
+
+
+def test_the_spark_path_rewrites_only_the_files_a_delivery_touches(stack):
+    """Each Spark run writes into its own folder of the history's data; a delivery that replaces
+    nothing adds its files, and the correction replaces the first delivery's files only."""
+    runs = stack["runs"]["spark"]
+    first, rest, corrected = stack["spark_files_after"]
+
+    def written_by(run: dict, files: set[str]) -> set[str]:
+        return {path for path in files if f"/data/run_id={run['run_id']}/" in path}
+
+    assert first == written_by(runs[0], first) != set()
+    assert rest == first | written_by(runs[1], rest) and written_by(runs[1], rest)
+    assert corrected == written_by(runs[1], rest) | written_by(runs[2], corrected)

@@ -155,6 +155,34 @@ def test_a_dataset_s_run_counts_its_history_and_plans_the_job_with_it(storage, h
     assert arguments["--analysis_date"] == "1998-03-01" and "--latest_allowed_date" not in arguments
 
 
+def test_after_a_dataset_s_job_the_history_counts_and_the_commit_come_from_its_summary(storage, history,
+                                                                                        monkeypatch):
+    layout = RunLayout("curated", "r-1")
+    storage[layout.transform_summary] = {**TRANSFORM_SUMMARY, "latest_allowed_date": "1998-06-20"}
+    monkeypatch.setattr(pipeline.storage, "read_bytes_if_exists", lambda uri, limit: b"P")
+    monkeypatch.setattr(pipeline.storage, "read_published_table", lambda database, table: None)
+    delivery = {"id": "d-1", "key": "incoming/shop/m.txt", "snapshot": False, "sha256": "f" * 64}
+    run = _run(dataset="shop", delivery=delivery, engine="spark")
+    plan = pipeline.build_features(run, "db")
+    counts = {"history_rows_kept": 90, "replaced_by_key": 10, "replaced_by_order_id": 0, "replaced_by_snapshot": 0,
+              "delivery_rows": 150, "history_rows": 240}
+    commit = {"files_uri": "s3://curated/datasets/shop/history/data/run_id=r-1/", "written": True,
+              "removed_files": [HISTORY_FILES[1]]}
+    models = {"sample": {"customers": 40, "sampled": 40, "rate": 1.0}, "value_spend_uri": layout.value_spend,
+              "first_order_date": "1997-01-01", "last_order_date": "1998-06-30", "net_of_returns": False}
+    # The history's last order is 1998-06-30, but never past the day after the delivery: 1998-06-20.
+    storage[layout.features_job_summary] = {"analysis_date": "1998-06-20", "rows_read": 240, "customers": 40,
+                                            "features_uri": plan["features_uri"], "models": models,
+                                            "history": {**counts, **commit}}
+    result = pipeline.features_from_spark(run, plan, "db")
+    assert result["analysis_date"] == "1998-06-20" and result["history"] == counts
+    assert result["history_commit"] == commit and result["rows"]["accepted"] == 150
+    # A date the rule does not give is refused.
+    storage[layout.features_job_summary]["analysis_date"] = "1998-07-01"
+    with pytest.raises(ValueError, match=r"not this plan's \(analysis date 1998-07-01, expected 1998-06-20\)"):
+        pipeline.features_from_spark(run, plan, "db")
+
+
 def test_a_replay_on_spark_reads_only_the_history(storage, history):
     layout = RunLayout("curated", "r-1")  # no Transform summary: a replay has no file
     run = _run(dataset="shop", delivery=None, replay={"erase_customers": ["c9"]}, engine="spark")

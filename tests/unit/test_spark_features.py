@@ -33,6 +33,7 @@ from cdnow_features import (
     write_features,
 )
 from cdnow_offline.datasets import MASTER, SAMPLE, read_cdnow
+from pyspark.sql import functions as F
 
 INT_COLUMNS = ["recency_days", "purchase_days", "repeat_purchases", "orders", "quantity_total", "tenure_days",
                "frequency", "recency", "T"]
@@ -518,12 +519,18 @@ def history_rows(rows, delivery_id: str, delivery_key: str) -> pd.DataFrame:
     return frame.assign(delivery_id=delivery_id, delivery_key=delivery_key)
 
 
-def spark_history(spark, frame: pd.DataFrame | None):
+def spark_history(spark, frame: pd.DataFrame | None, with_files: bool = True):
+    """The rows as a Spark frame of the history's types; ``with_files``: each row's
+    ``source_file`` as the job reads it, one file per delivery (jan.csv's rows in jan.parquet)."""
     if frame is None:
         return None
     schema = ", ".join(f"{name} {kind}" for name, kind in cdnow_features.HISTORY_SCHEMA)
-    return spark.createDataFrame(frame[HISTORY_FRAME_COLUMNS].astype(object).where(frame.notna(), None)
+    rows = spark.createDataFrame(frame[HISTORY_FRAME_COLUMNS].astype(object).where(frame.notna(), None)
                                  .itertuples(index=False, name=None), schema)
+    if not with_files:
+        return rows
+    return rows.withColumn("source_file", F.concat(F.regexp_extract("delivery_key", r"([a-z]+)\.csv$", 1),
+                                                   F.lit(".parquet")))
 
 
 def sorted_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -540,49 +547,52 @@ EARLIER = pd.concat([
 ], ignore_index=True)
 
 
-@pytest.mark.parametrize("case, history, delivery, key, snapshot, mode", [
-    # Nothing replaced (new order ids, a new key): the delivery's rows are added.
+@pytest.mark.parametrize("case, history, delivery, key, snapshot, removed", [
+    # Nothing replaced (new order ids, a new key): the delivery's rows are added, no file removed.
     ("new orders", EARLIER, [("c6", "2020-03-01", 1, 6.0, False, "o5"), ("c1", "2020-03-02", 1, 1.0, False, None)],
-     "incoming/shop/mar.csv", False, "append"),
-    # The same key again: a correction replaces that key's rows.
-    ("correction", EARLIER, [("c2", "2020-02-01", 1, 8.5, False, "o3")], "incoming/shop/feb.csv", False, "replace"),
-    # An order sent again (under another key) replaces that order's lines, none of the others.
+     "incoming/shop/mar.csv", False, []),
+    # The same key again: a correction replaces that key's rows (its file; January's stays).
+    ("correction", EARLIER, [("c2", "2020-02-01", 1, 8.5, False, "o3")], "incoming/shop/feb.csv", False,
+     ["feb.parquet"]),
+    # An order sent again (under another key) replaces that order's lines, none of the others: its
+    # file's other rows are written again.
     ("order again", EARLIER, [("c1", "2020-01-01", 3, 15.0, False, "o1"), ("c7", "2020-03-05", 1, 2.0, False, "o9")],
-     "incoming/shop/late.csv", False, "replace"),
+     "incoming/shop/late.csv", False, ["jan.parquet"]),
     # A snapshot replaces the whole history.
-    ("snapshot", EARLIER, [("c8", "2020-03-01", 1, 1.0, False, None)], "incoming/shop/all.csv", True, "replace"),
+    ("snapshot", EARLIER, [("c8", "2020-03-01", 1, 1.0, False, None)], "incoming/shop/all.csv", True,
+     ["feb.parquet", "jan.parquet"]),
     # The first delivery (no history), snapshot or not: added.
-    ("first", None, [("c1", "2020-01-01", 1, 10.0, False, None)], "incoming/shop/jan.csv", False, "append"),
-    ("first snapshot", None, [("c1", "2020-01-01", 1, 10.0, False, None)], "incoming/shop/jan.csv", True, "append"),
+    ("first", None, [("c1", "2020-01-01", 1, 10.0, False, None)], "incoming/shop/jan.csv", False, []),
+    ("first snapshot", None, [("c1", "2020-01-01", 1, 10.0, False, None)], "incoming/shop/jan.csv", True, []),
     # Without order ids in the delivery, nothing is replaced by order (CDNOW's identical rows).
-    ("no ids", EARLIER, [("c3", "2020-01-04", 1, 3.0, False, None)], "incoming/shop/apr.csv", False, "append"),
+    ("no ids", EARLIER, [("c3", "2020-01-04", 1, 3.0, False, None)], "incoming/shop/apr.csv", False, []),
 ])
-def test_the_history_after_a_delivery_is_the_domain_s(spark, case, history, delivery, key, snapshot, mode):
+def test_the_history_after_a_delivery_is_the_domain_s(spark, case, history, delivery, key, snapshot, removed):
     from cdnow.domain.history import combine, replacement_of
 
     delivered = history_rows(delivery, "d-new", key)
     earlier = history if history is not None else delivered.iloc[0:0]
     expected = combine(earlier, delivered, replacement_of(delivered, key, snapshot))
     plan = {"delivery": {"id": "d-new", "key": key, "snapshot": snapshot}}
-    transform_rows = spark_history(spark, delivered).drop("delivery_id", "delivery_key")  # as the Transform wrote them
-    rows, got_mode, counts = cdnow_features.history_after(spark_history(spark, history), transform_rows, plan)
-    assert got_mode == mode, case
+    transform_rows = spark_history(spark, delivered, with_files=False).drop("delivery_id", "delivery_key")
+    rows, got_removed, counts = cdnow_features.history_after(spark_history(spark, history), transform_rows, plan)
+    assert got_removed == removed, case
     assert counts == expected.counts(), case
-    written = rows.toPandas()
-    after = written if mode == "replace" else pd.concat([earlier, written], ignore_index=True)
+    # The history after: the files not removed, and the rows written.
+    files = earlier["delivery_key"].str.extract(r"([a-z]+)\.csv$")[0] + ".parquet"
+    after = pd.concat([earlier[~files.isin(removed)], rows.toPandas()], ignore_index=True)
     pd.testing.assert_frame_equal(sorted_rows(after), sorted_rows(expected.rows), check_dtype=False)
-    assert [(f.name, f.dataType.simpleString()) for f in rows.schema.fields] == [
-        (name, {"bigint": "bigint"}.get(kind, kind)) for name, kind in cdnow_features.HISTORY_SCHEMA]
+    assert [(f.name, f.dataType.simpleString()) for f in rows.schema.fields] == list(cdnow_features.HISTORY_SCHEMA)
 
 
-def test_a_replay_leaves_out_the_erased_customers_rows(spark):
+def test_a_replay_rewrites_only_the_files_of_the_erased_customers(spark):
     history = spark_history(spark, EARLIER)
-    rows, mode, counts = cdnow_features.history_after(history, None, {"delivery": None, "erase_customers": ["c2"]})
-    assert mode == "replace" and counts == {"history_rows": 5, "replayed": True, "erased_rows": 2,
-                                            "erased_customers": 1}
-    assert sorted(rows.toPandas()["customer_id"]) == ["c1", "c1", "c3", "c4", "c5"]
-    rows, mode, counts = cdnow_features.history_after(history, None, {"delivery": None, "erase_customers": []})
-    assert mode == "none" and counts["history_rows"] == len(EARLIER) and counts["erased_rows"] == 0
+    rows, removed, counts = cdnow_features.history_after(history, None, {"delivery": None, "erase_customers": ["c4"]})
+    assert removed == ["feb.parquet"] and counts == {"history_rows": 6, "replayed": True, "erased_rows": 1,
+                                                     "erased_customers": 1}
+    assert sorted(rows.toPandas()["customer_id"]) == ["c2", "c5"]  # February without c4
+    rows, removed, counts = cdnow_features.history_after(history, None, {"delivery": None, "erase_customers": []})
+    assert rows is None and removed == [] and counts["history_rows"] == len(EARLIER) and counts["erased_rows"] == 0
 
 
 def test_the_history_s_columns_are_the_iceberg_table_s():
@@ -609,7 +619,8 @@ def test_main_on_a_dataset_s_delivery_writes_the_history_for_publish(spark, tmp_
     for name, frame in (("jan", jan), ("feb", feb)):  # the history's current files
         path = Path(spark_path(f"{data}{name}.parquet"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        spark_history(spark, frame).coalesce(1).write.mode("overwrite").parquet(str(path))
+        table = pa.Table.from_pandas(frame[HISTORY_FRAME_COLUMNS].astype({"quantity": "int64"}), preserve_index=False)
+        pq.write_table(table, path)
     corrected = history_rows([("c2", "2020-02-01", 1, 8.5, False, "o3")], "d-new", "incoming/shop/feb.csv")
     write_transactions(corrected, Path(spark_path(prefix + "transactions/")))
     s3 = boto3.client("s3")
@@ -626,13 +637,14 @@ def test_main_on_a_dataset_s_delivery_writes_the_history_for_publish(spark, tmp_
     summary = main(argv, spark=spark, spark_path=spark_path)
     assert summary["history"] == {"history_rows_kept": 4, "replaced_by_key": 3, "replaced_by_order_id": 0,
                                   "replaced_by_snapshot": 0, "delivery_rows": 1, "history_rows": 5,
-                                  "mode": "replace", "files_uri": f"{data}run_id=r2/"}
+                                  "files_uri": f"{data}run_id=r2/", "written": True,
+                                  "removed_files": [f"{data}feb.parquet"]}
     # Never later than the latest allowed date; the last order is the history's after the run (the
     # replaced February's last, 2020-02-03, is gone).
     assert summary["analysis_date"] == "2020-01-20" and summary["models"]["last_order_date"] == "2020-02-01"
+    # February's file replaced by its fix; January's file stays as it is.
     written = pq.read_table(spark_path(f"{data}run_id=r2/")).to_pandas()
-    assert sorted(written["customer_id"]) == ["c1", "c1", "c2", "c2", "c3"]  # February replaced by its fix
-    assert set(written["delivery_key"]) == {"incoming/shop/jan.csv", "incoming/shop/feb.csv"}
+    assert list(written["customer_id"]) == ["c2"] and list(written["amount"]) == [8.5]
     assert summary["customers"] == 3  # c1, c2, c3 bought before 2020-01-20
     # A file outside the history's data folder is refused.
     s3.put_object(Bucket="curated", Key="runs/run_id=r2/history_plan.json",

@@ -390,6 +390,10 @@ def _spark_features_plan(run: dict, transform: dict | None, history_files: list[
     }
 
 
+# The Features job's summary of a dataset's run: what Publish commits (beside the history counts).
+HISTORY_COMMIT = ("files_uri", "written", "removed_files")
+
+
 def features_from_spark(run: dict, plan: dict, database: str) -> dict:
     """The Features step's result after the Features Glue job computed the table as ``plan``
     (``_spark_features_plan``) asked: the job's summary and the Transform's counts, in the shape
@@ -415,13 +419,13 @@ def features_from_spark(run: dict, plan: dict, database: str) -> dict:
                          f"this plan's (analysis date {job.get('analysis_date')}, expected {expected})")
     history_counts = None
     if run.get("dataset"):
-        history_counts = {key: value for key, value in job["history"].items() if key not in ("mode", "files_uri")}
+        history_counts = {key: value for key, value in job["history"].items() if key not in HISTORY_COMMIT}
     result = _features_result(run, transform, "spark", job["analysis_date"], int(job["customers"]),
                               int(job.get("customers_without_purchase", 0)),
                               None if replay else layout.transactions, history_counts)
     if run.get("dataset"):
-        # What Publish commits to the history: the job's files, added to it or as the whole of it.
-        result["history_commit"] = {key: job["history"][key] for key in ("mode", "files_uri")}
+        # What Publish commits to the history: the files the job wrote, and the files they replace.
+        result["history_commit"] = {key: job["history"][key] for key in HISTORY_COMMIT}
     # What the model steps fit on (the sample, the whole log's span), and the Score job's
     # arguments (strings), with this layer's own code for its executors.
     result["spark_models"] = {
@@ -986,16 +990,16 @@ def _join_history(run: dict, database: str, features: dict, history_before: list
 
     layout = _layout(run)
     properties = {"cdnow.run_id": run["run_id"]}
-    # The Spark path's Features job wrote what joins the history (the delivery's rows, or the
-    # whole history after the run): committed as those files, no row read here.
+    # The Spark path's Features job wrote what joins the history (the delivery's rows and the
+    # rows it rewrote of the files it replaces): committed as those files, no row read here.
     spark_commit = features.get("history_commit") if _on_spark(features) else None
-    if spark_commit is not None and spark_commit["mode"] != "none":
+    if spark_commit is not None and (spark_commit["written"] or spark_commit["removed_files"]):
         history_before.append(history.current_snapshot(database, run["dataset"]))
-        files = storage.parquet_files(spark_commit["files_uri"])
+        added = storage.parquet_files(spark_commit["files_uri"]) if spark_commit["written"] else []
         if run.get("delivery") is not None:
             properties["cdnow.delivery_key"] = run["delivery"]["key"]
-        snapshot_id = history.commit_files(database, run["curated_bucket"], run["dataset"], files,
-                                           spark_commit["mode"] == "replace", properties)
+        snapshot_id = history.commit_files(database, run["curated_bucket"], run["dataset"], added,
+                                           spark_commit["removed_files"], properties)
     if run.get("replay") is not None:
         erased = run["replay"]["erase_customers"]
         if erased and spark_commit is None:

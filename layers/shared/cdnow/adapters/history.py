@@ -140,20 +140,27 @@ def run_files_location(curated_bucket: str, dataset: str, run_id: str) -> str:
     return f"{data_location(curated_bucket, dataset)}run_id={run_id}/"
 
 
-def commit_files(database: str, curated_bucket: str, dataset: str, files: list[str], replace: bool,
+def commit_files(database: str, curated_bucket: str, dataset: str, added: list[str], removed: list[str],
                  properties: dict[str, str]) -> int:
-    """The Spark path's commit: ``files`` (parquet with the history's columns) join the history
-    in one Iceberg commit, as they are (no row is read here, so the memory is flat at any size);
-    with ``replace`` they are the whole history after the run and every earlier file leaves it
-    (a metadata change: no file is rewritten). Returns the new snapshot id."""
-    from pyiceberg.expressions import AlwaysTrue
-
+    """The Spark path's commit, one Iceberg commit: the history's ``removed`` data files leave it
+    and the ``added`` parquet files (the history's columns) join it, as they are. No row is read
+    here (the files' footers only), so the memory is flat at any size. A file to remove that the
+    history no longer holds is an error: the table changed since the run planned. Returns the
+    new snapshot id."""
     table = _writable(database, curated_bucket, dataset)
     with table.transaction() as transaction:
-        if replace and table.current_snapshot() is not None:
-            transaction.delete(AlwaysTrue(), snapshot_properties=properties)
-        if files:
-            transaction.add_files(files, snapshot_properties=properties)
+        if removed:
+            leaving = set(removed)
+            data_files = [task.file for task in table.scan().plan_files() if task.file.file_path in leaving]
+            missing = leaving - {data_file.file_path for data_file in data_files}
+            if missing:
+                raise ValueError(f"the history of the dataset {dataset} no longer holds {sorted(missing)[0]} (and "
+                                 f"{len(missing) - 1} more of the run's files): it changed since the run planned")
+            with transaction.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
+                for data_file in data_files:
+                    overwrite.delete_data_file(data_file)
+        if added:
+            transaction.add_files(added, snapshot_properties=properties)
     return table.refresh().current_snapshot().snapshot_id
 
 
