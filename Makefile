@@ -87,8 +87,8 @@ build: $(SAM_VENV)/.installed
 	@test -n "$(PYTHON312)" || { echo "make build: no python3.12 found (tried: $(PYTHON312_CANDIDATES)); set PYTHON312=/path/to/python3.12" >&2; exit 1; }
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM_VENV)/bin/sam build IngestFunction --build-dir $(BUILD_DIR)
 
-# The benchmarks of docs/BENCHMARKS.md, one after the other on a quiet machine (about 20 minutes; 10 GB of memory at x1000).
-# The Spark path at x1000 (70 M rows) takes most of an hour on its own: make bench-spark-x1000.
+# The benchmarks of docs/BENCHMARKS.md, one after the other on a quiet machine (about 27 minutes, README; 10 GB of memory at x1000).
+# The Spark path at x1000 (70 M rows), three runs, takes most of an hour on its own: make bench-spark-x1000.
 # lifetimes is a comparison only: it goes into .venv here, never into the functions.
 BENCH_OUT ?= .bench
 bench: $(VENV)/.installed
@@ -103,7 +103,7 @@ bench: $(VENV)/.installed
 	BENCH_OUT=$(BENCH_OUT) $(VENV)/bin/python bench/bench_spark_path.py --scales 10 100 --runs 3
 
 bench-spark-x1000: $(VENV)/.installed
-	BENCH_OUT=$(BENCH_OUT) $(VENV)/bin/python bench/bench_spark_path.py --scales 1000 --driver-memory 8g
+	BENCH_OUT=$(BENCH_OUT) $(VENV)/bin/python bench/bench_spark_path.py --scales 1000 --runs 3 --driver-memory 8g
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(OUT) $(BENCH_OUT) .aws-sam .pytest_cache

@@ -399,7 +399,6 @@ def features_from_spark(run: dict, plan: dict, database: str) -> dict:
     (``_spark_features_plan``) asked: the job's summary and the Transform's counts, in the shape
     the Lambda path returns."""
     from .adapters import glue_code
-
     from .domain.features import run_analysis_date
 
     layout = _layout(run)
@@ -990,30 +989,28 @@ def _join_history(run: dict, database: str, features: dict, history_before: list
 
     layout = _layout(run)
     properties = {"cdnow.run_id": run["run_id"]}
-    # The Spark path's Features job wrote what joins the history (the delivery's rows and the
-    # rows it rewrote of the files it replaces): committed as those files, no row read here.
-    spark_commit = features.get("history_commit") if _on_spark(features) else None
-    if spark_commit is not None and (spark_commit["written"] or spark_commit["removed_files"]):
-        history_before.append(history.current_snapshot(database, run["dataset"]))
-        added = storage.parquet_files(spark_commit["files_uri"]) if spark_commit["written"] else []
-        if run.get("delivery") is not None:
-            properties["cdnow.delivery_key"] = run["delivery"]["key"]
-        snapshot_id = history.commit_files(database, run["curated_bucket"], run["dataset"], added,
-                                           spark_commit["removed_files"], properties)
+    # On the Spark path the Features job wrote what joins the history (the delivery's rows, and
+    # the other rows of each file it replaces): committed as those files, no row read here.
+    job_files = features.get("history_commit") if _on_spark(features) else None
     if run.get("replay") is not None:
         erased = run["replay"]["erase_customers"]
-        if erased and spark_commit is None:
+        if job_files is not None and job_files["removed_files"]:  # the files that held erased rows
+            history_before.append(history.current_snapshot(database, run["dataset"]))
+            _commit_job_files(run, database, job_files, properties)
+        elif job_files is None and erased:
             history_before.append(history.current_snapshot(database, run["dataset"]))
             history.erase_customers(database, run["dataset"], erased, properties)
         return None
-    if spark_commit is not None:
+    properties["cdnow.delivery_key"] = run["delivery"]["key"]
+    history_before.append(history.current_snapshot(database, run["dataset"]))
+    if job_files is not None:
+        snapshot_id = _commit_job_files(run, database, job_files, properties)
         delivered_rows = int(features["history"]["delivery_rows"])
     else:
         delivery = _delivery_rows(run, storage.read_table(layout.transactions, columns=TRANSACTION_COLUMNS))
         replacement = replacement_of(delivery, run["delivery"]["key"], run["delivery"]["snapshot"])
-        history_before.append(history.current_snapshot(database, run["dataset"]))
         snapshot_id = history.commit_delivery(database, run["curated_bucket"], run["dataset"], delivery,
-                                              replacement, {**properties, "cdnow.delivery_key": run["delivery"]["key"]})
+                                              replacement, properties)
         delivered_rows = len(delivery)
     record = {
         "dataset": run["dataset"], "delivery_id": run["delivery"]["id"], "sha256": run["delivery"]["sha256"],
@@ -1023,6 +1020,16 @@ def _join_history(run: dict, database: str, features: dict, history_before: list
     }
     storage.write_json(layout.delivery_record(run["dataset"], run["delivery"]["sha256"]), record)
     return record
+
+
+def _commit_job_files(run: dict, database: str, job_files: dict, properties: dict[str, str]) -> int:
+    """The Features job's files join the dataset's history and the files they replace leave it
+    (``features_from_spark``'s ``history_commit``): the new snapshot id."""
+    from .adapters import history
+
+    added = storage.parquet_files(job_files["files_uri"]) if job_files["written"] else []
+    return history.commit_files(database, run["curated_bucket"], run["dataset"], added, job_files["removed_files"],
+                                properties)
 
 
 def _delivery_row(record: dict):
